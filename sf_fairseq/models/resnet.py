@@ -1,0 +1,107 @@
+"""Lip front end: a 3D-convolution stem followed by a 2D ResNet-18 trunk applied per frame.
+
+Module and parameter names follow AV-HuBERT's ``ResEncoder`` so published state dicts load
+strictly: ``frontend3D.{0,1,2}`` and ``trunk.layer{1..4}.{0,1}.{conv1,bn1,relu1,conv2,bn2,relu2,
+downsample}``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+RESNET18_LAYERS = (2, 2, 2, 2)
+RESNET18_WIDTHS = (64, 128, 256, 512)
+
+
+def _activation(relu_type: str, channels: int) -> nn.Module:
+    if relu_type == "prelu":
+        return nn.PReLU(num_parameters=channels)
+    if relu_type == "relu":
+        return nn.ReLU()
+    raise ValueError(f"unknown resnet_relu_type {relu_type!r} (expected 'prelu' or 'relu')")
+
+
+class BasicBlock(nn.Module):
+    """conv3x3-BN-act-conv3x3-BN, plus the (projected) input, then act."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int, relu_type: str) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu1 = _activation(relu_type, planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu2 = _activation(relu_type, planes)
+        self.downsample: nn.Module | None = None
+        if stride != 1 or in_planes != planes:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        residual = x if self.downsample is None else self.downsample(x)
+        out = self.relu1(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu2(out + residual)
+
+
+class ResNetTrunk(nn.Module):
+    """ResNet-18 body without stem or classifier: [N, 64, H, W] -> [N, 512]."""
+
+    def __init__(self, relu_type: str) -> None:
+        super().__init__()
+        in_planes = RESNET18_WIDTHS[0]
+        for index, (blocks, planes) in enumerate(zip(RESNET18_LAYERS, RESNET18_WIDTHS)):
+            stride = 1 if index == 0 else 2
+            layer = []
+            for block in range(blocks):
+                layer.append(BasicBlock(in_planes, planes, stride if block == 0 else 1, relu_type))
+                in_planes = planes
+            self.add_module(f"layer{index + 1}", nn.Sequential(*layer))
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.avgpool(x).flatten(1)
+
+
+class ResEncoder(nn.Module):
+    """Mouth-ROI clip to per-frame 512-d features; time is never down-sampled.
+
+    Args:
+        relu_type: ``"prelu"`` (AV-HuBERT's configs) or ``"relu"``.
+    """
+
+    output_dim = RESNET18_WIDTHS[-1]
+
+    def __init__(self, relu_type: str = "prelu") -> None:
+        super().__init__()
+        stem_channels = RESNET18_WIDTHS[0]
+        self.frontend3D = nn.Sequential(
+            nn.Conv3d(1, stem_channels, (5, 7, 7), stride=(1, 2, 2), padding=(2, 3, 3), bias=False),
+            nn.BatchNorm3d(stem_channels),
+            _activation(relu_type, stem_channels),
+            nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)),
+        )
+        self.trunk = ResNetTrunk(relu_type)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.Conv3d)):
+                fan_out = math.prod(module.kernel_size[-2:]) * module.out_channels
+                nn.init.normal_(module.weight, 0.0, math.sqrt(2.0 / fan_out))
+            elif isinstance(module, (nn.BatchNorm2d, nn.BatchNorm3d)):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        """video: [B, 1, T, H, W] -> features [B, 512, T]."""
+        batch, _, frames = video.shape[:3]
+        x = self.frontend3D(video)  # [B, 64, T, H/4, W/4]
+        x = x.transpose(1, 2).flatten(0, 1)  # [B*T, 64, H/4, W/4]
+        x = self.trunk(x)  # [B*T, 512]
+        return x.view(batch, frames, -1).transpose(1, 2)
