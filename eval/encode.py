@@ -1,0 +1,181 @@
+"""Lip-only and speech-only encodings of clips, as SpeechForensics computes them.
+
+For each clip (a mouth-ROI video and a 16 kHz mono wav), the first ``max_seconds`` of each
+stream are turned into model inputs the way the reference does:
+
+* video: grayscale frames -> /255 -> centre crop -> (x - mean) / std (values from the
+  checkpoint's task config) -> ``[1, T_v, 88, 88]``;
+* audio: int16 samples -> logfbank (26) -> stack ``stack_order`` frames -> per-frame layer norm
+  -> ``[104, T_a]``.
+
+The two streams are *not* aligned to a common length before encoding (the reference encodes
+each at its own length; :mod:`.score` resamples afterwards). Each stream is encoded alone with
+``extract_finetune`` (the other stream ``None``, i.e. zeros after its front end), for a batch of
+clips at a time (zero-padded, with a padding mask), on CPU or GPU, optionally under bf16/fp16
+autocast; features come from ``output_layer`` (None = final output after the last LayerNorm).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from sf_fairseq.data.audio_features import audio_features_from_wav
+from sf_fairseq.data.audio_io import read_wav_checked
+from sf_fairseq.data.video import CROP_SIZE, MEAN, STD, VideoTransform, load_video_frames
+
+SAMPLE_RATE = 16000
+FPS = 25.0
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class InputSettings:
+    """Input transform settings, normally read from the checkpoint's task config."""
+
+    crop_size: int = CROP_SIZE
+    mean: float = MEAN
+    std: float = STD
+    stack_order: int = 4
+    normalize: bool = True
+
+    @classmethod
+    def from_task_config(cls, task_cfg: Mapping[str, Any]) -> "InputSettings":
+        """From the task config dict ``load_encoder`` returns (missing keys keep defaults)."""
+        defaults = cls()
+        return cls(
+            crop_size=int(task_cfg.get("image_crop_size", defaults.crop_size)),
+            mean=float(task_cfg.get("image_mean", defaults.mean)),
+            std=float(task_cfg.get("image_std", defaults.std)),
+            stack_order=int(task_cfg.get("stack_order_audio", defaults.stack_order)),
+            normalize=bool(task_cfg.get("normalize", defaults.normalize)),
+        )
+
+
+@dataclass
+class ClipInputs:
+    """Model inputs of one clip: ``video`` float32 ``[T_v, H, W]``, ``audio`` float32
+    ``[T_a, F]`` (``F = 26 * stack_order``)."""
+
+    video: np.ndarray
+    audio: np.ndarray
+
+
+def load_clip(
+    video_path: str,
+    audio_path: str,
+    settings: InputSettings = InputSettings(),
+    max_seconds: float | None = 50.0,
+    fps: float = FPS,
+) -> ClipInputs:
+    """Read and transform one clip, keeping the first ``max_seconds`` of each stream.
+
+    Raises:
+        OSError: a file is missing or unreadable (``VideoReadError`` for the video).
+        ValueError: the wav is not 16 kHz mono, or a stream is too short to give a frame.
+    """
+    frames = load_video_frames(video_path)
+    samples = read_wav_checked(audio_path, SAMPLE_RATE)
+    if max_seconds is not None:
+        frames = frames[: int(round(fps * max_seconds))]
+        samples = samples[: int(round(SAMPLE_RATE * max_seconds))]
+    video = VideoTransform.eval(settings.crop_size, settings.mean, settings.std)(frames)
+    if samples.shape[0] < 400:  # one 25 ms logfbank window
+        raise ValueError(f"audio file {audio_path!r} is too short ({samples.shape[0]} samples)")
+    audio = audio_features_from_wav(samples, settings.stack_order, settings.normalize)
+    return ClipInputs(video=video, audio=np.asarray(audio, dtype=np.float32))
+
+
+def pad_batch(arrays: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-pad ``[T_i, ...]`` arrays along time.
+
+    Returns:
+        ``(batch [B, T_max, ...] float32, lengths [B] int64)``.
+    """
+    lengths = torch.tensor([a.shape[0] for a in arrays], dtype=torch.long)
+    out = torch.zeros((len(arrays), int(lengths.max()), *arrays[0].shape[1:]), dtype=torch.float32)
+    for row, arr in enumerate(arrays):  # one copy per clip
+        out[row, : arr.shape[0]] = torch.from_numpy(arr)
+    return out, lengths
+
+
+def padding_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """``[B, max_len]`` bool, True at padded frames."""
+    return torch.arange(max_len, device=lengths.device)[None, :] >= lengths[:, None]
+
+
+class StreamEncoder:
+    """Encodes batches of clips stream by stream with a model's ``extract_finetune``.
+
+    Args:
+        model: a module with AV-HuBERT's ``extract_finetune(source, padding_mask,
+            output_layer) -> (features [B, T, D], padding_mask)``; it is put in eval mode and
+            moved to ``device``.
+        device: where to run.
+        output_layer: transformer block whose output is used (None = final output).
+        precision: ``fp32``, ``bf16`` or ``fp16`` (autocast; features are returned in float32).
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        device: torch.device | str = "cpu",
+        output_layer: int | None = None,
+        precision: str = "fp32",
+    ):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+        self.device = torch.device(device)
+        self.model = model.eval().to(self.device)
+        self.output_layer = output_layer
+        self.precision = precision
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        dtype = PRECISIONS[self.precision]
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    @torch.inference_mode()
+    def _run(self, source: dict[str, torch.Tensor | None], lengths: torch.Tensor) -> torch.Tensor:
+        t = int(lengths.max())
+        mask = padding_mask(lengths.to(self.device), t)
+        with self._autocast():
+            feats, _ = self.model.extract_finetune(
+                source=source, padding_mask=mask, output_layer=self.output_layer
+            )
+        if feats.shape[:2] != (lengths.shape[0], t):
+            raise RuntimeError(
+                f"encoder returned features of shape {tuple(feats.shape)} for {lengths.shape[0]} "
+                f"clips of up to {t} frames (expected one feature row per input frame)"
+            )
+        return feats.float()
+
+    def encode_video(self, videos: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Lip features: ``[T_i, H, W]`` arrays -> ``([B, T_max, D], lengths [B])``."""
+        batch, lengths = pad_batch(videos)
+        source = {"video": batch.unsqueeze(1).to(self.device), "audio": None}  # [B, 1, T, H, W]
+        return self._run(source, lengths), lengths
+
+    def encode_audio(self, audios: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Speech features: ``[T_i, F]`` arrays -> ``([B, T_max, D], lengths [B])``."""
+        batch, lengths = pad_batch(audios)
+        source = {"video": None, "audio": batch.transpose(1, 2).to(self.device)}  # [B, F, T]
+        return self._run(source, lengths), lengths
+
+    def encode(
+        self, clips: Sequence[ClipInputs]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Both streams of a batch of clips, each at its own length.
+
+        Returns:
+            ``(video_feats [B, Tv_max, D], video_lengths [B], audio_feats [B, Ta_max, D],
+            audio_lengths [B])``; features on ``device``, lengths on CPU.
+        """
+        v, vlen = self.encode_video([c.video for c in clips])
+        a, alen = self.encode_audio([c.audio for c in clips])
+        return v, vlen, a, alen

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from sf_fairseq.data.audio_features import audio_features_from_wav
+from sf_fairseq.data.video import VideoReadError
+from sf_fairseq.eval import encode
+
+
+def test_load_clip_matches_the_reference_transforms(tmp_path: Path, roi_clip) -> None:
+    video, wav = roi_clip(tmp_path / "a b" / "clip.mp4", n_frames=30, seconds=1.5)
+    clip = encode.load_clip(str(video), str(wav))
+    assert clip.video.shape == (30, 88, 88) and clip.video.dtype == np.float32
+    samples, _ = sf.read(wav, dtype="int16")
+    np.testing.assert_allclose(clip.audio, audio_features_from_wav(samples, 4, True))
+    assert clip.audio.shape == (38, 104)  # 1.5 s: 148 logfbank frames / 4, rounded up
+    # Centre crop then (x/255 - mean) / std, as SpeechForensics' visual pass.
+    import cv2
+
+    cap = cv2.VideoCapture(str(video))
+    ok, frame = cap.read()
+    cap.release()
+    gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)[4:92, 4:92] / 255.0
+    np.testing.assert_allclose(clip.video[0], (gray - 0.421) / 0.165, atol=1e-5)
+
+
+def test_load_clip_caps_each_stream(tmp_path: Path, roi_clip) -> None:
+    video, wav = roi_clip(tmp_path / "c.mp4", n_frames=60, seconds=3.0)
+    clip = encode.load_clip(str(video), str(wav), max_seconds=1.0)
+    assert clip.video.shape[0] == 25
+    assert clip.audio.shape[0] == 25  # 98 logfbank frames -> 25 stacked
+
+
+def test_load_clip_errors_name_the_file(tmp_path: Path, roi_clip) -> None:
+    video, wav = roi_clip(tmp_path / "c.mp4", n_frames=10)
+    with pytest.raises(VideoReadError, match="missing.mp4"):
+        encode.load_clip(str(tmp_path / "missing.mp4"), str(wav))
+    with pytest.raises(OSError, match="nowav.wav"):
+        encode.load_clip(str(video), str(tmp_path / "nowav.wav"))
+    stereo = tmp_path / "stereo.wav"
+    sf.write(stereo, np.zeros((16000, 2), dtype=np.int16), 16000)
+    with pytest.raises(ValueError, match="stereo.wav"):
+        encode.load_clip(str(video), str(stereo))
+
+
+def test_settings_from_task_config() -> None:
+    s = encode.InputSettings.from_task_config(
+        {"image_crop_size": 64, "image_mean": 0.5, "image_std": 0.2, "stack_order_audio": 2, "x": 1}
+    )
+    assert s == encode.InputSettings(crop_size=64, mean=0.5, std=0.2, stack_order=2, normalize=True)
+
+
+def test_batched_encoding_equals_one_clip_at_a_time(stand_in) -> None:
+    rng = np.random.default_rng(0)
+    clips = [
+        encode.ClipInputs(rng.normal(size=(t, 88, 88)).astype(np.float32), rng.normal(size=(u, 104)).astype(np.float32))
+        for t, u in [(12, 15), (30, 28), (5, 9)]
+    ]
+    enc = encode.StreamEncoder(stand_in, output_layer=2)
+    v, vlen, a, alen = enc.encode(clips)
+    assert v.shape == (3, 30, 16) and a.shape == (3, 28, 16)
+    assert vlen.tolist() == [12, 30, 5] and alen.tolist() == [15, 28, 9]
+    video_call, audio_call = stand_in.calls
+    assert video_call["stream"] == "video" and audio_call["stream"] == "audio"
+    assert video_call["layer"] == 2
+    assert video_call["mask"].tolist()[2] == [False] * 5 + [True] * 25
+    for row, clip in enumerate(clips):
+        v1, _, a1, _ = enc.encode([clip])
+        torch.testing.assert_close(v[row, : vlen[row]], v1[0])
+        torch.testing.assert_close(a[row, : alen[row]], a1[0])
+
+
+def test_precision_autocast(stand_in) -> None:
+    clip = encode.ClipInputs(np.zeros((4, 88, 88), np.float32), np.zeros((4, 104), np.float32))
+    v, _, _, _ = encode.StreamEncoder(stand_in, precision="bf16").encode([clip])
+    assert stand_in.calls[0]["dtype"] == torch.bfloat16
+    assert v.dtype == torch.float32
+    with pytest.raises(ValueError, match="precision"):
+        encode.StreamEncoder(stand_in, precision="int8")
