@@ -1,0 +1,169 @@
+"""Clustering features of later iterations: layer ``L`` of an AV-HuBERT encoder, at 25 Hz.
+
+Mirrors the reference's ``dump_hubert_feature.py``: each item's inputs are built as the
+evaluation dataset builds them — grayscale mouth ROI frames center-cropped and normalised with
+the checkpoint's task settings; audio logfbank stacked ``stack_order_audio`` times, per-frame
+normalised if the task normalizes, then zero-padded or trimmed at the end to the video's frame
+count — and both streams go through ``model.extract_features(mask=False)``. Layer ``L >= 1`` is
+the raw residual stream after transformer block ``L`` (no final LayerNorm); layer 0 is the fused,
+projected front-end output (``ret_conv``). One feature row per video frame.
+
+Unlike the reference (one clip at a time), clips are batched: up to ``max_batch_frames`` padded
+frames per forward pass, with a padding mask, which gives the same features for every real frame.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+
+import numpy as np
+import torch
+
+from sf_fairseq.data.manifest import Manifest, ManifestItem
+
+logger = logging.getLogger(__name__)
+
+MODEL_FEATURE_RATE = 25
+AUDIO_SAMPLE_RATE = 16000
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def align_audio_to_video(audio: np.ndarray, n_video_frames: int) -> np.ndarray:
+    """Zero-pad or trim ``audio`` [T_a, F] at the end to ``[n_video_frames, F]`` (as the dataset)."""
+    diff = len(audio) - n_video_frames
+    if diff < 0:
+        return np.concatenate([audio, np.zeros((-diff, audio.shape[1]), dtype=audio.dtype)])
+    return audio[:n_video_frames]
+
+
+def _ordered_prefetch(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
+    """``map(fn, items)`` in order, with up to ``2 * workers`` results loaded ahead."""
+    if workers <= 0:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        pending: collections.deque[Future[R]] = collections.deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+class ModelFeatureReader:
+    """Features of manifest items from one layer of a checkpoint's AV-HuBERT encoder.
+
+    Args:
+        checkpoint: a pretrained or fine-tuned AV-HuBERT file (ours or a published one).
+        layer: 0 for the front-end output, ``1..n_layers`` for the output of that block.
+        device: torch device for the forward passes (``"cpu"``, ``"cuda"``, ``"cuda:1"``...).
+        max_batch_frames: padded video frames per forward pass (batch size × longest clip).
+        workers: threads decoding video and computing audio features ahead of the model.
+        trust_checkpoint: allow arbitrary pickled objects in the checkpoint (see
+            :func:`sf_fairseq.checkpoint.load_checkpoint`).
+    """
+
+    feature_rate = MODEL_FEATURE_RATE
+
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike,
+        layer: int,
+        device: str | torch.device = "cpu",
+        max_batch_frames: int = 1000,
+        workers: int = 2,
+        trust_checkpoint: bool = False,
+    ) -> None:
+        from sf_fairseq.checkpoint import load_encoder
+        from sf_fairseq.data.video import VideoTransform
+
+        model, task_cfg = load_encoder(str(checkpoint), trust_checkpoint=trust_checkpoint)
+        n_layers = len(model.encoder.layers)
+        if not 0 <= layer <= n_layers:
+            raise ValueError(f"{checkpoint}: layer must be in [0, {n_layers}], got {layer}")
+        self.layer = layer
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.max_batch_frames = max_batch_frames
+        self.workers = workers
+        self.stack_order = int(task_cfg.get("stack_order_audio", 4))
+        self.normalize = bool(task_cfg.get("normalize", True))
+        self.crop_size = int(task_cfg.get("image_crop_size", 88))
+        self.transform = VideoTransform.eval(
+            crop_size=self.crop_size,
+            mean=float(task_cfg.get("image_mean", 0.421)),
+            std=float(task_cfg.get("image_std", 0.165)),
+        )
+
+    def load_inputs(self, manifest: Manifest, item: ManifestItem) -> tuple[np.ndarray, np.ndarray]:
+        """Model inputs of one item: ``(video float32 [T, crop, crop], audio float32 [T, F])``
+        with ``T`` its number of video frames and ``F = 26 * stack_order_audio``."""
+        from sf_fairseq.data.audio_features import audio_features_from_wav
+        from sf_fairseq.data.audio_io import read_wav
+        from sf_fairseq.data.video import load_video_frames
+
+        video_path, audio_path = manifest.resolve(item.video), manifest.resolve(item.audio)
+        try:
+            frames = load_video_frames(video_path)
+        except Exception as err:  # any decoder failure: say which file
+            raise ValueError(f"{video_path}: cannot read video ({err})") from err
+        if len(frames) == 0:
+            raise ValueError(f"{video_path}: no video frames")
+        video = np.asarray(self.transform(frames), dtype=np.float32)
+        try:
+            samples, sample_rate = read_wav(audio_path)
+        except Exception as err:
+            raise ValueError(f"{audio_path}: cannot read audio ({err})") from err
+        if sample_rate != AUDIO_SAMPLE_RATE:
+            raise ValueError(f"{audio_path}: sample rate {sample_rate}, expected {AUDIO_SAMPLE_RATE}")
+        audio = audio_features_from_wav(samples, stack_order=self.stack_order, normalize=self.normalize)
+        return video, align_audio_to_video(np.asarray(audio, dtype=np.float32), len(video))
+
+    @torch.no_grad()
+    def features(self, batch: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+        """Run the encoder on a batch of ``load_inputs`` outputs.
+
+        Returns:
+            one float32 ``[T_i, D]`` array per clip, padding removed.
+        """
+        lengths = [len(video) for video, _ in batch]
+        n, t_max = len(batch), max(lengths)
+        video = torch.zeros(n, 1, t_max, self.crop_size, self.crop_size)
+        audio = torch.zeros(n, batch[0][1].shape[1], t_max)
+        padding_mask = torch.zeros(n, t_max, dtype=torch.bool)
+        for i, (v, a) in enumerate(batch):
+            video[i, 0, : len(v)] = torch.from_numpy(v)
+            audio[i, :, : len(a)] = torch.from_numpy(a).T
+            padding_mask[i, len(v) :] = True
+        feats, _ = self.model.extract_features(
+            source={"video": video.to(self.device), "audio": audio.to(self.device)},
+            # None for an unpadded batch, as the reference passes for its single clips.
+            padding_mask=padding_mask.to(self.device) if padding_mask.any() else None,
+            mask=False,
+            ret_conv=self.layer == 0,
+            output_layer=None if self.layer == 0 else self.layer,
+        )  # [B, T, D]
+        feats = feats.float().cpu().numpy()
+        return [feats[i, :length] for i, length in enumerate(lengths)]
+
+    def iter_features(self, manifest: Manifest, items: Sequence[ManifestItem]) -> Iterator[np.ndarray]:
+        """Features of ``items`` in order, float32 ``[n_video_frames_i, D]`` each."""
+        inputs = _ordered_prefetch(lambda item: self.load_inputs(manifest, item), items, self.workers)
+        batch: list[tuple[np.ndarray, np.ndarray]] = []
+        longest = 0
+        for pair in inputs:
+            longest_with = max(longest, len(pair[0]))
+            if batch and longest_with * (len(batch) + 1) > self.max_batch_frames:
+                yield from self.features(batch)
+                batch, longest_with = [], len(pair[0])
+            batch.append(pair)
+            longest = longest_with
+        if batch:
+            yield from self.features(batch)
