@@ -1,0 +1,200 @@
+"""Metrics report from score records: ``report.json``, ``report.md``, ``roc.png``, ``hist.png``.
+
+Only records with ``status == "ok"`` and a known label enter the metrics; every other record is
+counted under a reason (``failed: <error type>``, ``no label``) that the report states. Metrics
+(see :mod:`.metrics`): AUC, AP, EER and its threshold, accuracy at the EER threshold and at a
+given or calibrated threshold, per-category AUC (each fake category against all reals), and
+bootstrap 95% intervals. Plots use matplotlib's Agg backend (no display needed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from . import metrics as m
+from .results import OK
+
+
+def _select(records: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], Counter]:
+    used, left_out = [], Counter()
+    for r in records:
+        if r.get("status") != OK or r.get("score") is None:
+            left_out[f"failed: {r.get('error_type') or 'unknown error'}"] += 1
+        elif r.get("label") not in (0, 1):
+            left_out["no label"] += 1
+        else:
+            used.append(r)
+    return used, left_out
+
+
+def compute_report(
+    records: Iterable[dict[str, Any]],
+    threshold: float | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """All report numbers as a JSON-ready dict (metrics are None when a class is missing)."""
+    records = list(records)
+    used, left_out = _select(records)
+    labels = np.array([r["label"] for r in used], dtype=int)
+    scores = np.array([r["score"] for r in used], dtype=np.float64)
+    cats = [r.get("category") for r in used]
+    out: dict[str, Any] = {
+        "n_records": len(records),
+        "n_used": len(used),
+        "n_left_out": sum(left_out.values()),
+        "left_out": dict(sorted(left_out.items())),
+        "n_real": int(np.sum(labels == 1)),
+        "n_fake": int(np.sum(labels == 0)),
+        "score_direction": "higher = more likely real; called fake when score < threshold",
+    }
+    if out["n_real"] == 0 or out["n_fake"] == 0:
+        out["metrics"] = None
+        out["metrics_note"] = (
+            f"metrics need real and fake items; got {out['n_real']} real and {out['n_fake']} fake"
+        )
+        return out
+    eer, eer_thr = m.equal_error_rate(labels, scores)
+    ci = m.bootstrap_intervals(labels, scores, n_boot=n_boot, seed=seed) if n_boot > 0 else None
+    metrics: dict[str, Any] = {
+        "auc": m.roc_auc(labels, scores),
+        "ap": m.average_precision(labels, scores),
+        "eer": eer,
+        "eer_threshold": eer_thr,
+        "at_eer_threshold": m.accuracy_at(labels, scores, eer_thr),
+        "ci95": ci,
+        "bootstrap": {"n_boot": n_boot, "seed": seed} if ci else None,
+        "per_category": m.per_category_auc(labels, scores, cats),
+    }
+    if threshold is not None:
+        metrics["at_threshold"] = m.accuracy_at(labels, scores, threshold)
+    out["metrics"] = metrics
+    return out
+
+
+def _plot(used: list[dict[str, Any]], out_dir: Path, threshold: float | None) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    labels = np.array([r["label"] for r in used], dtype=int)
+    scores = np.array([r["score"] for r in used], dtype=np.float64)
+    cats = np.array([r.get("category") or "unknown" for r in used], dtype=object)
+    fake_cats = sorted(set(cats[labels == 0]))
+    real = scores[labels == 1]
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    groups = [("all fakes", labels == 0)] + [(c, (labels == 0) & (cats == c)) for c in fake_cats]
+    for name, sel in groups if len(fake_cats) > 1 else groups[:1]:
+        s = np.concatenate([real, scores[sel]])
+        y = np.r_[np.ones(real.size), np.zeros(int(sel.sum()))]
+        fpr, tpr, _ = roc_curve(y == 0, -s)  # fakes positive: fakes detected vs reals flagged
+        auc = m.roc_auc(y, s)
+        ax.plot(fpr, tpr, label=f"{name} (AUC {auc:.3f}, n={int(sel.sum())})")
+    ax.plot([0, 1], [0, 1], ls=":", c="grey")
+    ax.set(xlabel="reals called fake (FPR)", ylabel="fakes detected (TPR)", title="ROC, fakes vs all reals")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out_dir / "roc.png", dpi=120)
+    plt.close(fig)
+
+    n = max(1, len(fake_cats))
+    fig, axes = plt.subplots(n, 1, figsize=(6, 2.2 * n), squeeze=False)
+    bins = np.histogram_bin_edges(scores, bins=40)
+    for ax, cat in zip(axes[:, 0], fake_cats or ["(no fakes)"]):
+        ax.hist(real, bins=bins, alpha=0.6, density=True, label=f"real (n={real.size})")
+        fake = scores[(labels == 0) & (cats == cat)]
+        if fake.size:
+            ax.hist(fake, bins=bins, alpha=0.6, density=True, label=f"{cat} (n={fake.size})")
+        if threshold is not None:
+            ax.axvline(threshold, c="k", ls="--", lw=1, label=f"threshold {threshold:.3f}")
+        ax.legend(fontsize=7)
+    axes[-1, 0].set_xlabel("score (higher = more likely real)")
+    fig.tight_layout()
+    fig.savefig(out_dir / "hist.png", dpi=120)
+    plt.close(fig)
+    return ["roc.png", "hist.png"]
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4f}"
+
+
+def _markdown(rep: dict[str, Any], title: str) -> str:
+    lines = [f"# {title}", ""]
+    lines.append(
+        f"{rep['n_records']} records; {rep['n_used']} used ({rep['n_real']} real, "
+        f"{rep['n_fake']} fake); {rep['n_left_out']} left out."
+    )
+    if rep["left_out"]:
+        lines += ["", "| left out because | items |", "|---|---|"]
+        lines += [f"| {reason} | {n} |" for reason, n in rep["left_out"].items()]
+    lines += ["", f"Score direction: {rep['score_direction']}.", ""]
+    met = rep.get("metrics")
+    if met is None:
+        lines.append(f"No metrics: {rep['metrics_note']}.")
+        return "\n".join(lines) + "\n"
+    ci = met.get("ci95") or {}
+
+    def with_ci(name: str) -> str:
+        lo_hi = ci.get(name)
+        return _fmt(met[name]) + (f" [{lo_hi[0]:.4f}, {lo_hi[1]:.4f}]" if lo_hi else "")
+
+    lines += ["| metric | value (95% bootstrap interval) |", "|---|---|"]
+    lines += [
+        f"| AUC (real vs fake) | {with_ci('auc')} |",
+        f"| AP (detecting fakes) | {with_ci('ap')} |",
+        f"| EER | {with_ci('eer')} |",
+        f"| EER threshold | {_fmt(met['eer_threshold'])} |",
+        f"| accuracy at EER threshold | {_fmt(met['at_eer_threshold']['accuracy'])} |",
+    ]
+    if "at_threshold" in met:
+        at = met["at_threshold"]
+        lines += [
+            f"| accuracy at threshold {at['threshold']:.4f} | {_fmt(at['accuracy'])} |",
+            f"| reals called fake at it | {_fmt(at['real_called_fake'])} |",
+            f"| fakes called real at it | {_fmt(at['fake_called_real'])} |",
+        ]
+    if met.get("bootstrap"):
+        b = met["bootstrap"]
+        lines += ["", f"Intervals: stratified bootstrap, {b['n_boot']} replicates, seed {b['seed']}."]
+    lines += ["", "## Per fake category (against all reals)", "", "| category | n | AUC |", "|---|---|---|"]
+    lines += [f"| {c} | {v['n']} | {_fmt(v['auc'])} |" for c, v in met["per_category"].items()]
+    lines += ["", "![ROC](roc.png)", "", "![Score histograms](hist.png)"]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(
+    records: Iterable[dict[str, Any]],
+    out_dir: str | os.PathLike,
+    threshold: float | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    title: str = "Forgery score report",
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Compute the report and write ``report.json``, ``report.md`` and the PNG plots (plots
+    only when there are real and fake items). Returns the report dict."""
+    records = list(records)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rep = compute_report(records, threshold=threshold, n_boot=n_boot, seed=seed)
+    if extra:
+        rep["inputs"] = extra
+    rep["plots"] = _plot(_select(records)[0], out_dir, threshold) if rep["metrics"] else []
+    for name, text in (
+        ("report.json", json.dumps(rep, indent=2) + "\n"),
+        ("report.md", _markdown(rep, title)),
+    ):
+        tmp = out_dir / (name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, out_dir / name)
+    return rep

@@ -1,0 +1,111 @@
+"""Score records as JSON Lines: one line per clip, appended and flushed as it is scored.
+
+A record (a JSON object)::
+
+    {"id": ..., "video": ..., "audio": ..., "label": 1 | 0 | null, "category": str | null,
+     "status": "ok" | "failed", "score": float | null, "best_offset": int | null,
+     "best_offset_ms": float | null, "n_frames": int | null, "curve": [S(-K) .. S(K)] | null,
+     "error_type": str | null, "error": str | null}
+
+A file may hold several records for one id (a failed item retried on a rerun); the last one
+wins. A run killed mid-line leaves a partial last line: readers skip it with a warning and
+:class:`ResultWriter` cuts it off before appending, so no record is ever glued to it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+logger = logging.getLogger(__name__)
+
+OK = "ok"
+FAILED = "failed"
+
+
+def iter_records(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
+    """Records of one JSONL file in file order (malformed lines skipped with a warning)."""
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                logger.warning("%s:%d: skipping a malformed (partially written?) line", path, lineno)
+                continue
+            if not isinstance(record, dict) or "id" not in record:
+                logger.warning("%s:%d: skipping a line that is not a score record", path, lineno)
+                continue
+            yield record
+
+
+def result_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Expand directories to their ``*.jsonl`` files (sorted); keep files as given."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(p.glob("*.jsonl"))
+            if not found:
+                raise FileNotFoundError(f"no *.jsonl score files in {p}")
+            out += found
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise FileNotFoundError(f"score file not found: {p}")
+    return out
+
+
+def latest_records(paths: Iterable[str | os.PathLike]) -> dict[str, dict[str, Any]]:
+    """The last record of every id over ``paths`` (files or directories), in first-seen order."""
+    latest: dict[str, dict[str, Any]] = {}
+    for path in result_files(paths):
+        for record in iter_records(path):
+            latest[record["id"]] = record
+    return latest
+
+
+class ResultWriter:
+    """Appends records to a JSONL file, one flushed line each.
+
+    ``done`` holds the ids already scored successfully in the file (skipped on a rerun).
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.done: set[str] = set()
+        if self.path.exists():
+            self._cut_partial_line()
+            for record in iter_records(self.path):
+                if record.get("status") == OK:
+                    self.done.add(record["id"])
+                else:
+                    self.done.discard(record["id"])
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "a", encoding="utf-8")
+
+    def _cut_partial_line(self) -> None:
+        with open(self.path, "rb+") as f:
+            data = f.read()
+            if data and not data.endswith(b"\n"):
+                cut = data.rfind(b"\n") + 1
+                logger.warning("%s: removing a partially written last line", self.path)
+                f.truncate(cut)
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._file.flush()
+        if record.get("status") == OK:
+            self.done.add(record["id"])
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "ResultWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
