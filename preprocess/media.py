@@ -1,0 +1,273 @@
+"""Media input/output with PyAV: timestamp-correct 25 fps frame streams, 16 kHz mono audio,
+and the ROI video writer.
+
+Frames are streamed (memory does not grow with the video's length). Any input frame rate,
+constant or variable, is resampled to ``TARGET_FPS`` by timestamps: output frame ``k`` shows
+the source frame nearest in time to ``t0 + k / 25`` where ``t0`` is the time of the first
+decoded video frame. Audio is placed on the same clock (its first sample's timestamp relative
+to ``t0``), resampled to 16 kHz mono int16 and padded or cut to exactly
+``n_frames * SAMPLES_PER_FRAME`` samples, so the wav and the ROI video have the same duration.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import av
+import numpy as np
+import soundfile as sf
+
+logger = logging.getLogger(__name__)
+
+TARGET_FPS = 25
+SAMPLE_RATE = 16000
+SAMPLES_PER_FRAME = SAMPLE_RATE // TARGET_FPS  # 640
+
+# Errors PyAV raises for files FFmpeg cannot demux or decode.
+MediaError = (av.error.FFmpegError, OSError, UnicodeDecodeError)
+
+
+class UnreadableMediaError(RuntimeError):
+    """The file cannot be opened or holds no decodable video."""
+
+
+@dataclass(frozen=True)
+class VideoStreamInfo:
+    """What a first pass over the video learns: the clock and the 25 fps frame count."""
+
+    start_time: float  # seconds, time of the first decoded frame (t0)
+    n_frames: int  # frames at TARGET_FPS
+    source_fps: float  # average input rate (frames decoded / time spanned)
+    width: int
+    height: int
+    decode_error: str | None  # set when decoding stopped early (truncated or damaged file)
+
+
+def has_audio_stream(path: str | os.PathLike) -> bool:
+    with av.open(str(path)) as container:
+        return len(container.streams.audio) > 0
+
+
+class FrameStream:
+    """Iterate a video's frames resampled to 25 fps by timestamps.
+
+    ``fmt`` is a PyAV pixel format name: ``"gray"`` yields ``uint8 [H, W]``, ``"bgr24"`` yields
+    ``uint8 [H, W, 3]``. After the iteration ends, :attr:`info` describes the stream. A
+    decoding error after the first frame ends the stream early (the frames decoded so far are
+    kept and ``info.decode_error`` says why); an error before any frame raises
+    :class:`UnreadableMediaError`.
+    """
+
+    def __init__(self, path: str | os.PathLike, fmt: str = "gray", max_frames: int | None = None):
+        self.path = str(path)
+        self.fmt = fmt
+        self.max_frames = max_frames
+        self.info: VideoStreamInfo | None = None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        try:
+            container = av.open(self.path)
+        except MediaError as err:
+            raise UnreadableMediaError(f"{self.path}: cannot open ({err})") from err
+        with container:
+            if not container.streams.video:
+                raise UnreadableMediaError(f"{self.path}: no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            yield from self._resample(container, stream)
+
+    def _decoded(self, container, stream) -> Iterator[tuple[av.VideoFrame, float]]:
+        """Decoded frames with their time in seconds, strictly increasing."""
+        last_t = -math.inf
+        default_step = 1.0 / float(stream.average_rate or stream.guessed_rate or TARGET_FPS)
+        self._error = None
+        try:
+            for frame in container.decode(stream):
+                if frame.pts is not None:
+                    t = frame.time
+                else:
+                    t = last_t + default_step if last_t > -math.inf else 0.0
+                if t <= last_t:  # duplicate or out-of-order timestamp: skip
+                    continue
+                last_t = t
+                yield frame, t
+        except MediaError as err:
+            self._error = f"decoding stopped at {max(last_t, 0.0):.2f} s: {err}"
+
+    def _resample(self, container, stream) -> Iterator[np.ndarray]:
+        prev: av.VideoFrame | None = None
+        prev_t = t0 = 0.0
+        prev_array: np.ndarray | None = None
+        n_out = n_in = 0
+        step = None
+        width = height = 0
+
+        def array_of(frame: av.VideoFrame) -> np.ndarray:
+            nonlocal prev_array
+            if prev_array is None:
+                prev_array = frame.to_ndarray(format=self.fmt)
+            return prev_array
+
+        for frame, t in self._decoded(container, stream):
+            if prev is None:
+                t0 = t
+                width, height = frame.width, frame.height
+            else:
+                step = t - prev_t
+                # Every output time closer to prev than to this frame shows prev.
+                boundary = 0.5 * (prev_t + t) - t0
+                while n_out / TARGET_FPS < boundary:
+                    if self.max_frames is not None and n_out >= self.max_frames:
+                        break
+                    yield array_of(prev)
+                    n_out += 1
+                prev_array = None
+            prev, prev_t = frame, t
+            n_in += 1
+            if self.max_frames is not None and n_out >= self.max_frames:
+                break
+        if prev is None:
+            reason = self._error or "no decodable video frames"
+            raise UnreadableMediaError(f"{self.path}: {reason}")
+        last_duration = None
+        if prev.duration:
+            last_duration = float(prev.duration * prev.time_base)
+        if not last_duration:
+            last_duration = step or 1.0 / float(stream.average_rate or TARGET_FPS)
+        end = prev_t + last_duration - t0
+        n_total = max(n_out, round(end * TARGET_FPS), 1)
+        if self.max_frames is not None:
+            n_total = min(n_total, self.max_frames)
+        while n_out < n_total:
+            yield array_of(prev)
+            n_out += 1
+        span = prev_t + last_duration - t0
+        self.info = VideoStreamInfo(
+            start_time=t0,
+            n_frames=n_out,
+            source_fps=n_in / span if span > 0 else float(TARGET_FPS),
+            width=width,
+            height=height,
+            decode_error=self._error,
+        )
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    n_samples: int
+    source_rate: int
+    source_channels: int
+    peak: int  # max |sample| of the written int16 signal (0 = silent)
+    offset_samples: int  # samples padded (>0) or cut (<0) at the start to align with the video
+
+
+def write_aligned_audio(
+    path: str | os.PathLike,
+    target: str | os.PathLike,
+    start_time: float,
+    n_samples: int,
+) -> AudioInfo:
+    """Decode the first audio stream of ``path`` to ``target``: 16 kHz mono int16 wav holding
+    exactly ``n_samples`` samples, sample 0 at ``start_time`` seconds of the source clock (the
+    first video frame). Streams to disk. Raises :class:`UnreadableMediaError` without an audio
+    stream or decodable audio."""
+    try:
+        container = av.open(str(path))
+    except MediaError as err:
+        raise UnreadableMediaError(f"{path}: cannot open ({err})") from err
+    with container, sf.SoundFile(
+        str(target), "w", samplerate=SAMPLE_RATE, channels=1, subtype="PCM_16", format="WAV"
+    ) as out:
+        if not container.streams.audio:
+            raise UnreadableMediaError(f"{path}: no audio stream")
+        stream = container.streams.audio[0]
+        rate, channels = stream.rate or 0, stream.channels or 0
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+        written = 0
+        skip = 0  # samples still to drop at the start (audio begins before the video)
+        offset = None
+        peak = 0
+
+        def put(samples: np.ndarray) -> None:
+            nonlocal written, skip, peak
+            if skip:
+                cut = min(skip, len(samples))
+                samples, skip = samples[cut:], skip - cut
+            samples = samples[: n_samples - written]
+            if len(samples):
+                out.write(samples)
+                written += len(samples)
+                peak = max(peak, int(np.abs(samples.astype(np.int32)).max()))
+
+        def frames():
+            try:
+                for frame in container.decode(stream):
+                    yield frame
+            except MediaError as err:
+                logger.warning("%s: audio decoding stopped early: %s", path, err)
+            yield None  # flush the resampler
+
+        for frame in frames():
+            if frame is not None and offset is None:
+                first = frame.time if frame.time is not None else start_time
+                offset = round((first - start_time) * SAMPLE_RATE)
+                if offset > 0:
+                    put_silence = min(offset, n_samples)
+                    out.write(np.zeros(put_silence, np.int16))
+                    written += put_silence
+                else:
+                    skip = -offset
+            for resampled in resampler.resample(frame):
+                put(resampled.to_ndarray().reshape(-1).astype(np.int16, copy=False))
+            if written >= n_samples:
+                break
+        if offset is None:
+            raise UnreadableMediaError(f"{path}: no decodable audio")
+        if written < n_samples:
+            out.write(np.zeros(n_samples - written, np.int16))
+    return AudioInfo(n_samples, rate, channels, peak, offset)
+
+
+class RoiWriter:
+    """Write ``uint8 [H, W, 3]`` BGR frames to an mp4 at 25 fps (H.264 via libx264 when PyAV's
+    FFmpeg has it, MPEG-4 Part 2 otherwise), readable by OpenCV. Use as a context manager."""
+
+    def __init__(self, path: str | os.PathLike, width: int, height: int, crf: int = 20):
+        self.path = Path(path)
+        self._container = av.open(str(self.path), mode="w", format="mp4")
+        if "libx264" in av.codecs_available:
+            stream = self._container.add_stream("libx264", rate=TARGET_FPS)
+            # crf 20 as the reference; one thread: the frames are tiny and workers run in parallel.
+            stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
+        else:
+            stream = self._container.add_stream("mpeg4", rate=TARGET_FPS)
+            stream.options = {"qscale": "3"}
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        self._stream = stream
+        self.n_frames = 0
+
+    def write(self, bgr: np.ndarray) -> None:
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(bgr), format="bgr24")
+        frame.pts = self.n_frames
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+        self.n_frames += 1
+
+    def close(self) -> None:
+        for packet in self._stream.encode(None):
+            self._container.mux(packet)
+        self._container.close()
+
+    def __enter__(self) -> "RoiWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._container.close()
