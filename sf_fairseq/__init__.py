@@ -1,8 +1,32 @@
 """sf_fairseq: SpeechForensics on fairseq.
 
-Importing this package registers the project's fairseq tasks, models and criteria, and makes
-fairseq's own checkpoint loading work on torch >= 2.6 through an explicit allow-list of the
-classes fairseq/AV-HuBERT checkpoints contain (see :mod:`sf_fairseq.checkpoint`).
+Importing this package registers the project's fairseq task (``av_hubert_pretraining``), model
+(``av_hubert``) and criteria (``av_hubert``, ``av_hubert_alignment``), and makes fairseq's own
+checkpoint loading work on torch >= 2.6 with an explicit allow-list of the classes
+fairseq/AV-HuBERT checkpoints contain (see :mod:`sf_fairseq.checkpoint`).
 """
 
+from . import checkpoint
+from .criteria.av_alignment_criterion import AVAlignmentCriterion, AVAlignmentCriterionConfig
+from .criteria.av_hubert_criterion import AVHubertCriterion, AVHubertCriterionConfig
+from .models.av_hubert import AVHubertConfig, AVHubertModel
+from .tasks.av_hubert_pretraining import AVHubertPretrainingConfig, AVHubertPretrainingTask
+
 __version__ = "0.1.0"
+
+checkpoint.install_allow_list()
+checkpoint.install_fairseq_loader()
+checkpoint.register_config_upgrade("model", "av_hubert", AVHubertConfig)
+checkpoint.register_config_upgrade("task", "av_hubert_pretraining", AVHubertPretrainingConfig)
+checkpoint.register_config_upgrade("criterion", "av_hubert", AVHubertCriterionConfig)
+checkpoint.register_config_upgrade("criterion", "av_hubert_alignment", AVAlignmentCriterionConfig)
+
+__all__ = [
+    "AVAlignmentCriterion",
+    "AVHubertConfig",
+    "AVHubertCriterion",
+    "AVHubertModel",
+    "AVHubertPretrainingConfig",
+    "AVHubertPretrainingTask",
+    "checkpoint",
+]
