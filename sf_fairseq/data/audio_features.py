@@ -55,8 +55,10 @@ def mel_filterbank(
     left, centre, right = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     bins = np.arange(nfft // 2 + 1, dtype=np.float64)[None, :]
     with np.errstate(divide="ignore", invalid="ignore"):
-        rising = np.where((bins >= left) & (bins < centre), (bins - left) / (centre - left), 0.0)
-        falling = np.where((bins >= centre) & (bins < right), (right - bins) / (right - centre), 0.0)
+        rising = np.where((bins >= left) & (bins < centre),
+                          (bins - left) / (centre - left), 0.0)
+        falling = np.where((bins >= centre) & (bins < right),
+                           (right - bins) / (right - centre), 0.0)
     bank = rising + falling
     bank.setflags(write=False)
     return bank
@@ -80,7 +82,7 @@ def frame_signal(signal: np.ndarray, frame_len: int, frame_step: int) -> np.ndar
 
 
 def logfbank(signal: np.ndarray, sample_rate: int = 16000) -> np.ndarray:
-    """Log mel filterbank energies equal to ``python_speech_features.logfbank(signal, sample_rate)``.
+    """Log mel filterbank energies, equal to ``python_speech_features.logfbank(signal, rate)``.
 
     Args:
         signal: 1-D waveform ``[n_samples]`` on its own scale (AV-HuBERT passes raw int16).

@@ -53,7 +53,9 @@ def parse_snr(spec: str | float | int | Sequence[float]) -> SnrSpec:
     if len(values) == 1:
         return SnrSpec(values[0], values[0])
     if len(values) != 2 or values[0] > values[1] or not all(np.isfinite(values)):
-        raise ValueError(f"invalid SNR spec {spec!r}: expected a number or 'low,high' with low <= high")
+        raise ValueError(
+            f"invalid SNR spec {spec!r}: expected a number or 'low,high' with low <= high"
+        )
     return SnrSpec(values[0], values[1])
 
 
