@@ -198,6 +198,11 @@ class AVHubertDataset(FairseqDataset):
             self.skipped["long"], max_keep, self.skipped["unaligned"], tolerance_s,
             self.sizes.max() if len(keep) else None, self.sizes.min() if len(keep) else None,
         )
+        if unaligned.any():
+            ids = [manifest.items[i].id for i in np.flatnonzero(unaligned)[:5]]
+            logger.warning("%s: %d items skipped because their label and video durations "
+                           "differ by >= %.2f s, e.g. %s", manifest_path, int(unaligned.sum()),
+                           tolerance_s, ", ".join(ids))
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch

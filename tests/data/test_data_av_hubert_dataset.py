@@ -106,6 +106,8 @@ def test_filtering_counts_and_sizes(corpus, caplog):
     assert ds.skipped == {"short": 1, "long": 1, "unaligned": 1}
     np.testing.assert_array_equal(ds.sizes, [30, 40, 50, 33])
     assert "kept 4 of 7 items; skipped 1 shorter than 15, 1 longer than 55, 1 whose" in caplog.text
+    assert "1 items skipped because their label and video durations differ" in caplog.text
+    assert "e.g. unaligned" in caplog.text
     # sequence labels have no duration: nothing is unaligned
     ds = _dataset(corpus, label_paths=[str(corpus / "train.wrd")], label_rates=-1, pad_list=[1],
                   eos_list=[2], label_processors=[lambda s: torch.LongTensor([len(s)])])
