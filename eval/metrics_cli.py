@@ -1,0 +1,115 @@
+"""Metrics report from score records, and threshold calibration on real clips.
+
+Examples::
+
+    # AUC/AP/EER, per-category AUC, bootstrap intervals, ROC and histogram plots
+    python -m sf_fairseq.eval.metrics_cli out/favc --out out/favc/report
+
+    # threshold calling 1% of real clips fake, saved with its provenance
+    python -m sf_fairseq.eval.metrics_cli out/real_only --calibrate-fpr 0.01 \\
+        --calibration-out threshold.json
+
+    # report at that threshold
+    python -m sf_fairseq.eval.metrics_cli out/favc --calibration threshold.json
+
+Inputs are ``scores*.jsonl`` files or directories holding them (shards are merged; for an id
+seen twice the last record wins). Only scored items with a label enter the metrics; the report
+says how many were left out and why. Calibration uses the scored items labelled real (1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from .metrics import Calibration, calibrate_threshold
+from .report import write_report
+from .results import OK, latest_records, result_files
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m sf_fairseq.eval.metrics_cli",
+        description="Metrics report (Markdown + JSON + PNG) from score records, and calibration.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("results", nargs="+", help="scores*.jsonl files or directories holding them")
+    p.add_argument("--out", help="report directory (default: <first results dir>/report)")
+    p.add_argument("--threshold", type=float, help="also report accuracy at this score threshold")
+    p.add_argument("--calibration", help="calibration JSON whose threshold to report at")
+    p.add_argument("--calibrate-fpr", type=float,
+                   help="compute a threshold calling this fraction of the real clips fake")
+    p.add_argument("--calibration-out", help="where to save the calibration (with --calibrate-fpr)")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates (0 = no intervals)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--title", default="Forgery score report", help="report title")
+    return p
+
+
+def _run_info(paths: list[Path]) -> dict:
+    """``run*.json`` written by score_batch beside the score files (first one found)."""
+    for path in paths:
+        for candidate in sorted(path.parent.glob("run*.json")):
+            try:
+                return json.loads(candidate.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+    return {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # force: importing fairseq leaves a DEBUG root handler behind (matplotlib floods it).
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
+    if args.threshold is not None and args.calibration:
+        raise SystemExit("error: give --threshold or --calibration, not both")
+    try:
+        files = result_files(args.results)
+        records = latest_records(files)
+    except OSError as err:
+        raise SystemExit(f"error: {err}") from err
+    run_info = _run_info(files)
+
+    if args.calibrate_fpr is not None:
+        if not args.calibration_out:
+            raise SystemExit("error: --calibrate-fpr needs --calibration-out")
+        real = [r["score"] for r in records.values() if r.get("status") == OK and r.get("label") == 1]
+        if not real:
+            raise SystemExit("error: no scored real (label 1) items to calibrate on")
+        cal = calibrate_threshold(
+            np.array(real),
+            args.calibrate_fpr,
+            checkpoint=run_info.get("checkpoint"),
+            layer=run_info.get("layer"),
+            list=run_info.get("input"),
+            max_offset=run_info.get("max_offset"),
+            max_seconds=run_info.get("max_seconds"),
+            results=[str(f) for f in files],
+        )
+        cal.save(args.calibration_out)
+        note = " (too few reals to resolve that rate)" if len(real) * args.calibrate_fpr < 1 else ""
+        print(f"threshold {cal.threshold:.6f} from {cal.n_real} real clips: {cal.achieved_fpr:.4f} "
+              f"of them called fake (target {cal.target_fpr}){note}; saved to {args.calibration_out}")
+
+    threshold = args.threshold
+    if args.calibration:
+        threshold = Calibration.load(args.calibration).threshold
+    out = Path(args.out) if args.out else files[0].parent / "report"
+    rep = write_report(records.values(), out, threshold=threshold, n_boot=args.n_boot, seed=args.seed,
+                       title=args.title, extra=run_info or None)
+    if rep["metrics"]:
+        met = rep["metrics"]
+        print(f"AUC {met['auc']:.4f}  AP {met['ap']:.4f}  EER {met['eer']:.4f} "
+              f"on {rep['n_used']} items ({rep['n_real']} real, {rep['n_fake']} fake); "
+              f"{rep['n_left_out']} left out; report in {out}")
+    else:
+        print(f"no metrics: {rep['metrics_note']}; {rep['n_left_out']} left out; report in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,289 @@
+"""Score many clips with a checkpoint, fairseq-generate style, streaming records to disk.
+
+Input is either a manifest split (``DATA`` directory + ``--gen-subset``, see
+:func:`.lists.read_manifest_split`) or a list file (``--list``: SpeechForensics
+``test_list.txt`` or CSV, paths relative to ``--data-root``). Each clip is a mouth-ROI video and
+its 16 kHz mono wav. Example::
+
+    python -m sf_fairseq.eval.score_batch --path large_vox_iter5.pt \\
+        --list FakeAVCeleb/test_list.txt --data-root /data/FakeAVCeleb_mouths \\
+        --results-path out/favc --batch-size 16 --bf16 --report
+
+Output, under ``--results-path``:
+
+* ``scores.jsonl`` (``scores.<shard>-of-<n>.jsonl`` when sharded): one record per list item
+  (see :mod:`.results`), appended and flushed as soon as the item is scored or fails. A
+  missing or unreadable file gives a ``failed`` record with the error, and the run goes on.
+  A rerun skips items already scored successfully and retries failed ones.
+* ``run.json``: the checkpoint, layer, input and score settings of the run.
+* with ``--report`` (unsharded runs): ``report/`` as written by :mod:`.metrics_cli`.
+
+A summary is printed at the end; the exit status is 0 when every item is scored, 1 otherwise.
+Memory stays bounded: clips are loaded a batch at a time by ``--num-workers`` loader processes
+and records go straight to disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import logging
+import os
+import time
+from argparse import Namespace
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from . import lists
+from .encode import ClipInputs, InputSettings, load_clip
+from .metrics import Calibration
+from .pipeline import ScoreOptions, Scorer, load_scorer, pick_device
+from .report import write_report
+from .results import FAILED, OK, ResultWriter, latest_records
+
+logger = logging.getLogger(__name__)
+
+
+class ClipDataset(Dataset):
+    """Loads one item's clip; a failure is returned (not raised) so the batch goes on."""
+
+    def __init__(self, items: Sequence[lists.EvalItem], settings: InputSettings, options: ScoreOptions):
+        self.items = items
+        self.settings = settings
+        self.options = options
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[int, ClipInputs | None, str | None, str | None]:
+        item = self.items[index]
+        try:
+            clip = load_clip(item.video, item.audio, self.settings, self.options.max_seconds, self.options.fps)
+        except Exception as err:  # noqa: BLE001 - any bad file becomes a failed record
+            return index, None, type(err).__name__, str(err)
+        return index, clip, None, None
+
+
+def _first(batch: list) -> Any:
+    return batch[0]
+
+
+def item_record(item: lists.EvalItem) -> dict[str, Any]:
+    return {"id": item.id, "video": item.video, "audio": item.audio, "label": item.label, "category": item.category}
+
+
+def failed_record(item: lists.EvalItem, error_type: str, error: str) -> dict[str, Any]:
+    return {
+        **item_record(item),
+        "status": FAILED,
+        "score": None,
+        "best_offset": None,
+        "best_offset_ms": None,
+        "n_frames": None,
+        "curve": None,
+        "error_type": error_type,
+        "error": error,
+    }
+
+
+def model_batches(
+    loaded: Iterator[tuple[int, ClipInputs | None, str | None, str | None]],
+    batch_size: int,
+    max_frames: int | None,
+) -> Iterator[tuple[list[tuple[int, ClipInputs]], list[tuple[int, str, str]]]]:
+    """Group loaded clips into model batches of at most ``batch_size`` clips and (when given)
+    ``max_frames`` padded frames (clips x longest stream); failures pass through at once."""
+    batch: list[tuple[int, ClipInputs]] = []
+    longest = 0
+    for index, clip, error_type, error in loaded:
+        if clip is None:
+            yield [], [(index, error_type, error)]
+            continue
+        length = max(clip.video.shape[0], clip.audio.shape[0])
+        new_longest = max(longest, length)
+        too_many = max_frames is not None and batch and (len(batch) + 1) * new_longest > max_frames
+        if batch and (len(batch) >= batch_size or too_many):
+            yield batch, []
+            batch, new_longest = [], length
+        batch.append((index, clip))
+        longest = new_longest
+    if batch:
+        yield batch, []
+
+
+def score_items(
+    items: Sequence[lists.EvalItem],
+    scorer: Scorer,
+    writer: ResultWriter,
+    batch_size: int = 8,
+    max_frames: int | None = None,
+    num_workers: int = 0,
+    calibration: Calibration | None = None,
+    progress: bool = True,
+) -> dict[str, int]:
+    """Score every item not yet done in ``writer``; returns counts (``scored``, ``failed``,
+    ``skipped``)."""
+    pending = [item for item in items if item.id not in writer.done]
+    counts = {"skipped": len(items) - len(pending), "scored": 0, "failed": 0}
+    dataset = ClipDataset(pending, scorer.settings, scorer.options)
+    loader = DataLoader(dataset, batch_size=1, collate_fn=_first, num_workers=num_workers)
+    bar = tqdm(total=len(pending), unit="clip", disable=not progress)
+
+    def write_ok(index: int, result) -> None:
+        record = {**item_record(pending[index]), "status": OK, **result.as_record(),
+                  "error_type": None, "error": None}
+        if calibration is not None:
+            record["verdict"] = calibration.verdict(result.score)
+        writer.write(record)
+        counts["scored"] += 1
+
+    def write_failed(index: int, error_type: str, error: str) -> None:
+        writer.write(failed_record(pending[index], error_type, error))
+        counts["failed"] += 1
+
+    for batch, failures in model_batches(iter(loader), batch_size, max_frames):
+        for index, error_type, error in failures:
+            write_failed(index, error_type, error)
+        if batch:
+            try:
+                results = scorer.score_clips([clip for _, clip in batch])
+                for (index, _), result in zip(batch, results):
+                    write_ok(index, result)
+            except (RuntimeError, ValueError) as err:  # e.g. out of memory: retry one by one
+                logger.warning("batch of %d failed (%s); scoring its clips one at a time", len(batch), err)
+                for index, clip in batch:
+                    try:
+                        write_ok(index, scorer.score_clips([clip])[0])
+                    except (RuntimeError, ValueError) as one_err:
+                        write_failed(index, type(one_err).__name__, str(one_err))
+        bar.update(len(batch) + len(failures))
+    bar.close()
+    return counts
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m sf_fairseq.eval.score_batch",
+        description=(
+            "Score mouth-ROI clips with SpeechForensics' lip-speech agreement score (higher = more "
+            "likely real), writing one JSONL record per item as it goes."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("data", nargs="?", help="manifest directory holding <gen-subset>.tsv (or use --list)")
+    p.add_argument("--gen-subset", default="test", help="manifest split to score")
+    p.add_argument("--list", help="SpeechForensics test_list.txt or CSV (path,label[,category][,audio])")
+    p.add_argument("--data-root", help="root the --list paths are relative to (the mouth-ROI folder)")
+    p.add_argument("--category-rule", default="auto", choices=sorted(lists.CATEGORY_RULES),
+                   help="how to infer an item's category from its path when no column gives it")
+    p.add_argument("--path", required=True, help="checkpoint file (AV-HuBERT pretrained or fine-tuned)")
+    p.add_argument("--user-dir", help="fairseq user directory to import (only needed for extra plugins)")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="allow arbitrary pickled objects in the checkpoint (only for files you trust)")
+    p.add_argument("--layer", type=int, default=None,
+                   help="transformer block whose output is used (default: final output)")
+    p.add_argument("--results-path", required=True, help="output directory")
+    p.add_argument("--batch-size", type=int, default=8, help="clips per model call")
+    p.add_argument("--max-frames", type=int, default=None,
+                   help="cap on clips x longest stream (frames) per model call")
+    p.add_argument("--num-workers", type=int, default=2, help="clip loading processes")
+    p.add_argument("--num-shards", type=int, default=1, help="split the items into this many shards")
+    p.add_argument("--shard-id", type=int, default=0, help="which shard this run scores")
+    p.add_argument("--cpu", action="store_true", help="run on CPU even if a GPU is available")
+    precision = p.add_mutually_exclusive_group()
+    precision.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    precision.add_argument("--fp16", action="store_true", help="float16 autocast")
+    p.add_argument("--max-offset", type=int, default=15, help="largest audio-video offset searched (frames)")
+    p.add_argument("--max-seconds", type=float, default=50.0, help="use the first N seconds of each clip (0 = all)")
+    p.add_argument("--calibration", help="calibration JSON (metrics_cli --calibrate): adds a verdict to records")
+    p.add_argument("--report", action="store_true", help="write a metrics report when done (unsharded runs)")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates for --report")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def read_items(args: Namespace) -> list[lists.EvalItem]:
+    if (args.list is None) == (args.data is None):
+        raise SystemExit("error: give either a manifest directory (DATA) or --list, not both")
+    if args.list is not None:
+        return lists.read_list(args.list, args.data_root, args.category_rule)
+    return lists.read_manifest_split(args.data, args.gen_subset, args.category_rule)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # force: importing fairseq leaves a DEBUG root handler behind (matplotlib floods it).
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    if not 0 <= args.shard_id < args.num_shards:
+        raise SystemExit(f"error: --shard-id must be in [0, {args.num_shards})")
+    if args.user_dir:
+        from fairseq.utils import import_user_module
+
+        import_user_module(Namespace(user_dir=args.user_dir))
+    try:
+        items = read_items(args)
+    except (OSError, lists.ListFormatError) as err:
+        raise SystemExit(f"error: {err}") from err
+    if len({item.id for item in items}) != len(items):
+        raise SystemExit("error: the input lists some item more than once (ids must be unique)")
+    items = items[args.shard_id :: args.num_shards]
+
+    out = Path(args.results_path)
+    out.mkdir(parents=True, exist_ok=True)
+    suffix = "" if args.num_shards == 1 else f".{args.shard_id}-of-{args.num_shards}"
+    precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
+    options = ScoreOptions(max_offset=args.max_offset, max_seconds=args.max_seconds or None)
+    device = pick_device(args.cpu)
+    calibration = Calibration.load(args.calibration) if args.calibration else None
+    scorer = load_scorer(args.path, device, args.layer, precision, args.trust_checkpoint, options)
+    run_info = {
+        "checkpoint": os.path.abspath(args.path),
+        "layer": args.layer,
+        "input": os.path.abspath(args.list) if args.list else f"{os.path.abspath(args.data)}:{args.gen_subset}",
+        "data_root": args.data_root,
+        "max_offset": options.max_offset,
+        "max_seconds": options.max_seconds,
+        "precision": precision,
+        "device": str(device),
+        "input_settings": asdict(scorer.settings),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    (out / f"run{suffix}.json").write_text(json.dumps(run_info, indent=2) + "\n", encoding="utf-8")
+
+    start = time.perf_counter()
+    with ResultWriter(out / f"scores{suffix}.jsonl") as writer:
+        counts = score_items(
+            items, scorer, writer, args.batch_size, args.max_frames, args.num_workers,
+            calibration, progress=not args.no_progress,
+        )
+    seconds = time.perf_counter() - start
+    latest = latest_records([out / f"scores{suffix}.jsonl"])
+    n_ok = sum(1 for item in items if latest.get(item.id, {}).get("status") == OK)
+    summary = {**counts, "items": len(items), "ok": n_ok, "not_ok": len(items) - n_ok,
+               "seconds": round(seconds, 2)}
+    print(
+        f"{len(items)} items: {counts['scored']} scored now, {counts['skipped']} already done, "
+        f"{counts['failed']} failed; {n_ok} ok in total; {seconds:.1f} s "
+        f"({counts['scored'] / max(seconds, 1e-9):.2f} clips/s)"
+    )
+    if args.report and args.num_shards == 1:
+        rep = write_report(latest.values(), out / "report", threshold=calibration.threshold if calibration else None,
+                           n_boot=args.n_boot, extra=run_info)
+        summary["report"] = str(out / "report" / "report.md")
+        if rep["metrics"]:
+            print(f"AUC {rep['metrics']['auc']:.4f} on {rep['n_used']} items "
+                  f"({rep['n_left_out']} left out); report in {out / 'report'}")
+        else:
+            print(f"no metrics: {rep['metrics_note']}; report in {out / 'report'}")
+    (out / f"summary{suffix}.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return 0 if n_ok == len(items) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,268 @@
+"""Score one video: verdict, score, audio-video offset, per-window scores, JSON + PNG.
+
+Examples::
+
+    # a raw video (any size/fps, with audio): faces are tracked and mouths cropped first
+    python -m sf_fairseq.eval.score_video interview.mp4 --checkpoint large_vox_iter5.pt \\
+        --calibration threshold.json
+
+    # an already prepared 96x96 mouth ROI at 25 fps with its wav
+    python -m sf_fairseq.eval.score_video roi/clip.mp4 --audio roi/clip.wav --checkpoint X
+
+Input kind (``--input-kind auto``): a video is taken as a mouth ROI when its frames are at most
+128x128 pixels and a wav is given (``--audio``) or sits beside it (same name, ``.wav``);
+otherwise it is a raw video and goes through :mod:`sf_fairseq.preprocess.prepare` (one ROI per
+face track, most-seen face first; every track is scored, the first gives the verdict).
+
+The score is SpeechForensics' (see :mod:`.score`): higher = more likely real. It has no
+absolute meaning until a threshold is set on real videos (``metrics_cli --calibrate-fpr``);
+pass it with ``--calibration`` (or ``--threshold``) to get a verdict. Writes
+``<out>/<name>.score.json`` (score, offset, S(k) curve, windows, dynamic-offset score, verdict,
+settings) and ``<out>/<name>.score.png`` (S(k) curve and per-window scores). Exit status: 0 when
+scored, 2 when the video could not be scored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import cv2
+
+from . import score as sc
+from .encode import load_clip
+from .metrics import Calibration
+from .pipeline import ClipResult, Scorer, ScoreOptions, load_scorer, pick_device
+
+logger = logging.getLogger(__name__)
+
+ROI_MAX_SIDE = 128
+
+
+class ScoreVideoError(RuntimeError):
+    """The video cannot be scored (the message says why)."""
+
+
+def looks_like_roi(video: str, audio: str | None) -> bool:
+    """``auto`` input kind: small frames (<= 128 px) and a wav to go with them."""
+    capture = cv2.VideoCapture(video)
+    try:
+        width = capture.get(cv2.CAP_PROP_FRAME_WIDTH)
+        height = capture.get(cv2.CAP_PROP_FRAME_HEIGHT)
+    finally:
+        capture.release()
+    wav = audio or os.path.splitext(video)[0] + ".wav"
+    return 0 < max(width, height) <= ROI_MAX_SIDE and os.path.isfile(wav)
+
+
+def prepare_raw(video: str, work_dir: str) -> list[tuple[str, str, str]]:
+    """Mouth ROI(s) and wav of a raw video via the preprocessing stage.
+
+    Returns:
+        ``[(track id, roi video, wav)]``, most-seen face first.
+    """
+    from sf_fairseq.preprocess.prepare import InputItem, VideoPreprocessor
+
+    item = InputItem(id=Path(video).stem, path=os.path.abspath(video))
+    record = VideoPreprocessor().process(item, work_dir)
+    if record["status"] != "ok":
+        raise ScoreVideoError(f"{video}: preprocessing failed ({record['status']}): {record.get('reason')}")
+    wav = os.path.join(work_dir, record["audio"])
+    return [(t["id"], os.path.join(work_dir, t["video"]), wav) for t in record["tracks"]]
+
+
+def analyse(
+    result: ClipResult, options: ScoreOptions, window_s: float, hop_s: float, smooth_frames: int
+) -> dict[str, Any]:
+    """Record fields of one scored clip, with per-window and dynamic-offset analyses."""
+    win = sc.window_scores(result.sims, window_s, hop_s, options.fps)
+    dyn_score, dyn_offsets = sc.dynamic_offset_score(result.sims, smooth_frames)
+    return {
+        **result.as_record(),
+        "fps": options.fps,
+        "offsets": list(range(-options.max_offset, options.max_offset + 1)),
+        "windows": {
+            "window_s": window_s,
+            "hop_s": hop_s,
+            "start_s": win.start_s.tolist(),
+            "end_s": win.end_s.tolist(),
+            "score": win.scores.tolist(),
+            "best_offset": win.best_offsets.tolist(),
+        },
+        "dynamic_offset": {
+            "smooth_frames": smooth_frames,
+            "score": dyn_score,
+            "offsets": dyn_offsets.tolist(),
+        },
+    }
+
+
+def plot_result(record: dict[str, Any], path: str | os.PathLike, threshold: float | None, title: str) -> None:
+    """PNG: the S(k) curve (offset in ms) and the per-window scores over time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fps = record["fps"]
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(7, 6))
+    ms = [k * 1000.0 / fps for k in record["offsets"]]
+    ax1.plot(ms, record["curve"], marker=".")
+    ax1.axvline(record["best_offset_ms"], c="r", ls="--", lw=1,
+                label=f"best {record['best_offset_ms']:+.0f} ms, S = {record['score']:.3f}")
+    ax1.set(xlabel="offset (ms; > 0: audio lags video)", ylabel="S(k)", title=title)
+    ax1.legend(fontsize=8)
+    win = record["windows"]
+    mids = [(a + b) / 2 for a, b in zip(win["start_s"], win["end_s"])]
+    half = [(b - a) / 2 for a, b in zip(win["start_s"], win["end_s"])]
+    ax2.errorbar(mids, win["score"], xerr=half, fmt="o-", ms=4, capsize=2)
+    for x, y, k in zip(mids, win["score"], win["best_offset"]):
+        ax2.annotate(f"{k:+d}", (x, y), ha="center", va="bottom", fontsize=6)
+    if threshold is not None:
+        ax2.axhline(threshold, c="k", ls="--", lw=1, label=f"threshold {threshold:.3f}")
+        ax2.legend(fontsize=8)
+    ax2.set(xlabel="time (s)", ylabel="window score",
+            title=f"{win['window_s']:g} s windows every {win['hop_s']:g} s (bars: window span; "
+            "labels: best offset, frames)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def score_video(
+    scorer: Scorer,
+    video: str,
+    audio: str | None = None,
+    input_kind: str = "auto",
+    work_dir: str | None = None,
+    window_s: float = 2.0,
+    hop_s: float = 1.0,
+    smooth_frames: int = 25,
+) -> dict[str, Any]:
+    """Score every face track of ``video``; returns ``{"input_kind", "tracks": [record]}``.
+
+    Raises:
+        ScoreVideoError: missing input, failed preprocessing, unreadable ROI or wav.
+    """
+    if not os.path.isfile(video):
+        raise ScoreVideoError(f"video file not found: {video!r}")
+    kind = input_kind
+    if kind == "auto":
+        kind = "roi" if looks_like_roi(video, audio) else "raw"
+    if kind == "roi":
+        wav = audio or os.path.splitext(video)[0] + ".wav"
+        if not os.path.isfile(wav):
+            raise ScoreVideoError(f"no audio for the ROI video: {wav!r} not found (give --audio)")
+        clips = [(Path(video).stem, video, wav)]
+    else:
+        if work_dir is None:
+            raise ScoreVideoError("a raw video needs a work directory for its ROI")
+        clips = prepare_raw(video, work_dir)
+    try:
+        loaded = [
+            load_clip(v, a, scorer.settings, scorer.options.max_seconds, scorer.options.fps)
+            for _, v, a in clips
+        ]
+    except (OSError, ValueError) as err:
+        raise ScoreVideoError(str(err)) from err
+    results = scorer.score_clips(loaded)
+    tracks = []
+    for (track_id, v, a), result in zip(clips, results):
+        tracks.append({"track": track_id, "roi_video": v, "audio": a,
+                       **analyse(result, scorer.options, window_s, hop_s, smooth_frames)})
+    return {"input": os.path.abspath(video), "input_kind": kind, "tracks": tracks}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m sf_fairseq.eval.score_video",
+        description="Score one video with SpeechForensics' lip-speech agreement score "
+        "(higher = more likely real).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("video", help="raw video, or a mouth-ROI video (with --audio or a .wav beside it)")
+    p.add_argument("--checkpoint", required=True, help="AV-HuBERT checkpoint (pretrained or fine-tuned)")
+    p.add_argument("--audio", help="16 kHz mono wav of a ROI video (default: <video>.wav)")
+    p.add_argument("--input-kind", default="auto", choices=["auto", "roi", "raw"],
+                   help="auto: ROI if frames <= 128 px and a wav is available, else raw")
+    p.add_argument("--out", default=".", help="directory for <name>.score.json and <name>.score.png")
+    p.add_argument("--work-dir", help="keep the preprocessing output of a raw video here "
+                   "(default: a temporary directory, removed afterwards)")
+    verdict = p.add_mutually_exclusive_group()
+    verdict.add_argument("--calibration", help="calibration JSON from metrics_cli --calibrate-fpr")
+    verdict.add_argument("--threshold", type=float, help="score threshold (fake when below)")
+    p.add_argument("--layer", type=int, default=None, help="transformer block to use (default: final output)")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="allow arbitrary pickled objects in the checkpoint (only for files you trust)")
+    p.add_argument("--cpu", action="store_true", help="run on CPU even if a GPU is available")
+    precision = p.add_mutually_exclusive_group()
+    precision.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    precision.add_argument("--fp16", action="store_true", help="float16 autocast")
+    p.add_argument("--max-offset", type=int, default=15, help="largest offset searched (frames)")
+    p.add_argument("--max-seconds", type=float, default=50.0, help="use the first N seconds (0 = all)")
+    p.add_argument("--window", type=float, default=2.0, help="per-window score window (s)")
+    p.add_argument("--hop", type=float, default=1.0, help="per-window score hop (s)")
+    p.add_argument("--smooth-frames", type=int, default=25,
+                   help="neighbourhood (frames) of the dynamic-offset variant")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # force: importing fairseq leaves a DEBUG root handler behind (matplotlib floods it).
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
+    calibration = Calibration.load(args.calibration) if args.calibration else None
+    threshold = calibration.threshold if calibration else args.threshold
+    precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
+    options = ScoreOptions(max_offset=args.max_offset, max_seconds=args.max_seconds or None)
+    scorer = load_scorer(args.checkpoint, pick_device(args.cpu), args.layer, precision,
+                         args.trust_checkpoint, options)
+    try:
+        if args.work_dir:
+            result = score_video(scorer, args.video, args.audio, args.input_kind, args.work_dir,
+                                 args.window, args.hop, args.smooth_frames)
+        else:
+            with tempfile.TemporaryDirectory(prefix="sf_score_") as tmp:
+                result = score_video(scorer, args.video, args.audio, args.input_kind, tmp,
+                                     args.window, args.hop, args.smooth_frames)
+    except ScoreVideoError as err:
+        print(f"error: {err}")
+        return 2
+    main_track = result["tracks"][0]
+    verdict = None if threshold is None else ("fake" if main_track["score"] < threshold else "real")
+    result.update(
+        checkpoint=os.path.abspath(args.checkpoint),
+        layer=args.layer,
+        threshold=threshold,
+        calibration=None if calibration is None else {"path": os.path.abspath(args.calibration),
+                                                      "target_fpr": calibration.target_fpr,
+                                                      "provenance": calibration.provenance},
+        verdict=verdict,
+        score=main_track["score"],
+        best_offset_ms=main_track["best_offset_ms"],
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = Path(args.video).stem
+    json_path, png_path = out / f"{name}.score.json", out / f"{name}.score.png"
+    tmp = json_path.with_name(json_path.name + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, json_path)
+    plot_result(main_track, png_path, threshold, f"{name} ({result['input_kind']})")
+    verdict_text = verdict or "n/a (no --calibration or --threshold given)"
+    print(f"verdict: {verdict_text}")
+    print(f"score: {main_track['score']:.4f}" + ("" if threshold is None else f" (threshold {threshold:.4f})"))
+    print(f"offset: {main_track['best_offset']:+d} frames ({main_track['best_offset_ms']:+.0f} ms; > 0: audio lags video)")
+    for track in result["tracks"][1:]:
+        print(f"other face {track['track']}: score {track['score']:.4f}, offset {track['best_offset_ms']:+.0f} ms")
+    print(f"wrote {json_path} and {png_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
