@@ -23,7 +23,11 @@ from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 import numpy as np
 import torch
 
+from sf_fairseq.checkpoint import load_encoder
+from sf_fairseq.data.audio_features import audio_features_from_wav
+from sf_fairseq.data.audio_io import read_wav_checked
 from sf_fairseq.data.manifest import Manifest, ManifestItem
+from sf_fairseq.data.video import VideoTransform, load_video_frames
 
 logger = logging.getLogger(__name__)
 
@@ -81,9 +85,6 @@ class ModelFeatureReader:
         workers: int = 2,
         trust_checkpoint: bool = False,
     ) -> None:
-        from sf_fairseq.checkpoint import load_encoder
-        from sf_fairseq.data.video import VideoTransform
-
         model, task_cfg = load_encoder(str(checkpoint), trust_checkpoint=trust_checkpoint)
         n_layers = len(model.encoder.layers)
         if not 0 <= layer <= n_layers:
@@ -105,24 +106,10 @@ class ModelFeatureReader:
     def load_inputs(self, manifest: Manifest, item: ManifestItem) -> tuple[np.ndarray, np.ndarray]:
         """Model inputs of one item: ``(video float32 [T, crop, crop], audio float32 [T, F])``
         with ``T`` its number of video frames and ``F = 26 * stack_order_audio``."""
-        from sf_fairseq.data.audio_features import audio_features_from_wav
-        from sf_fairseq.data.audio_io import read_wav
-        from sf_fairseq.data.video import load_video_frames
-
-        video_path, audio_path = manifest.resolve(item.video), manifest.resolve(item.audio)
-        try:
-            frames = load_video_frames(video_path)
-        except Exception as err:  # any decoder failure: say which file
-            raise ValueError(f"{video_path}: cannot read video ({err})") from err
-        if len(frames) == 0:
-            raise ValueError(f"{video_path}: no video frames")
+        # Both raise errors that name the file (missing, undecodable, not 16 kHz mono).
+        frames = load_video_frames(manifest.resolve(item.video))
         video = np.asarray(self.transform(frames), dtype=np.float32)
-        try:
-            samples, sample_rate = read_wav(audio_path)
-        except Exception as err:
-            raise ValueError(f"{audio_path}: cannot read audio ({err})") from err
-        if sample_rate != AUDIO_SAMPLE_RATE:
-            raise ValueError(f"{audio_path}: sample rate {sample_rate}, expected {AUDIO_SAMPLE_RATE}")
+        samples = read_wav_checked(manifest.resolve(item.audio), AUDIO_SAMPLE_RATE)
         audio = audio_features_from_wav(samples, stack_order=self.stack_order, normalize=self.normalize)
         return video, align_audio_to_video(np.asarray(audio, dtype=np.float32), len(video))
 
@@ -148,7 +135,8 @@ class ModelFeatureReader:
             padding_mask=padding_mask.to(self.device) if padding_mask.any() else None,
             mask=False,
             ret_conv=self.layer == 0,
-            output_layer=None if self.layer == 0 else self.layer,
+            # With ret_conv the encoder output is discarded: stop it after one block.
+            output_layer=max(self.layer, 1),
         )  # [B, T, D]
         feats = feats.float().cpu().numpy()
         return [feats[i, :length] for i, length in enumerate(lengths)]

@@ -44,7 +44,7 @@ from sf_fairseq.data.manifest import Manifest, ManifestItem, read_label_lines, r
 
 from .feature_shards import FeatureShardWriter, shard_exists, shard_paths, shard_range
 from .features_mfcc import MFCC_RATE, MfccFeatureReader
-from .features_model import MODEL_FEATURE_RATE
+from .features_model import MODEL_FEATURE_RATE, ModelFeatureReader
 from .kmeans import FeatureKMeans, load_kmeans, sample_shard_features, save_kmeans
 from .labels import (
     dump_shard_labels,
@@ -205,8 +205,6 @@ class Iteration:
             if cfg.feature == "mfcc":
                 self._reader = MfccFeatureReader()
             else:
-                from .features_model import ModelFeatureReader
-
                 logger.info("loading %s (layer %d) on %s", cfg.checkpoint, cfg.layer, cfg.device)
                 self._reader = ModelFeatureReader(
                     cfg.checkpoint, cfg.layer, device=cfg.device,  # type: ignore[arg-type]
@@ -231,14 +229,15 @@ class Iteration:
             start, end = shard_range(len(manifest), nshard, rank)
             items = manifest.items[start:end]
             reader = self._feature_reader()
-            with FeatureShardWriter(self.feat_dir, split, rank, nshard) as shard:
-                bar = tqdm(reader.iter_features(manifest, items), total=len(items), unit="item",
-                           desc=f"features {split} {rank + 1}/{nshard}")
-                for item, feats in zip(items, bar):
+            with FeatureShardWriter(self.feat_dir, split, rank, nshard) as shard, tqdm(
+                total=len(items), unit="item", desc=f"features {split} {rank + 1}/{nshard}"
+            ) as bar:
+                for item, feats in zip(items, reader.iter_features(manifest, items)):
                     if self.cfg.feature == "model" and len(feats) != item.n_video_frames:
                         logger.warning("%s: %d video frames decoded, manifest says %d",
                                        item.id, len(feats), item.n_video_frames)
                     shard.append(feats)
+                    bar.update()
 
     def fit_kmeans(self) -> FeatureKMeans:
         """Fit k-means on the sampled features of the fit split, or reuse the saved model."""
@@ -267,7 +266,8 @@ class Iteration:
         # The model file's hash, so a refitted model never reuses the old model's labels.
         fingerprint = {"kmeans_sha256": _sha256(self.work_dir / "kmeans.joblib"),
                        "features": self._features_fingerprint(split)}
-        reuse = _reusable(record, fingerprint, cfg.overwrite, f"{split} labels")
+        # Labels only derive from the features and model checked above: redo stale ones freely.
+        reuse = _reusable(record, fingerprint, True, f"{split} labels")
         if not reuse:
             _write_json(record, fingerprint)
         for rank in tqdm(range(cfg.nshard), desc=f"labels {split}", unit="shard"):
@@ -373,11 +373,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        force=True)
     try:
         cfg = IterationConfig(**vars(args))
         Iteration(cfg).run()
-    except (IterationError, ValueError, FileNotFoundError) as err:
+    except (IterationError, ValueError, OSError) as err:  # bad input: the message names it
         logger.error("%s", err)
         return 1
     if cfg.rank is not None:

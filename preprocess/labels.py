@@ -59,14 +59,19 @@ def dump_shard_labels(
     return path
 
 
-def _shard_lines(path: Path, expected: int) -> Iterator[str]:
+def _check_shard_lines(path: Path, expected: int) -> None:
     if not path.is_file():
         raise FileNotFoundError(f"missing label shard {path}")
     with open(path, encoding="utf-8") as f:
-        lines = f.read().splitlines()
-    if len(lines) != expected:
-        raise ManifestError(f"{path}: {len(lines)} lines, its feature shard has {expected} items")
-    yield from lines
+        n_lines = sum(1 for _ in f)
+    if n_lines != expected:
+        raise ManifestError(f"{path}: {n_lines} lines, its feature shard has {expected} items")
+
+
+def _read_lines(path: Path) -> Iterator[str]:
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            yield line.rstrip("\n")
 
 
 def join_shard_labels(
@@ -79,17 +84,16 @@ def join_shard_labels(
     n_items: int,
 ) -> None:
     """Concatenate the shard label files of ``split`` in rank order into ``out_path``, checking
-    each against its feature shard and the total against the manifest's ``n_items``."""
+    each against its feature shard and the total against the manifest's ``n_items`` first."""
     counts = [len(read_shard(feat_dir, split, rank, nshard)[1]) for rank in range(nshard)]
     if sum(counts) != n_items:
         raise ManifestError(
             f"{feat_dir}: feature shards of {split!r} hold {sum(counts)} items, manifest has {n_items}"
         )
-    write_label_lines(
-        out_path,
-        (line for rank, count in enumerate(counts)
-         for line in _shard_lines(shard_label_path(lab_dir, split, rank, nshard, label), count)),
-    )
+    paths = [shard_label_path(lab_dir, split, rank, nshard, label) for rank in range(nshard)]
+    for path, count in zip(paths, counts):
+        _check_shard_lines(path, count)
+    write_label_lines(out_path, (line for path in paths for line in _read_lines(path)))
 
 
 def write_label_dictionary(out_dir: str | os.PathLike, label: str, n_clusters: int) -> Path:
