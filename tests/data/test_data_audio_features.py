@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import python_speech_features  # test-only dependency (the test extra): the parity reference
 import soundfile as sf
 import torch
 
-python_speech_features = pytest.importorskip("python_speech_features")
-
-from sf_fairseq.data.audio_features import (  # noqa: E402
+from sf_fairseq.data.audio_features import (
     audio_features_from_wav,
     logfbank,
     normalize_per_frame,
     stack_frames,
 )
-from sf_fairseq.data.audio_io import AudioFormatError, read_wav, read_wav_checked  # noqa: E402
+from sf_fairseq.data.audio_io import AudioFormatError, read_wav, read_wav_checked
 
 
 def _speech_like(n: int, rng: np.random.Generator) -> np.ndarray:
