@@ -471,7 +471,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # force: importing fairseq installs a DEBUG root handler, which would flood the console.
+    logging.basicConfig(
+        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True
+    )
     out_dir = Path(args.out_dir).resolve()
     try:
         items = discover_inputs(args.inputs, args.root)

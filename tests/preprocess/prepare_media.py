@@ -1,0 +1,101 @@
+"""Synthetic test clips with a real face in them (scikit-image's astronaut photo, public
+domain), encoded with PyAV. Imported by the preprocess tests (pytest puts this folder on
+sys.path)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+from skimage import data
+
+
+def face_patch(height: int = 150) -> np.ndarray:
+    """BGR uint8 crop of the astronaut's head and shoulders, ``height`` pixels tall."""
+    rgb = data.astronaut()[10:290, 90:350]
+    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+    width = round(bgr.shape[1] * height / bgr.shape[0])
+    return cv2.resize(bgr, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def frame_at(t: float, size: tuple[int, int], faces: int, noise_seed: int | None = None) -> np.ndarray:
+    """The canvas at time ``t`` s: ``faces`` astronauts side by side drifting a few pixels,
+    or random noise when ``faces == 0``."""
+    width, height = size
+    if faces == 0:
+        rng = np.random.default_rng(noise_seed if noise_seed is not None else int(t * 1000))
+        return rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    canvas = np.full((height, width, 3), 90, np.uint8)
+    patch = face_patch(min(height - 20, 150))
+    ph, pw = patch.shape[:2]
+    slot = width // faces
+    for k in range(faces):
+        dx = int(round(4 * np.sin(2 * np.pi * 0.7 * t + k)))
+        dy = int(round(3 * np.cos(2 * np.pi * 0.5 * t)))
+        x = k * slot + (slot - pw) // 2 + dx
+        y = (height - ph) // 2 + dy
+        canvas[y:y + ph, x:x + pw] = patch
+    return canvas
+
+
+def make_clip(
+    path: Path,
+    seconds: float = 2.0,
+    fps: float = 25,
+    size: tuple[int, int] = (256, 192),
+    faces: int = 1,
+    audio_rate: int | None = 48000,
+    audio_channels: int = 2,
+    silent: bool = False,
+    frame_times: list[float] | None = None,
+    audio_start: float = 0.0,
+    beep_at: float | None = None,
+    codec: str = "libx264",
+) -> Path:
+    """Encode a clip. ``frame_times`` (seconds) makes a variable-frame-rate clip; otherwise
+    frames come every 1/``fps`` s. Audio: a quiet 220 Hz tone (zeros when ``silent``) with a
+    loud 1 kHz beep of 0.1 s at ``beep_at``, starting ``audio_start`` s after the video."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if frame_times is None:
+        frame_times = [i / fps for i in range(max(1, round(seconds * fps)))]
+    with av.open(str(path), "w") as container:
+        video = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
+        video.codec_context.time_base = video.time_base = Fraction(1, 1000)
+        audio = None
+        if audio_rate:
+            audio = container.add_stream("aac", rate=audio_rate)
+            audio.layout = "stereo" if audio_channels == 2 else "mono"
+        for t in frame_times:
+            frame = av.VideoFrame.from_ndarray(frame_at(t, size, faces), format="bgr24")
+            frame.pts = round(t * 1000)
+            frame.time_base = Fraction(1, 1000)
+            for packet in video.encode(frame):
+                container.mux(packet)
+        for packet in video.encode(None):
+            container.mux(packet)
+        if audio is not None:
+            duration = frame_times[-1] + (frame_times[1] - frame_times[0] if len(frame_times) > 1 else 1 / fps)
+            n = int(round((duration - audio_start) * audio_rate))
+            t = np.arange(n) / audio_rate + audio_start
+            signal = 0.0 if silent else 0.05 * np.sin(2 * np.pi * 220 * t)
+            signal = np.broadcast_to(signal, t.shape).copy()
+            if beep_at is not None and not silent:
+                on = (t >= beep_at) & (t < beep_at + 0.1)
+                signal[on] = 0.8 * np.sin(2 * np.pi * 1000 * t[on])
+            samples = np.repeat(signal[None].astype(np.float32), audio_channels, axis=0)
+            start = round(audio_start * audio_rate)
+            for offset in range(0, n, 1024):
+                chunk = np.ascontiguousarray(samples[:, offset:offset + 1024])
+                frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=audio.layout.name)
+                frame.sample_rate = audio_rate
+                frame.pts = start + offset
+                frame.time_base = Fraction(1, audio_rate)
+                for packet in audio.encode(frame):
+                    container.mux(packet)
+            for packet in audio.encode(None):
+                container.mux(packet)
+    return path
