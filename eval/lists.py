@@ -10,8 +10,9 @@ Formats:
   each line is split on its *last* space. Blank lines and lines starting with ``#`` are skipped.
   The ROI video is ``data_root/<path>`` and its audio ``data_root/<path without extension>.wav``
   (SpeechForensics' ``mouth_dir`` layout).
-* **CSV** (``.csv``) with a header: ``path,label`` required, ``category`` and ``audio``
-  optional (``audio`` defaults to the path with a ``.wav`` extension). Labels ``1``/``0`` or
+* **CSV** (``.csv``) with a header: ``path,label`` required; ``category``, ``audio`` (default:
+  the path with a ``.wav`` extension) and ``id`` (default: the path; set it to pair one video
+  with several audio files) optional. Labels ``1``/``0`` or
   ``real``/``fake``; an empty label means unknown.
 * **Manifest split**: ``{manifest_dir}/{gen_subset}.tsv`` (the AV-HuBERT manifest; see
   :mod:`sf_fairseq.data.manifest`). Labels, if any, come from ``{gen_subset}.forgery``
@@ -173,7 +174,7 @@ def read_speechforensics_list(
 def read_csv_list(
     path: str | os.PathLike, data_root: str | None = None, category_rule: str = "auto"
 ) -> list[EvalItem]:
-    """Read a CSV with a ``path,label[,category][,audio]`` header."""
+    """Read a CSV with a ``path,label[,category][,audio][,id]`` header."""
     rule = CATEGORY_RULES[category_rule]
     items = []
     with open(path, encoding="utf-8", newline="") as f:
@@ -194,7 +195,7 @@ def read_csv_list(
             category = (row.get("category") or "").strip() or rule(rel)
             items.append(
                 EvalItem(
-                    id=rel,
+                    id=(row.get("id") or "").strip() or rel,
                     video=_resolve(data_root, rel),
                     audio=_resolve(data_root, audio),
                     label=_parse_label(row["label"] or "", where),

@@ -73,3 +73,56 @@ def roi_clip() -> Callable[..., tuple[Path, Path]]:
 @pytest.fixture
 def stand_in() -> StandInEncoder:
     return StandInEncoder()
+
+
+def write_envelope_clip(
+    video_path: Path, envelope: np.ndarray, audio_delay_frames: int = 0, size: int = 96
+) -> tuple[Path, Path]:
+    """A ROI clip whose "mouth" (a bright disc) opens with ``envelope`` [T] in [0, 1] and whose
+    wav is a 300 Hz tone with the same per-frame amplitude, delayed by ``audio_delay_frames``
+    frames (40 ms each; silence first)."""
+    video_path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(video_path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (size, size))
+    for e in envelope:
+        frame = np.full((size, size), 40, np.uint8)
+        cv2.circle(frame, (size // 2, size // 2), int(4 + 30 * e), 220, -1)
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
+    writer.release()
+    amp = np.repeat(np.r_[np.zeros(audio_delay_frames), envelope][: len(envelope)], 640)
+    t = np.arange(amp.size) / 16000.0
+    rng = np.random.default_rng(0)
+    signal = 12000 * amp * np.sin(2 * np.pi * 300 * t) + rng.normal(0, 30, t.shape)
+    wav = video_path.with_suffix(".wav")
+    sf.write(wav, signal.astype(np.int16), 16000, subtype="PCM_16")
+    return video_path, wav
+
+
+class EnvelopeEncoder(torch.nn.Module):
+    """A stand-in whose two streams share a meaning: lip features are the mean brightness
+    (mouth opening), speech features the mean log energy (loudness), each centred over the
+    clip's valid frames, so cos(V_i, A_j) = +1 when both are above or both below their means.
+    Use with ``InputSettings(normalize=False)`` (per-frame norm removes loudness)."""
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def extract_finetune(self, source, padding_mask=None, output_layer=None):
+        video, audio = source["video"], source["audio"]
+        if video is not None:  # [B, 1, T, H, W]
+            x = video[:, 0].mean(dim=(2, 3))
+        else:  # [B, F, T]
+            x = audio.mean(dim=1)
+        valid = (~padding_mask).float() if padding_mask is not None else torch.ones_like(x)
+        mean = (x * valid).sum(1, keepdim=True) / valid.sum(1, keepdim=True)
+        return ((x - mean) * valid)[..., None], padding_mask
+
+
+@pytest.fixture
+def envelope_clip() -> Callable[..., tuple[Path, Path]]:
+    return write_envelope_clip
+
+
+@pytest.fixture
+def envelope_encoder() -> EnvelopeEncoder:
+    return EnvelopeEncoder()
