@@ -33,6 +33,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any, Iterator, Protocol, Sequence
@@ -112,6 +113,8 @@ class IterationConfig:
         if self.nshard < 1 or (self.rank is not None and not 0 <= self.rank < self.nshard):
             raise IterationError(f"need nshard >= 1 and 0 <= rank < nshard, got {self.nshard}/{self.rank}")
         self.label_name = self.label_name or ("mfcc" if self.feature == "mfcc" else "km")
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", self.label_name) or self.label_name in ("tsv", "json"):
+            raise IterationError(f"--label-name must be a plain file extension, got {self.label_name!r}")
         self.work_dir = self.work_dir or self.out_dir / f"{self.label_name}_work"
 
     @property
@@ -313,7 +316,7 @@ class Iteration:
             lines = read_label_lines(cfg.out_dir / f"{split}.{cfg.label_name}")
             mismatched = label_duration_mismatches(self.manifests[split], lines, cfg.label_rate)
             if mismatched:
-                logger.warning("%s: %d items have labels more than 0.1 s off their video length "
+                logger.warning("%s: %d items have labels 0.1 s or more off their video length "
                                "(training will skip them), e.g. %s", split, len(mismatched),
                                ", ".join(mismatched[:5]))
             summary["splits"][split] = {"items": len(lines), "frames": sum(len(l.split()) for l in lines),

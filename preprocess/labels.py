@@ -33,7 +33,7 @@ from .kmeans import FeatureKMeans
 
 logger = logging.getLogger(__name__)
 
-# The training dataset drops items whose label and video durations differ by more than this.
+# The training dataset keeps an item only if its label and video durations differ by less.
 DURATION_TOLERANCE_S = 0.1
 
 
@@ -107,12 +107,12 @@ def label_duration_mismatches(
     manifest: Manifest, label_lines: list[str], label_rate: float, video_rate: float = 25.0,
     tolerance_s: float = DURATION_TOLERANCE_S,
 ) -> list[str]:
-    """Ids of the items whose label duration differs from their video duration by more than
-    ``tolerance_s`` — the items the training dataset will skip."""
+    """Ids of the items whose label duration is not within ``tolerance_s`` of their video
+    duration — the items the training dataset (``AVHubertDataset``) will skip."""
     if len(label_lines) != len(manifest):
         raise ManifestError(f"{len(label_lines)} label lines for {len(manifest)} manifest items")
     return [
         item.id
         for item, line in zip(manifest.items, label_lines)
-        if abs(len(line.split()) / label_rate - item.n_video_frames / video_rate) > tolerance_s
+        if not abs(len(line.split()) / label_rate - item.n_video_frames / video_rate) < tolerance_s
     ]

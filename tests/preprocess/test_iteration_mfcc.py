@@ -115,3 +115,5 @@ def test_labels_in_manifest_dir_and_bad_input(tmp_path, manifest_dir) -> None:
     assert not (tmp_path / "o2" / "train.mfcc").exists()
     assert iteration.main([str(manifest_dir), "--out-dir", str(tmp_path / "o3"), "--feature",
                            "model", "--n-clusters", "4"]) == 1  # no checkpoint
+    assert _run(manifest_dir, tmp_path / "o4", "--label-name", "../km") == 1
+    assert not (tmp_path / "o4").exists()
