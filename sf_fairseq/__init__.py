@@ -10,6 +10,7 @@ from . import checkpoint
 from .criteria.av_alignment_criterion import AVAlignmentCriterion, AVAlignmentCriterionConfig
 from .criteria.av_hubert_criterion import AVHubertCriterion, AVHubertCriterionConfig
 from .models.av_hubert import AVHubertConfig, AVHubertModel
+from .models.av_hubert_seq2seq import AVHubertSeq2Seq, AVHubertSeq2SeqConfig
 from .tasks.av_hubert_pretraining import AVHubertPretrainingConfig, AVHubertPretrainingTask
 
 __version__ = "0.1.0"
@@ -17,6 +18,7 @@ __version__ = "0.1.0"
 checkpoint.install_allow_list()
 checkpoint.install_fairseq_loader()
 checkpoint.register_config_upgrade("model", "av_hubert", AVHubertConfig)
+checkpoint.register_config_upgrade("model", "av_hubert_seq2seq", AVHubertSeq2SeqConfig)
 checkpoint.register_config_upgrade("task", "av_hubert_pretraining", AVHubertPretrainingConfig)
 checkpoint.register_config_upgrade("criterion", "av_hubert", AVHubertCriterionConfig)
 checkpoint.register_config_upgrade("criterion", "av_hubert_alignment", AVAlignmentCriterionConfig)
@@ -28,5 +30,7 @@ __all__ = [
     "AVHubertModel",
     "AVHubertPretrainingConfig",
     "AVHubertPretrainingTask",
+    "AVHubertSeq2Seq",
+    "AVHubertSeq2SeqConfig",
     "checkpoint",
 ]
