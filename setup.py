@@ -50,6 +50,9 @@ setup(
         "scikit-learn>=1.3",
         "joblib>=1.3",
         "soundfile>=0.12",
+        # FFmpeg bindings with FFmpeg inside the wheel: timestamp-correct decoding of any input
+        # and H.264 encoding of mouth ROIs, without a system FFmpeg.
+        "av>=12",
         "tqdm>=4.60",
         "matplotlib>=3.7",
     ],
@@ -58,7 +61,11 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "sf-inspect-checkpoint=sf_fairseq.cli.inspect_checkpoint:main",
+            "sf-prepare=sf_fairseq.preprocess.prepare:main",
+            "sf-cluster-iteration=sf_fairseq.preprocess.iteration:main",
+            "sf-score-video=sf_fairseq.eval.score_video:main",
+            "sf-score-batch=sf_fairseq.eval.score_batch:main",
+            "sf-report=sf_fairseq.eval.metrics_cli:main",
         ],
     },
     classifiers=[
