@@ -159,7 +159,8 @@ class Iteration:
 
     def __init__(self, cfg: IterationConfig) -> None:
         self.cfg = cfg
-        self.work_dir: Path = cfg.work_dir  # type: ignore[assignment]
+        self.label = str(cfg.label_name)
+        self.work_dir = Path(cfg.work_dir or cfg.out_dir)
         self.feat_dir = self.work_dir / "features"
         self.lab_dir = self.work_dir / "labels"
         self.splits = cfg.splits or sorted(p.stem for p in cfg.manifest_dir.glob("*.tsv"))
@@ -182,7 +183,7 @@ class Iteration:
         cfg = self.cfg
         if cfg.feature == "mfcc":
             return {"feature": "mfcc"}
-        ckpt = Path(cfg.checkpoint).resolve()  # type: ignore[arg-type]
+        ckpt = Path(str(cfg.checkpoint)).resolve()
         if not ckpt.is_file():
             raise IterationError(f"checkpoint not found: {ckpt}")
         stat = ckpt.stat()
@@ -210,7 +211,7 @@ class Iteration:
             else:
                 logger.info("loading %s (layer %d) on %s", cfg.checkpoint, cfg.layer, cfg.device)
                 self._reader = ModelFeatureReader(
-                    cfg.checkpoint, cfg.layer, device=cfg.device,  # type: ignore[arg-type]
+                    str(cfg.checkpoint), int(cfg.layer or 0), device=cfg.device,
                     max_batch_frames=cfg.batch_frames, workers=cfg.workers,
                     trust_checkpoint=cfg.trust_checkpoint,
                 )
@@ -264,7 +265,7 @@ class Iteration:
 
     def dump_labels(self, model: FeatureKMeans, split: str) -> None:
         """Label every shard of ``split`` (reusing finished ones) and join them into the out dir."""
-        cfg, label = self.cfg, self.cfg.label_name
+        cfg, label = self.cfg, self.label
         record = self.lab_dir / f"{split}.{label}.json"
         # The model file's hash, so a refitted model never reuses the old model's labels.
         fingerprint = {"kmeans_sha256": _sha256(self.work_dir / "kmeans.joblib"),
@@ -274,11 +275,11 @@ class Iteration:
         if not reuse:
             _write_json(record, fingerprint)
         for rank in tqdm(range(cfg.nshard), desc=f"labels {split}", unit="shard"):
-            path = shard_label_path(self.lab_dir, split, rank, cfg.nshard, label)  # type: ignore[arg-type]
+            path = shard_label_path(self.lab_dir, split, rank, cfg.nshard, label)
             if not (reuse and path.is_file()):
-                dump_shard_labels(model, self.feat_dir, self.lab_dir, split, rank, cfg.nshard, label)  # type: ignore[arg-type]
+                dump_shard_labels(model, self.feat_dir, self.lab_dir, split, rank, cfg.nshard, label)
         join_shard_labels(self.feat_dir, self.lab_dir, cfg.out_dir / f"{split}.{label}", split,
-                          cfg.nshard, label, len(self.manifests[split]))  # type: ignore[arg-type]
+                          cfg.nshard, label, len(self.manifests[split]))
 
     def copy_manifests(self) -> None:
         """Put each ``{split}.tsv`` beside its labels (the task reads both from one dir)."""
@@ -321,7 +322,7 @@ class Iteration:
                                ", ".join(mismatched[:5]))
             summary["splits"][split] = {"items": len(lines), "frames": sum(len(l.split()) for l in lines),
                                         "duration_mismatches": len(mismatched)}
-        write_label_dictionary(cfg.out_dir, cfg.label_name, cfg.n_clusters)  # type: ignore[arg-type]
+        write_label_dictionary(cfg.out_dir, self.label, cfg.n_clusters)
         _write_json(cfg.out_dir / f"{cfg.label_name}.iteration.json", summary)
         return summary
 

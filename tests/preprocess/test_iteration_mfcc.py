@@ -14,7 +14,7 @@ from sf_fairseq.preprocess import iteration
 from sf_fairseq.preprocess.feature_shards import shard_exists, shard_paths
 
 K = 6
-FAST_KMEANS = ["--kmeans-n-init", "2", "--kmeans-batch-size", "512"]
+FAST_KMEANS = ["--kmeans-n-init", "1", "--kmeans-batch-size", "512"]
 
 
 def _make_manifest_dir(root: Path, n_frames_per_item: dict[str, list[int]]) -> Path:
