@@ -103,6 +103,15 @@ class AVHubertPretrainingTask(FairseqTask):
     cfg: AVHubertPretrainingConfig
 
     def __init__(self, cfg: AVHubertPretrainingConfig) -> None:
+        # A ``???`` in a YAML is replaced by the dataclass default when fairseq merges it, so
+        # settings the published configs leave to the command line arrive here as defaults.
+        if not cfg.fine_tuning and cfg.label_rate <= 0:
+            raise ValueError(
+                "task.label_rate must be set for pretraining: 100 for MFCC labels, 25 for k-means "
+                "labels of model features"
+            )
+        if cfg.noise_prob > 0 and not cfg.noise_wav:
+            raise ValueError("task.noise_prob > 0 needs task.noise_wav (a folder with {split}.tsv noise lists)")
         super().__init__(cfg)
         # Factories run only when a value is not restored from a checkpoint's task_state.
         if cfg.fine_tuning:
