@@ -97,6 +97,11 @@ class FeatureKMeans(ClusterMixin, BaseEstimator):
                     self.n_clusters, len(X), self.inertia_, self.inertia_ / len(X))
         return self
 
+    def fit_predict(self, X: np.ndarray, y: None = None) -> np.ndarray:
+        """Fit on ``X`` [N, D], then return its cluster ids [N] (computed by :meth:`predict`,
+        as ``compute_labels=False`` leaves the fit without labels)."""
+        return self.fit(X).predict(X)
+
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Nearest centroid of each frame by squared Euclidean distance.
 

@@ -105,6 +105,15 @@ def test_model_features_match_reference_recipe(av_manifest_dir, checkpoint, laye
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
+def test_fine_tuned_checkpoint_encoder(av_manifest_dir, shared_dir) -> None:
+    # A published fine-tuned (seq2seq) file: its AV-HuBERT encoder gives the features.
+    reader = ModelFeatureReader(shared_dir / "fixtures" / "avhubert_tiny_vsr" / "checkpoint.pt", 2)
+    manifest = read_manifest(av_manifest_dir / "train.tsv")
+    (feats,) = reader.iter_features(manifest, manifest.items[:1])
+    assert feats.shape == (CLIPS[0][0], 64) and np.isfinite(feats).all()
+    np.testing.assert_allclose(feats, _reference_features(reader, av_manifest_dir, 0, 2), rtol=1e-4, atol=1e-4)
+
+
 def test_layer_out_of_range(checkpoint) -> None:
     with pytest.raises(ValueError, match=r"layer must be in \[0, 2\]"):
         ModelFeatureReader(checkpoint, 3)

@@ -31,8 +31,9 @@ def test_reference_parameters() -> None:
 
 def test_fit_recovers_separated_clusters() -> None:
     X, truth = _blobs()
-    model = FeatureKMeans(5, n_init=3).fit(X)
-    labels = model.predict(X)
+    model = FeatureKMeans(5, n_init=2)
+    labels = model.fit_predict(X)
+    np.testing.assert_array_equal(labels, model.predict(X))
     assert model.cluster_centers_.shape == (5, 8) and model.cluster_centers_.dtype == np.float32
     # A perfect clustering up to renaming: each true blob maps to exactly one id.
     pairs = set(zip(truth.tolist(), labels.tolist()))
