@@ -141,7 +141,9 @@ class StreamEncoder:
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
     @torch.inference_mode()
-    def _run(self, source: dict[str, torch.Tensor | None], lengths: torch.Tensor) -> torch.Tensor:
+    def encode_source(self, source: dict[str, torch.Tensor | None], lengths: torch.Tensor) -> torch.Tensor:
+        """``extract_finetune`` on a prepared padded ``source`` (one stream ``None``) with
+        ``lengths [B]`` valid frames per clip -> float32 features ``[B, T_max, D]``."""
         t = int(lengths.max())
         mask = padding_mask(lengths.to(self.device), t)
         with self._autocast():
@@ -159,13 +161,13 @@ class StreamEncoder:
         """Lip features: ``[T_i, H, W]`` arrays -> ``([B, T_max, D], lengths [B])``."""
         batch, lengths = pad_batch(videos)
         source = {"video": batch.unsqueeze(1).to(self.device), "audio": None}  # [B, 1, T, H, W]
-        return self._run(source, lengths), lengths
+        return self.encode_source(source, lengths), lengths
 
     def encode_audio(self, audios: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         """Speech features: ``[T_i, F]`` arrays -> ``([B, T_max, D], lengths [B])``."""
         batch, lengths = pad_batch(audios)
         source = {"video": None, "audio": batch.transpose(1, 2).to(self.device)}  # [B, F, T]
-        return self._run(source, lengths), lengths
+        return self.encode_source(source, lengths), lengths
 
     def encode(
         self, clips: Sequence[ClipInputs]

@@ -36,7 +36,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
