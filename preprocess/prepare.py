@@ -47,6 +47,7 @@ import cv2
 import numpy as np
 import soundfile as sf
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from sf_fairseq.data.manifest import ManifestItem, write_manifest
 
@@ -193,8 +194,8 @@ class VideoPreprocessor:
             best = max((len(t.frames) for t in all_tracks), default=0)
             raise ItemFailed(
                 "no_face",
-                f"no face followed on {opts.min_track_fraction:.0%} of the {info.n_frames} "
-                f"frames (best track: {best} frames)",
+                f"no face followed on at least {opts.min_track_fraction:.0%} of the "
+                f"{info.n_frames} frames (longest track: {best} frames)",
                 result,
             )
         landmarks = np.stack([t.dense(info.n_frames) for t in tracks])  # [K, T, 68, 2]
@@ -516,21 +517,24 @@ def main(argv: list[str] | None = None) -> int:
                 todo.append(item)
         if len(todo) < len(mine):
             logger.info("resuming: %d of %d inputs already done", len(mine) - len(todo), len(mine))
-        progress = tqdm(total=len(todo), unit="video", desc=f"prepare {args.split}")
-        for record in process_items(todo, out_dir, options, args.workers):
-            emit(record)
-            if record["status"] != "ok":
-                logger.warning("%s: %s: %s", record["input"], record["status"], record["reason"])
-            progress.update()
-            progress.set_postfix(failed=sum(counts.values()) - counts["ok"])
-        progress.close()
+        with logging_redirect_tqdm(), tqdm(
+            total=len(todo), unit="video", desc=f"prepare {args.split}"
+        ) as progress:
+            for record in process_items(todo, out_dir, options, args.workers):
+                emit(record)
+                if record["status"] != "ok":
+                    logger.warning(
+                        "%s: %s: %s", record["input"], record["status"], record["reason"]
+                    )
+                progress.update()
+                progress.set_postfix(failed=sum(counts.values()) - counts["ok"])
     n_rows = write_split_manifest(out_dir, args.split, (it.id for it in items))
     failed = len(mine) - counts["ok"]
-    detail = ", ".join(f"{s}={counts[s]}" for s in STATUSES if counts[s])
+    detail = ", ".join(f"{s}={counts[s]}" for s in STATUSES[1:] if counts[s])
     logger.info(
-        "%d inputs: %d ok, %d failed (%s); manifest %s has %d rows; log %s",
-        len(mine), counts["ok"], failed, detail or "none", out_dir / f"{args.split}.tsv",
-        n_rows, log_path,
+        "%d inputs: %d ok, %d failed%s; manifest %s has %d rows; log %s",
+        len(mine), counts["ok"], failed, f" ({detail})" if detail else "",
+        out_dir / f"{args.split}.tsv", n_rows, log_path,
     )
     return 1 if failed else 0
 
