@@ -27,6 +27,7 @@ from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II, MISSING
 
 from ..data.av_hubert_dataset import AVHubertDataset
+from ..models.sequence_generator import AVHubertSequenceGenerator
 
 logger = logging.getLogger(__name__)
 
@@ -204,3 +205,16 @@ class AVHubertPretrainingTask(FairseqTask):
     def filter_indices_by_size(self, indices: Any, *args: Any, **kwargs: Any) -> Any:
         # The dataset already filtered by min/max sample size when it was loaded.
         return indices
+
+    def build_model(self, cfg: Any, from_checkpoint: bool = False) -> Any:
+        model = super().build_model(cfg, from_checkpoint)
+        # A seq2seq model fills w2v_args (the pretraining config) from w2v_path; fairseq saves
+        # this cfg, so copying it back makes the fine-tuned file load without the pretrained one.
+        w2v_args = getattr(getattr(model, "cfg", None), "w2v_args", None)
+        if w2v_args is not None and hasattr(cfg, "w2v_args"):
+            cfg.w2v_args = w2v_args
+        return model
+
+    def build_generator(self, models: Any, args: Any, seq_gen_cls: Any = None, **kwargs: Any) -> Any:
+        # fairseq's beam search, fed AV-HuBERT's dict-valued net_input["source"].
+        return super().build_generator(models, args, seq_gen_cls=seq_gen_cls or AVHubertSequenceGenerator, **kwargs)
