@@ -30,6 +30,7 @@ import datetime as _dt
 import json
 import logging
 import os
+import pickle
 import time
 from argparse import Namespace
 from dataclasses import asdict
@@ -239,8 +240,11 @@ def main(argv: list[str] | None = None) -> int:
     precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
     options = ScoreOptions(max_offset=args.max_offset, max_seconds=args.max_seconds or None)
     device = pick_device(args.cpu)
-    calibration = Calibration.load(args.calibration) if args.calibration else None
-    scorer = load_scorer(args.path, device, args.layer, precision, args.trust_checkpoint, options)
+    try:
+        calibration = Calibration.load(args.calibration) if args.calibration else None
+        scorer = load_scorer(args.path, device, args.layer, precision, args.trust_checkpoint, options)
+    except (OSError, ValueError, pickle.UnpicklingError) as err:  # missing/unsafe checkpoint, bad calibration
+        raise SystemExit(f"error: {err}") from err
     run_info = {
         "checkpoint": os.path.abspath(args.path),
         "layer": args.layer,

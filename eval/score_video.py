@@ -28,6 +28,7 @@ import argparse
 import json
 import logging
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -216,12 +217,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # force: importing fairseq leaves a DEBUG root handler behind (matplotlib floods it).
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
-    calibration = Calibration.load(args.calibration) if args.calibration else None
-    threshold = calibration.threshold if calibration else args.threshold
     precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
     options = ScoreOptions(max_offset=args.max_offset, max_seconds=args.max_seconds or None)
-    scorer = load_scorer(args.checkpoint, pick_device(args.cpu), args.layer, precision,
-                         args.trust_checkpoint, options)
+    try:
+        calibration = Calibration.load(args.calibration) if args.calibration else None
+        scorer = load_scorer(args.checkpoint, pick_device(args.cpu), args.layer, precision,
+                             args.trust_checkpoint, options)
+    except (OSError, ValueError, pickle.UnpicklingError) as err:  # missing/unsafe checkpoint, bad calibration
+        raise SystemExit(f"error: {err}") from err
+    threshold = calibration.threshold if calibration else args.threshold
     try:
         if args.work_dir:
             result = score_video(scorer, args.video, args.audio, args.input_kind, args.work_dir,
