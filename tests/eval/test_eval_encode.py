@@ -82,3 +82,21 @@ def test_precision_autocast(stand_in) -> None:
     assert v.dtype == torch.float32
     with pytest.raises(ValueError, match="precision"):
         encode.StreamEncoder(stand_in, precision="int8")
+
+
+@pytest.mark.slow
+def test_fixture_checkpoint_scores_do_not_depend_on_the_batch(shared_dir) -> None:
+    from sf_fairseq.eval.pipeline import load_scorer
+
+    scorer = load_scorer(shared_dir / "fixtures/avhubert_tiny/checkpoint.pt")
+    rng = np.random.default_rng(0)
+    clips = [
+        encode.ClipInputs(rng.normal(size=(t, 88, 88)).astype(np.float32), rng.normal(size=(u, 104)).astype(np.float32))
+        for t, u in [(40, 42), (25, 25), (33, 30)]
+    ]
+    batched = scorer.score_clips(clips)
+    for clip, result in zip(clips, batched):
+        alone = scorer.score_clips([clip])[0]
+        assert result.score == pytest.approx(alone.score, abs=1e-5)
+        assert result.curve == pytest.approx(alone.curve, abs=1e-5)
+    assert [r.n_frames for r in batched] == [42, 25, 30]
