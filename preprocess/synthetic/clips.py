@@ -1,0 +1,162 @@
+"""One synthetic clip: what it shows and says, rendering to arrays, encoding to mp4.
+
+A :class:`ClipPlan` is everything needed to render a clip deterministically: the face
+augmentation, the head motion, the mouth shape per frame, the blur of the mouth per frame and
+the 16 kHz audio. Real clips come from :func:`plan_real`; fakes (:mod:`.fakes`) are plans
+derived from a real plan. :func:`render_frames` yields the BGR frames; :func:`write_mp4` encodes
+H.264 (libx264, yuv420p, 25 fps) + AAC (16 kHz mono) with PyAV into a temporary file renamed
+into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import av
+import numpy as np
+
+from .faces import Augmentation, augment
+from .render import FaceRenderer, HeadMotion
+from .speech import SAMPLE_RATE, Utterance, make_sentence, random_voice, speak
+from .visemes import FPS, MouthTrack, mouth_track
+
+SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
+
+
+@dataclass
+class ClipPlan:
+    """A clip to render.
+
+    Attributes:
+        size: (width, height) of the video.
+        augmentation: the face photo and its augmentation.
+        head: head motion per frame.
+        mouth: mouth shape per frame (``len(mouth) == n_frames``).
+        blur: Gaussian sigma (px) of mouth smearing per frame ``[T]`` (0 = sharp).
+        audio: int16 samples ``[T × 640]`` at 16 kHz.
+        utterance: the speech whose audio this is (None if no single one).
+        lead: where the utterance starts in the clip (s).
+        meta: JSON-ready description (category, fake parameters, ...).
+    """
+
+    size: tuple[int, int]
+    augmentation: Augmentation
+    head: HeadMotion
+    mouth: MouthTrack
+    blur: np.ndarray
+    audio: np.ndarray
+    utterance: Utterance | None
+    lead: float
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.mouth)
+
+    def with_changes(self, **changes) -> "ClipPlan":
+        return replace(self, **changes)
+
+
+def place_audio(utterance_audio: np.ndarray, lead: float, n_frames: int) -> np.ndarray:
+    """The utterance starting ``lead`` s into a silent track of exactly ``n_frames`` frames."""
+    out = np.zeros(n_frames * SAMPLES_PER_FRAME, np.int16)
+    start = int(round(lead * SAMPLE_RATE))
+    piece = utterance_audio[: max(0, len(out) - start)]
+    out[start : start + len(piece)] = piece
+    return out
+
+
+def new_utterance(rng: np.random.Generator, max_words: int = 16) -> Utterance:
+    """A random sentence spoken by a random voice (seeded)."""
+    return speak(make_sentence(rng, max_words=max_words), random_voice(rng))
+
+
+def plan_real(rng: np.random.Generator, size: tuple[int, int], utterance: Utterance | None = None,
+              sources: tuple[str, ...] | None = None) -> ClipPlan:
+    """A real clip: the mouth follows the utterance it says (a new random one by default)."""
+    utterance = utterance or new_utterance(rng)
+    augmentation = Augmentation.random(rng, sources) if sources else Augmentation.random(rng)
+    lead = float(rng.uniform(0.2, 0.5))
+    tail = float(rng.uniform(0.2, 0.5))
+    n_frames = int(math.ceil((lead + utterance.duration + tail) * FPS))
+    return ClipPlan(
+        size=size,
+        augmentation=augmentation,
+        head=HeadMotion.random(rng, n_frames),
+        mouth=mouth_track(utterance.phonemes, n_frames, offset=lead),
+        blur=np.zeros(n_frames),
+        audio=place_audio(utterance.audio, lead, n_frames),
+        utterance=utterance,
+        lead=lead,
+        meta={"category": "real", "label": 1},
+    )
+
+
+def render_frames(plan: ClipPlan, renderer: FaceRenderer | None = None) -> Iterator[np.ndarray]:
+    """The clip's frames ``[H, W, 3]`` uint8 BGR, one per video frame."""
+    if renderer is None:
+        image, landmarks = augment(plan.augmentation, plan.size)
+        renderer = FaceRenderer(image, landmarks)
+    for t in range(plan.n_frames):
+        yield renderer.render(float(plan.mouth.open[t]), float(plan.mouth.width[t]), plan.head, t,
+                              blur=float(plan.blur[t]))
+
+
+class ArrayHasher:
+    """SHA-256 of the frames and audio as rendered (before lossy encoding)."""
+
+    def __init__(self) -> None:
+        self.frames = hashlib.sha256()
+
+    def watch(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        for frame in frames:
+            self.frames.update(np.ascontiguousarray(frame).tobytes())
+            yield frame
+
+    @staticmethod
+    def audio(samples: np.ndarray) -> str:
+        return hashlib.sha256(np.ascontiguousarray(samples, np.int16).tobytes()).hexdigest()
+
+
+def write_mp4(path: str | os.PathLike, frames: Iterable[np.ndarray], audio: np.ndarray,
+              size: tuple[int, int], crf: int = 20) -> int:
+    """Encode frames (BGR) at 25 fps with libx264 and ``audio`` (int16, 16 kHz mono) with AAC.
+
+    Written to ``<path>.tmp.mp4`` first and renamed, so ``path`` exists only complete. One
+    encoder thread (deterministic output; parallelism is across clips). Returns the frame count.
+    """
+    path = Path(path)
+    tmp = path.with_name(path.stem + ".tmp.mp4")
+    try:
+        with av.open(str(tmp), mode="w", format="mp4") as container:
+            video = container.add_stream("libx264", rate=FPS)
+            video.width, video.height = size
+            video.pix_fmt = "yuv420p"
+            video.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
+            sound = container.add_stream("aac", rate=SAMPLE_RATE, layout="mono")
+            n = 0
+            for frame in frames:
+                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="bgr24")
+                vf.pts = n
+                container.mux(video.encode(vf))
+                n += 1
+            container.mux(video.encode(None))
+            samples = (audio.astype(np.float32) / 32768.0)[None]
+            block = 1024
+            for start in range(0, samples.shape[1], block):
+                af = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, start : start + block]),
+                                                format="fltp", layout="mono")
+                af.sample_rate = SAMPLE_RATE
+                af.pts = start
+                container.mux(sound.encode(af))
+            container.mux(sound.encode(None))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return n
