@@ -1,0 +1,213 @@
+"""Generate a synthetic talking-face corpus: real clips for training, real + labelled fakes for testing.
+
+Every clip is a face photo (scikit-image's astronaut or a public-domain portrait, augmented)
+whose lips and jaw follow the phonemes of a sentence spoken by espeak-ng, with small head
+motion, encoded as H.264 + AAC mp4 at 25 fps. Layout under ``--out``::
+
+    corpus.json                       generation settings (checked on resume)
+    train/real/t00000.mp4 ...         real clips only
+    train/train_list.txt              "<path> 1" per clip (SpeechForensics list format)
+    train/train.csv, train/metadata.jsonl
+    test/<category>/s00000.mp4 ...    for every source clip: real + every fake category
+    test/test_list.txt                "<path> <label>", 1 = real, 0 = fake (offset_small is 1)
+    test/test.csv                     path,label,category,source,window_start,window_end,offset_seconds
+    test/metadata.jsonl               one JSON object per clip: text, voice, phoneme timings,
+                                      face source and augmentation, fake parameters, hashes
+
+Paths in the lists are relative to the split folder. Every clip's metadata also sits beside it
+(``<clip>.json``, written after the mp4), so a rerun skips finished clips and only renders
+what is missing; lists and JSONL are rebuilt from the sidecars at the end. A given ``--seed``
+gives the same clips whatever the order, the worker count or the interruptions (every clip's
+random numbers derive from (seed, split, index) alone).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import logging
+import multiprocessing
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .clips import ArrayHasher, ClipPlan, new_utterance, plan_real, render_frames, write_mp4
+from .faces import FACE_SOURCES, augment
+from .fakes import CATEGORIES, FAKE_CATEGORIES, make_fake
+from .render import FaceRenderer
+
+logger = logging.getLogger(__name__)
+
+SPLITS = {"train": 1, "test": 2}
+PREFIX = {"train": "t", "test": "s"}
+SETTINGS_FILE = "corpus.json"
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def clip_path(out: Path, split: str, category: str, index: int) -> Path:
+    return out / split / category / f"{PREFIX[split]}{index:05d}.mp4"
+
+
+def is_finished(path: Path) -> bool:
+    return path.exists() and path.with_suffix(".json").exists()
+
+
+def source_plan(seed: int, split: str, index: int, size: tuple[int, int], quick: bool) -> ClipPlan:
+    """The real clip number ``index`` of ``split`` (deterministic in its arguments)."""
+    rng = np.random.default_rng([seed, SPLITS[split], index])
+    utterance = new_utterance(rng, max_words=8 if quick else 16)
+    return plan_real(rng, size, utterance, FACE_SOURCES)
+
+
+def clip_metadata(plan: ClipPlan, rel: str, split: str, source: str, frames_sha: str) -> dict:
+    u = plan.utterance
+    return {
+        "path": rel,
+        "split": split,
+        "source": source,
+        **plan.meta,
+        "n_frames": plan.n_frames,
+        "duration": plan.n_frames / 25,
+        "size": list(plan.size),
+        "text": u.text,
+        "voice": u.metadata()["voice"],
+        "lead": round(plan.lead, 4),
+        "phonemes": u.metadata()["phonemes"],
+        "face": plan.augmentation.metadata(),
+        "frames_sha256": frames_sha,
+        "audio_sha256": ArrayHasher.audio(plan.audio),
+    }
+
+
+def generate_source(out: Path, split: str, index: int, seed: int, size: tuple[int, int],
+                    quick: bool, categories: tuple[str, ...]) -> int:
+    """Render the real clip ``index`` of ``split`` and (test) its fakes; skip finished clips.
+    Returns how many clips were written."""
+    todo = [c for c in categories if not is_finished(clip_path(out, split, c, index))]
+    if not todo:
+        return 0
+    real = source_plan(seed, split, index, size, quick)
+    image, landmarks = augment(real.augmentation, size)
+    renderer = FaceRenderer(image, landmarks)
+    source = f"{PREFIX[split]}{index:05d}"
+    for category in todo:
+        if category == "real":
+            plan = real
+        else:
+            rng = np.random.default_rng([seed, SPLITS[split], index, 1 + CATEGORIES.index(category)])
+            plan = make_fake(real, category, rng)
+        path = clip_path(out, split, category, index)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        hasher = ArrayHasher()
+        write_mp4(path, hasher.watch(render_frames(plan, renderer)), plan.audio, size)
+        meta = clip_metadata(plan, path.relative_to(out / split).as_posix(), split, source,
+                             hasher.frames.hexdigest())
+        _write_text(path.with_suffix(".json"), json.dumps(meta) + "\n")
+    return len(todo)
+
+
+def _run_job(job: tuple) -> int:
+    return generate_source(*job)
+
+
+def write_lists(out: Path, split: str, n: int, categories: tuple[str, ...]) -> int:
+    """Rebuild ``<split>_list.txt``, ``<split>.csv`` and ``metadata.jsonl`` from the sidecars."""
+    records = []
+    for index in range(n):
+        for category in categories:
+            sidecar = clip_path(out, split, category, index).with_suffix(".json")
+            records.append(json.loads(sidecar.read_text(encoding="utf-8")))
+    root = out / split
+    _write_text(root / f"{split}_list.txt", "".join(f"{r['path']} {r['label']}\n" for r in records))
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["path", "label", "category", "source", "window_start", "window_end", "offset_seconds"])
+    for r in records:
+        window = r.get("window_seconds", ["", ""])
+        writer.writerow([r["path"], r["label"], r["category"], r["source"], *window, r.get("offset_seconds", "")])
+    _write_text(root / f"{split}.csv", buf.getvalue())
+    _write_text(root / "metadata.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    return len(records)
+
+
+def _check_settings(out: Path, settings: dict) -> None:
+    path = out / SETTINGS_FILE
+    if path.exists():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        keys = ("seed", "size", "quick")
+        if any(old.get(k) != settings[k] for k in keys):
+            raise SystemExit(
+                f"{path}: this folder was generated with "
+                f"{ {k: old.get(k) for k in keys} }, not { {k: settings[k] for k in keys} }; "
+                "use another --out or the same settings"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    _write_text(path, json.dumps(settings, indent=1) + "\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m sf_fairseq.preprocess.synthetic.corpus",
+        description="Generate a synthetic talking-face corpus (espeak-ng speech, face photos with "
+        "phoneme-driven lips): train/ holds real clips, test/ real clips plus every labelled fake "
+        f"category ({', '.join(FAKE_CATEGORIES)}). Lists in SpeechForensics format "
+        "(<path> <label>, 1 = real), a CSV with categories, JSONL metadata. Reruns skip finished "
+        "clips; the same --seed gives the same corpus.",
+    )
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--n-train", type=int, default=100, help="real training clips (default 100)")
+    parser.add_argument("--n-test", type=int, default=20, help="test source clips; each gives one "
+                        "real clip and one clip per fake category (default 20)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--size", type=int, nargs=2, default=(320, 320), metavar=("W", "H"),
+                        help="frame size in pixels (default 320 320)")
+    parser.add_argument("--quick", action="store_true", help="short sentences (4–8 words) for "
+                        "fast tests and CI")
+    parser.add_argument("--categories", nargs="+", choices=CATEGORIES, default=list(CATEGORIES),
+                        help="test categories to generate (default: all)")
+    parser.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.n_train < 0 or args.n_test < 0 or args.workers < 1:
+        raise SystemExit("--n-train and --n-test must be >= 0 and --workers >= 1")
+    if min(args.size) < 128:
+        raise SystemExit("--size must be at least 128 pixels each way (dlib needs the face)")
+    out = Path(args.out)
+    size = (int(args.size[0]), int(args.size[1]))
+    categories = tuple(c for c in CATEGORIES if c in args.categories)
+    _check_settings(out, {"seed": args.seed, "size": list(size), "quick": args.quick,
+                          "n_train": args.n_train, "n_test": args.n_test, "categories": list(categories)})
+    jobs = [(out, "train", i, args.seed, size, args.quick, ("real",)) for i in range(args.n_train)]
+    jobs += [(out, "test", i, args.seed, size, args.quick, categories) for i in range(args.n_test)]
+    total = args.n_train + args.n_test * len(categories)
+    done = sum(is_finished(clip_path(out, j[1], c, j[2])) for j in jobs for c in j[6])
+    with tqdm(total=total, initial=done, unit="clip", desc="synthetic clips") as bar:
+        if args.workers == 1:
+            for job in jobs:
+                bar.update(_run_job(job))
+        else:
+            with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
+                for written in pool.imap_unordered(_run_job, jobs):
+                    bar.update(written)
+    n_train = write_lists(out, "train", args.n_train, ("real",)) if args.n_train else 0
+    n_test = write_lists(out, "test", args.n_test, categories) if args.n_test else 0
+    logger.info("%d training and %d test clips in %s", n_train, n_test, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
