@@ -106,7 +106,8 @@ def train_sentencepiece(
         except RuntimeError as err:
             raise ValueError(
                 f"SentencePiece training failed for vocabulary size {vocab_size}: {err} "
-                "(too few distinct characters/words? lower --vocab-size or pass --soft-vocab-limit)"
+                "(it must cover every character + 4 specials and not exceed what the text allows: "
+                "adjust --vocab-size, or pass --soft-vocab-limit to accept a smaller vocabulary)"
             ) from err
         for suffix in (".model", ".vocab"):
             os.replace(prefix.with_suffix(suffix), model_path.with_suffix(suffix))
