@@ -17,6 +17,8 @@ templates, so the speech sounds like speech) — see :func:`make_sentence`.
 from __future__ import annotations
 
 import ctypes
+import os
+import pickle
 import threading
 from dataclasses import asdict, dataclass
 
@@ -166,21 +168,57 @@ class Espeak:
 
     def synthesize(self, text: str, voice: Voice = Voice()) -> tuple[np.ndarray, list[tuple[str, float]], int]:
         """Raw output: (int16 samples at :attr:`native_rate`, [(phoneme, start s)], end ms of
-        the message). Phonemes whose events share a start keep the last one."""
+        the message).
+
+        libespeak-ng keeps synthesis state in globals that no call resets (the waveform and
+        its length drift with every earlier utterance in the process), so where the OS can
+        fork, each utterance is synthesised in a forked child of this never-used library
+        state: the same text and voice always give the same samples.
+        """
         with self._lock:
-            if self._lib.espeak_SetVoiceByName(voice.name.encode()) != _EE_OK:
-                raise ValueError(f"espeak-ng has no voice {voice.name!r}")
-            for param, value in ((_PARAM_RATE, voice.rate), (_PARAM_PITCH, voice.pitch),
-                                 (_PARAM_RANGE, voice.pitch_range), (_PARAM_VOLUME, 100)):
-                self._lib.espeak_SetParameter(param, int(value), 0)
-            self._chunks, self._events = [], []
-            encoded = text.encode("utf-8")
-            status = self._lib.espeak_Synth(encoded, len(encoded) + 1, 0, _POS_CHARACTER, 0,
-                                            _CHARS_UTF8, None, None)
-            if status != _EE_OK:
-                raise RuntimeError(f"espeak_Synth failed with status {status} for {text!r}")
-            samples = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
-            events = self._events
+            if not hasattr(os, "fork"):  # pragma: no cover - non-POSIX: history-dependent output
+                return self._synthesize_here(text, voice)
+            read_fd, write_fd = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # child: synthesise, send, exit without running any parent cleanup
+                code = 0
+                try:
+                    os.close(read_fd)
+                    with os.fdopen(write_fd, "wb") as pipe:
+                        try:
+                            result = ("ok", self._synthesize_here(text, voice))
+                        except Exception as e:  # sent to the parent, re-raised there
+                            result = ("error", e)
+                        pickle.dump(result, pipe)
+                except BaseException:
+                    code = 1
+                finally:
+                    os._exit(code)
+            os.close(write_fd)
+            with os.fdopen(read_fd, "rb") as pipe:
+                payload = pipe.read()
+            _, status = os.waitpid(pid, 0)
+            if not payload or status != 0:
+                raise RuntimeError(f"espeak-ng synthesis process failed (status {status}) for {text!r}")
+            kind, value = pickle.loads(payload)
+            if kind == "error":
+                raise value
+            return value
+
+    def _synthesize_here(self, text: str, voice: Voice) -> tuple[np.ndarray, list[tuple[str, float]], int]:
+        if self._lib.espeak_SetVoiceByName(voice.name.encode()) != _EE_OK:
+            raise ValueError(f"espeak-ng has no voice {voice.name!r}")
+        for param, value in ((_PARAM_RATE, voice.rate), (_PARAM_PITCH, voice.pitch),
+                             (_PARAM_RANGE, voice.pitch_range), (_PARAM_VOLUME, 100)):
+            self._lib.espeak_SetParameter(param, int(value), 0)
+        self._chunks, self._events = [], []
+        encoded = text.encode("utf-8")
+        status = self._lib.espeak_Synth(encoded, len(encoded) + 1, 0, _POS_CHARACTER, 0,
+                                        _CHARS_UTF8, None, None)
+        if status != _EE_OK:
+            raise RuntimeError(f"espeak_Synth failed with status {status} for {text!r}")
+        samples = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
+        events = self._events
         phonemes = [(name, ms / 1000.0) for kind, ms, name in events if kind == _EVENT_PHONEME]
         end_ms = max((ms for _, ms, _ in events), default=0)
         return samples.astype(np.int16), phonemes, end_ms
