@@ -214,6 +214,23 @@ class AVHubertModel(BaseFairseqModel):
         """A randomly initialised model, without a task (tests, benchmarks)."""
         return cls(cfg, num_classes, feat2tar_ratio)
 
+    def upgrade_state_dict_named(self, state_dict: dict[str, torch.Tensor], name: str) -> None:
+        """Continuing from a checkpoint trained on other targets (``checkpoint.finetune_from_model``
+        with the next iteration's labels): label embeddings, a projection sized by the number of
+        label sets and a mask vector of the other masking type cannot carry over when their shapes
+        differ, so they keep this model's fresh initialisation, with a warning."""
+        super().upgrade_state_dict_named(state_dict, name)
+        prefix = f"{name}." if name else ""
+        own = self.state_dict()
+        for key in ("label_embs_concat", "final_proj.weight", "final_proj.bias", "mask_emb"):
+            saved = state_dict.get(prefix + key)
+            if saved is not None and key in own and saved.shape != own[key].shape:
+                logger.warning(
+                    "re-initialising %s: shape %s in the checkpoint, %s for the current labels and config",
+                    key, tuple(saved.shape), tuple(own[key].shape),
+                )
+                state_dict[prefix + key] = own[key].detach().clone()
+
     # ---- front ends and fusion -------------------------------------------------------------
 
     def forward_features(self, source: torch.Tensor, modality: str) -> torch.Tensor:
