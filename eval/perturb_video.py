@@ -98,15 +98,22 @@ _YCBCR_TO_BGR = np.hstack(
 ).astype(np.float32)
 
 
+def _pixelwise(values: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """``matrix`` (3x3 or 3x4 affine) applied to the last axis of ``[..., 3]``."""
+    flat = values.astype(np.float32).reshape(-1, 1, 3)
+    return cv2.transform(flat, matrix).reshape(values.shape)
+
+
 def bgr_to_ycbcr(frame: np.ndarray) -> np.ndarray:
-    """``uint8 [H, W, 3]`` BGR -> ``float32 [H, W, 3]`` Y, Cb, Cr in [0, 1] (BT.601 studio)."""
-    return cv2.transform(frame.astype(np.float32), _BGR_TO_YCBCR)
+    """``uint8 [..., 3]`` BGR (a frame ``[H, W, 3]`` or frames ``[T, H, W, 3]``) ->
+    ``float32 [..., 3]`` Y, Cb, Cr in [0, 1] (BT.601 studio swing)."""
+    return _pixelwise(frame, _BGR_TO_YCBCR)
 
 
 def ycbcr_to_bgr(ycbcr: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`bgr_to_ycbcr`: ``float [H, W, 3]`` -> BGR ``float32`` on the 0-255
+    """Inverse of :func:`bgr_to_ycbcr`: ``float [..., 3]`` -> BGR ``float32`` on the 0-255
     scale, not clipped or rounded."""
-    return cv2.transform(ycbcr.astype(np.float32), _YCBCR_TO_BGR)
+    return _pixelwise(ycbcr, _YCBCR_TO_BGR)
 
 
 def _to_uint8(values: np.ndarray) -> np.ndarray:
@@ -157,7 +164,7 @@ def gaussian_noise_color(frame: np.ndarray, p: float, rng: np.random.Generator) 
     The colour conversion is linear, so the noise is mapped to BGR and added there (the same
     result as converting, adding and converting back, without the round trip)."""
     noise = rng.standard_normal(frame.shape, dtype=np.float32) * np.float32(np.sqrt(p))
-    return _to_uint8(frame.astype(np.float32) + cv2.transform(noise, _YCBCR_TO_BGR_LINEAR))
+    return _to_uint8(frame.astype(np.float32) + _pixelwise(noise, _YCBCR_TO_BGR_LINEAR))
 
 
 def gaussian_blur(frame: np.ndarray, p: int) -> np.ndarray:

@@ -36,7 +36,8 @@ def write_raw_video(
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w") as container:
         video = container.add_stream("libx264", rate=fps)
-        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.width, video.height = width, height
+        video.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
         video.options = {"crf": "12", "preset": "ultrafast"}
         layout = "stereo" if channels == 2 else "mono"
         audio = container.add_stream("aac", rate=sample_rate, layout=layout)
