@@ -201,12 +201,17 @@ class Transcriber:
         mask = padding_mask(lengths_t.to(self.device), int(lengths_t.max()))
         return self.decode(source, mask)
 
+    def transcribe_clips(self, clips: Sequence[ClipInputs]) -> list[ClipTranscripts]:
+        """Lips-only and audio-only transcripts of a batch of loaded clips, and their disagreement."""
+        return [ClipTranscripts.compare(lips, audio)
+                for lips, audio in zip(self.transcribe(clips, "video"), self.transcribe(clips, "audio"))]
+
     def transcribe_clip(
         self, video_path: str | os.PathLike, audio_path: str | os.PathLike, max_seconds: float | None = 50.0
     ) -> ClipTranscripts:
         """Lips-only and audio-only transcripts of one clip, and their disagreement."""
         clip = load_clip(os.fspath(video_path), os.fspath(audio_path), self.settings, max_seconds)
-        return ClipTranscripts.compare(self.transcribe([clip], "video")[0], self.transcribe([clip], "audio")[0])
+        return self.transcribe_clips([clip])[0]
 
 
 # ---- CLI ----------------------------------------------------------------------------------------

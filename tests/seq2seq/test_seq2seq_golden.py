@@ -91,3 +91,20 @@ def test_incremental_decoding_matches_teacher_forcing(loaded, golden, encoder_ou
         state: dict = {}
         steps = [model.decoder(prev[:, : t + 1], encoder_out, incremental_state=state)[0] for t in range(prev.size(1))]
     np.testing.assert_allclose(torch.cat(steps, 1).numpy(), golden["decoder_logits"], atol=TOLERANCE, rtol=0)
+
+
+def test_file_without_pretraining_dictionaries_loads(shared_dir: Path, tmp_path: Path, loaded) -> None:
+    """Fine-tuned files whose task_state lacks the pretraining dictionaries still load strictly
+    (the unused label embeddings take their size from the weights)."""
+    from fairseq import checkpoint_utils
+
+    from sf_fairseq.checkpoint import load_state
+
+    state = load_state(shared_dir / "fixtures/avhubert_tiny_vsr/checkpoint.pt")
+    del state["task_state"]["dictionaries"]
+    path = tmp_path / "no_dictionaries.pt"
+    torch.save(state, path)
+    models, _, _ = checkpoint_utils.load_model_ensemble_and_task([str(path)], strict=True)
+    weight = models[0].encoder.w2v_model.label_embs_concat
+    assert weight.shape == (14, 32)
+    assert torch.equal(weight, loaded[0].encoder.w2v_model.label_embs_concat)
