@@ -100,6 +100,38 @@ def _extent(points: np.ndarray) -> np.ndarray:
     return np.concatenate([(lo + hi) / 2, np.maximum(hi - lo, 1.0)])
 
 
+class _Rows:
+    """Append-only rows kept in blocks of ``block`` rows: a few large allocations instead of
+    one small array per frame, which over an hour of video fragments the heap (RSS grew
+    ~10 KB per frame with a list of per-frame arrays)."""
+
+    def __init__(self, row_shape: tuple[int, ...], dtype: type, block: int = 1024):
+        self._row_shape, self._dtype, self._block = row_shape, dtype, block
+        self._blocks: list[np.ndarray] = []
+        self._n = 0
+
+    def append(self, row) -> None:
+        if self._n == len(self._blocks) * self._block:
+            self._blocks.append(np.empty((self._block, *self._row_shape), self._dtype))
+        self._blocks[-1][self._n % self._block] = row
+        self._n += 1
+
+    def truncate(self, n: int) -> None:
+        self._n = min(self._n, n)
+        del self._blocks[-(-self._n // self._block):]
+
+    def last(self):
+        return self._blocks[(self._n - 1) // self._block][(self._n - 1) % self._block]
+
+    def __len__(self) -> int:
+        return self._n
+
+    def array(self) -> np.ndarray:
+        if not self._blocks:
+            return np.empty((0, *self._row_shape), self._dtype)
+        return np.concatenate(self._blocks)[: self._n]
+
+
 @dataclass
 class Track:
     """One face followed through the video."""
@@ -109,8 +141,8 @@ class Track:
     landmarks: np.ndarray  # [68, 2] on the last frame
     relation: np.ndarray  # [4] detector box relative to the landmarks' extent
     first_frame: int
-    frames: list[int] = field(default_factory=list)
-    points: list[np.ndarray] = field(default_factory=list)
+    frames: _Rows = field(default_factory=lambda: _Rows((), np.int64))
+    points: _Rows = field(default_factory=lambda: _Rows((68, 2), np.float32))
     missed: int = 0  # consecutive detection rounds without a matching detection
     missed_since: int = -1  # frame of the first of those rounds
 
@@ -223,9 +255,10 @@ class FaceTracker:
                 track.missed += 1
                 if track.missed > self.max_missed:
                     # The face is gone: drop what was followed blindly since the first miss.
-                    keep = np.searchsorted(track.frames, track.missed_since)
-                    del track.frames[keep:], track.points[keep:]
-                    if track.frames:
+                    keep = int(np.searchsorted(track.frames.array(), track.missed_since))
+                    track.frames.truncate(keep)
+                    track.points.truncate(keep)
+                    if len(track.frames):
                         self._ended.append(track)
                     continue
                 self._follow(track, gray, i, predicted[ti])
@@ -240,7 +273,7 @@ class FaceTracker:
         last box, so a face missed for a moment keeps one track."""
         recent = [
             t for t in self._ended
-            if i - t.frames[-1] <= self.revive_frames and iou(t.box, box) >= self.min_iou
+            if i - t.frames.last() <= self.revive_frames and iou(t.box, box) >= self.min_iou
         ]
         if not recent:
             return None
@@ -262,7 +295,4 @@ class FaceTracker:
     def tracks(self) -> list[FaceTrack]:
         """All tracks so far, in order of creation."""
         every = sorted(self._ended + self._live, key=lambda t: t.id)
-        return [
-            FaceTrack(t.id, np.asarray(t.frames, dtype=np.int64), np.stack(t.points))
-            for t in every
-        ]
+        return [FaceTrack(t.id, t.frames.array(), t.points.array()) for t in every]

@@ -164,6 +164,7 @@ class AudioInfo:
     source_channels: int
     peak: int  # max |sample| of the written int16 signal (0 = silent)
     offset_samples: int  # samples padded (>0) or cut (<0) at the start to align with the video
+    n_decoded: int  # samples that came from the source (the rest is padding)
 
 
 def write_aligned_audio(
@@ -188,13 +189,13 @@ def write_aligned_audio(
         stream = container.streams.audio[0]
         rate, channels = stream.rate or 0, stream.channels or 0
         resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
-        written = 0
+        written = decoded = 0
         skip = 0  # samples still to drop at the start (audio begins before the video)
         offset = None
         peak = 0
 
         def put(samples: np.ndarray) -> None:
-            nonlocal written, skip, peak
+            nonlocal written, decoded, skip, peak
             if skip:
                 cut = min(skip, len(samples))
                 samples, skip = samples[cut:], skip - cut
@@ -202,6 +203,7 @@ def write_aligned_audio(
             if len(samples):
                 out.write(samples)
                 written += len(samples)
+                decoded += len(samples)
                 peak = max(peak, int(np.abs(samples.astype(np.int32)).max()))
 
         def frames():
@@ -230,7 +232,7 @@ def write_aligned_audio(
             raise UnreadableMediaError(f"{path}: no decodable audio")
         if written < n_samples:
             out.write(np.zeros(n_samples - written, np.int16))
-    return AudioInfo(n_samples, rate, channels, peak, offset)
+    return AudioInfo(n_samples, rate, channels, peak, offset, decoded)
 
 
 class RoiWriter:

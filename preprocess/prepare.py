@@ -54,6 +54,7 @@ from sf_fairseq.data.manifest import ManifestItem, write_manifest
 from .faces import FaceDetector, FaceTrack, FaceTracker, LandmarkPredictor
 from .mean_face import load_mean_face
 from .media import (
+    SAMPLE_RATE,
     SAMPLES_PER_FRAME,
     TARGET_FPS,
     FrameStream,
@@ -216,10 +217,15 @@ class VideoPreprocessor:
                     n_samples=n_samples,
                     source_sample_rate=audio.source_rate,
                     source_channels=audio.source_channels,
-                    audio_offset_s=round(audio.offset_samples / 16000, 4),
+                    audio_offset_s=round(audio.offset_samples / SAMPLE_RATE, 4),
                 )
                 if audio.peak == 0:
                     result["notes"].append("silent audio (all samples are zero)")
+                if audio.n_decoded < 0.9 * n_samples:
+                    result["notes"].append(
+                        f"audio covers {audio.n_decoded / SAMPLE_RATE:.2f} s of the "
+                        f"{n_samples / SAMPLE_RATE:.2f} s video; the rest is silence"
+                    )
         except UnreadableMediaError as err:
             audio_problem = str(err)
         if audio_problem:

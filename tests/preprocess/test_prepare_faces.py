@@ -79,3 +79,22 @@ def test_a_face_that_leaves_ends_its_track_and_noise_gives_none(predictor):
     (track,) = tracker.tracks()
     # Followed on the face frames only: what was followed blindly after the face left is dropped.
     assert track.frames.tolist() == list(range(8))
+
+
+def test_cnn_detector_is_the_fallback_where_hog_finds_nothing():
+    import cv2
+    from skimage import data
+
+    image = cv2.resize(gray(data.astronaut()), (400, 400), interpolation=cv2.INTER_AREA)
+    detector = FaceDetector(max_side=400, upsample=0, cnn=True)
+
+    class NoHog:
+        def run(self, image, upsample, threshold):
+            return [], [], []
+
+    detector._hog = NoHog()  # as if HOG missed the face
+    boxes, scores = detector(image)
+    assert len(boxes) == 1 and scores[0] > 0
+    x0, y0, x1, y1 = boxes[0]
+    assert 120 < (x0 + x1) / 2 < 240 and 40 < (y0 + y1) / 2 < 160  # the astronaut's face
+    assert len(FaceDetector(max_side=400, upsample=0)(np.full((400, 400), 128, np.uint8))[0]) == 0
