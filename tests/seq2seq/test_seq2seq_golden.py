@@ -93,15 +93,17 @@ def test_incremental_decoding_matches_teacher_forcing(loaded, golden, encoder_ou
     np.testing.assert_allclose(torch.cat(steps, 1).numpy(), golden["decoder_logits"], atol=TOLERANCE, rtol=0)
 
 
-def test_file_without_pretraining_dictionaries_loads(shared_dir: Path, tmp_path: Path, loaded) -> None:
-    """Fine-tuned files whose task_state lacks the pretraining dictionaries still load strictly
-    (the unused label embeddings take their size from the weights)."""
+def test_older_file_layouts_load_strictly(shared_dir: Path, tmp_path: Path, loaded) -> None:
+    """Files written by older fairseq (a ``decoder.embed_positions._float_tensor`` buffer) or
+    whose task_state lacks the pretraining dictionaries (the unused label embeddings then take
+    their size from the weights) load with a strict state dict."""
     from fairseq import checkpoint_utils
 
     from sf_fairseq.checkpoint import load_state
 
     state = load_state(shared_dir / "fixtures/avhubert_tiny_vsr/checkpoint.pt")
     del state["task_state"]["dictionaries"]
+    state["model"]["decoder.embed_positions._float_tensor"] = torch.zeros(1)
     path = tmp_path / "no_dictionaries.pt"
     torch.save(state, path)
     models, _, _ = checkpoint_utils.load_model_ensemble_and_task([str(path)], strict=True)
