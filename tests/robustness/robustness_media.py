@@ -1,4 +1,4 @@
-"""Helpers for the robustness tests: small generated videos with audio, written with PyAV."""
+"""Media for the robustness tests: small generated videos with audio (PyAV), mouth-ROI clips."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from pathlib import Path
 
 import av
 import numpy as np
-import pytest
 
 
 def box_x(index: int, width: int) -> int:
@@ -71,6 +70,36 @@ def decode_frames(path: Path) -> np.ndarray:
         return np.stack([f.to_ndarray(format="bgr24") for f in container.decode(video=0)])
 
 
-@pytest.fixture
-def raw_video(tmp_path):
-    return write_raw_video(tmp_path / "src" / "clip.mp4")
+def write_roi_pair(video: Path, n_frames: int = 25, seed: int = 0, audio_seed: int | None = None) -> Path:
+    """A 96x96 25 fps mouth-ROI-like mp4 (no audio; a disc opening with an envelope) and a
+    16 kHz wav beside it whose loudness follows the envelope of ``audio_seed`` (default: the
+    clip's own, a "real" pair; another seed makes a "fake" one). Returns the video path."""
+    import soundfile as sf
+
+    def envelope(s: int) -> np.ndarray:
+        r = np.random.default_rng(s)
+        return 0.5 + 0.5 * np.sin(np.arange(n_frames) * r.uniform(0.3, 0.9) + r.uniform(0, 6))
+
+    video.parent.mkdir(parents=True, exist_ok=True)
+    env = envelope(seed)
+    with av.open(str(video), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width = stream.height = 96
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": "18", "preset": "ultrafast"}
+        for i, e in enumerate(env):
+            img = np.full((96, 96, 3), 60, np.uint8)
+            yy, xx = np.mgrid[:96, :96]
+            img[((xx - 48) / 30.0) ** 2 + ((yy - 56) / (4 + 20 * e)) ** 2 < 1] = (40, 40, 170)
+            frame = av.VideoFrame.from_ndarray(img, format="bgr24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    amp = np.repeat(envelope(seed if audio_seed is None else audio_seed), 640)
+    t = np.arange(amp.size) / 16000
+    noise = np.random.default_rng(seed).normal(0, 100, t.size)
+    sf.write(video.with_suffix(".wav"), (8000 * amp * np.sin(2 * np.pi * 220 * t) + noise).astype(np.int16),
+             16000, subtype="PCM_16")
+    return video

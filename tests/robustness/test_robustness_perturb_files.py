@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import box_x, decode_frames, write_raw_video
+from robustness_media import box_x, decode_frames, write_raw_video
 from sf_fairseq.eval import perturb as pt
 from sf_fairseq.eval.perturb_video import VIDEO_PERTURBATIONS, bgr_to_ycbcr
 

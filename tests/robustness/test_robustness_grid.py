@@ -1,0 +1,112 @@
+"""The robustness grid: one AUC per cell, mean per type, plot, reuse of finished cells."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from robustness_media import write_roi_pair
+from sf_fairseq.eval import robustness as rb
+from sf_fairseq.eval import score_batch
+
+
+def fake_report(auc: float, n: int = 10) -> dict:
+    return {"n_used": n, "metrics": {"auc": auc}}
+
+
+def test_table_means_and_report_files(tmp_path):
+    reports = {"clean": fake_report(0.9)}
+    aucs = {("cs", 1): 0.88, ("cs", 2): 0.86, ("gnc", 1): 0.7, ("gnc", 2): 0.5}
+    reports.update({f"{c}_{lv}": fake_report(a) for (c, lv), a in aucs.items()})
+    rep = rb.write_grid_report(reports, ["cs", "gnc"], [1, 2], tmp_path,
+                               {"checkpoint": "c.pt", "list": "l.txt", "roi": True, "seed": 0,
+                                "block_rule": "reference"})
+    assert rep["types"]["cs"]["auc"] == {"1": 0.88, "2": 0.86}
+    assert rep["types"]["cs"]["mean"] == pytest.approx(0.87)
+    assert rep["types"]["gnc"]["mean"] == pytest.approx(0.6)
+    assert rep["mean_per_level"] == {"1": pytest.approx(0.79), "2": pytest.approx(0.68)}
+    assert rep["mean"] == pytest.approx(0.735)
+    assert rep["clean"]["auc"] == 0.9
+    md = (tmp_path / "report.md").read_text()
+    assert "| cs (saturation) | 0.8800 | 0.8600 | 0.8700 |" in md
+    assert "| gnc (noise) | 0.7000 | 0.5000 | 0.6000 |" in md
+    assert json.loads((tmp_path / "report.json").read_text())["mean"] == pytest.approx(0.735)
+    assert (tmp_path / "auc_vs_level.png").stat().st_size > 1000
+    # A missing cell leaves its type's mean undefined rather than wrong.
+    del reports["gnc_2"]
+    table = rb.grid_table(reports, ["cs", "gnc"], [1, 2])
+    assert table["types"]["gnc"]["mean"] is None and table["mean"] is None
+
+
+def test_type_and_level_specs():
+    assert rb.parse_types("video") == ["cs", "cc", "bw", "gnc", "gb", "jpeg", "vc"]
+    assert rb.parse_types("audio") == ["noise", "aac", "mp3", "resample", "band"]
+    assert rb.parse_types("gb, noise") == ["gb", "noise"]
+    assert rb.parse_levels("1-5") == [1, 2, 3, 4, 5] and rb.parse_levels("2,4") == [2, 4]
+    with pytest.raises(ValueError):
+        rb.parse_types("gb,blur")
+    with pytest.raises(ValueError):
+        rb.parse_levels("0-3")
+
+
+@pytest.mark.slow
+def test_roi_grid_end_to_end_with_the_fixture_checkpoint(tmp_path, shared_dir, monkeypatch):
+    root = tmp_path / "mouths"
+    lines = []
+    for i in range(2):
+        write_roi_pair(root / "real" / f"r{i}.mp4", seed=i)
+        write_roi_pair(root / "fake" / "FaceSwap" / f"f{i}.mp4", seed=10 + i, audio_seed=20 + i)
+        lines += [f"real/r{i}.mp4 1", f"fake/FaceSwap/f{i}.mp4 0"]
+    (tmp_path / "list.txt").write_text("\n".join(lines) + "\n")
+    results = tmp_path / "results"
+
+    def grid_argv(types: str, levels: str) -> list[str]:
+        return ["--list", str(tmp_path / "list.txt"), "--data-root", str(root), "--roi",
+                "--work-dir", str(tmp_path / "work"), "--results-path", str(results),
+                "--types", types, "--levels", levels, "--no-clean",
+                "--path", str(shared_dir / "fixtures" / "avhubert_tiny" / "checkpoint.pt"),
+                "--cpu", "--num-workers", "0", "--n-boot", "20", "--no-progress"]
+
+    argv = grid_argv("gnc,noise", "1,5")
+    assert rb.main(argv) == 0
+    rep = json.loads((results / "report" / "report.json").read_text())
+    for code in ("gnc", "noise"):
+        for level in ("1", "5"):
+            auc = rep["types"][code]["auc"][level]
+            assert 0.0 <= auc <= 1.0
+            assert rep["types"][code]["n_used"][level] == 4
+            cell = json.loads((results / "cells" / f"{code}_{level}" / "report" / "report.json").read_text())
+            assert cell["metrics"]["auc"] == auc and cell["inputs"]["cell"] == f"{code}_{level}"
+        assert rep["types"][code]["mean"] == pytest.approx(
+            (rep["types"][code]["auc"]["1"] + rep["types"][code]["auc"]["5"]) / 2)
+    assert (results / "report" / "auc_vs_level.png").exists()
+    assert "| gnc (noise) |" in (results / "report" / "report.md").read_text()
+    # The cells really differ: strong audio noise changes the scores.
+    def scores(cell: str) -> dict:
+        path = results / "cells" / cell / "scores.jsonl"
+        return {r["id"]: r["score"] for r in map(json.loads, path.read_text().splitlines())}
+    assert scores("noise_1") != scores("noise_5")
+    assert set(scores("gnc_5")) == {line.split()[0] for line in lines}
+
+    # A rerun reuses every finished cell: no scoring, no model loading, no new copies.
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished cell was recomputed")
+
+    monkeypatch.setattr(score_batch, "score_items", refuse)
+    monkeypatch.setattr(rb, "perturb_items", refuse)
+    monkeypatch.setattr("sf_fairseq.eval.pipeline.load_scorer", refuse)
+    before = (results / "cells" / "gnc_5" / "report" / "report.json").stat().st_mtime_ns
+    assert rb.main(argv) == 0
+    assert (results / "cells" / "gnc_5" / "report" / "report.json").stat().st_mtime_ns == before
+    # Widening the grid computes only the new cell.
+    monkeypatch.undo()
+    scored = []
+    real_score_items = score_batch.score_items
+    monkeypatch.setattr(score_batch, "score_items",
+                        lambda items, *a, **k: scored.append(len(items)) or real_score_items(items, *a, **k))
+    assert rb.main(grid_argv("gnc", "1,3,5")) == 0
+    assert scored == [4]
+    rep = json.loads((results / "report" / "report.json").read_text())
+    assert list(rep["types"]) == ["gnc"] and set(rep["types"]["gnc"]["auc"]) == {"1", "3", "5"}
