@@ -64,7 +64,8 @@ def write_clip(path: Path, seconds: float) -> None:
             frame.pts = i
             for packet in video.encode(frame):
                 container.mux(packet)
-            samples = 0.1 * np.sin(2 * np.pi * 200 * (np.arange(AUDIO_RATE // FPS) / AUDIO_RATE + t))
+            times = np.arange(AUDIO_RATE // FPS) / AUDIO_RATE + t
+            samples = 0.1 * np.sin(2 * np.pi * 200 * times)
             block = av.AudioFrame.from_ndarray(
                 np.repeat(samples[None].astype(np.float32), 2, axis=0), format="fltp",
                 layout="stereo",
@@ -107,13 +108,15 @@ def rss_mib() -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=20.0, help="clip length (default: %(default)s)")
+    parser.add_argument("--seconds", type=float, default=20.0,
+                        help="clip length (default: %(default)s)")
     parser.add_argument("--reference-seconds", type=float, default=8.0,
                         help="length run the reference way for the accuracy check; 0 skips it "
                         "(default: %(default)s)")
     parser.add_argument("--detect-every", type=int, default=PrepareOptions.detect_every)
     parser.add_argument("--detect-size", type=int, default=PrepareOptions.detect_size)
-    parser.add_argument("--core", type=int, default=0, help="CPU core to pin to (default: %(default)s)")
+    parser.add_argument("--core", type=int, default=0,
+                        help="CPU core to pin to (default: %(default)s)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, force=True)  # fairseq's import turns on DEBUG
 

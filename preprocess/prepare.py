@@ -7,7 +7,9 @@ audio) this writes, under the output folder::
     video/<id>.mp4          mouth ROI, 96×96 BGR, exactly 25 fps (one file per face track;
                             with several faces: video/<id>__track<k>.mp4, k = 0 the most seen)
     audio/<id>.wav          16 kHz mono int16, exactly n_frames × 640 samples (same duration)
-    landmarks/<id>.npz      landmarks [K, T, 68, 2] (NaN where not followed), mouth centres
+    landmarks/<id>.npz      ``landmarks`` float32 [K, T, 68, 2] per track in source pixels (NaN
+                            where the face was not followed), ``mouth_centres`` [K, T, 2] in
+                            the 256×256 aligned frame, ``start_time`` (s, first frame)
     status/<id>.json        the item's record
     <split>.tsv             manifest of the items that succeeded (AV-HuBERT format)
     <split>.log.jsonl       one record per input for this run (<split>.log.<rank>.jsonl when
@@ -39,7 +41,7 @@ import os
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -233,21 +235,21 @@ class VideoPreprocessor:
 
         # Pass 2: the crops, one ROI video per track.
         outputs = []
-        writers = []
-        for k, track in enumerate(tracks):
-            track_id = _track_id(item.id, k, len(tracks))
-            path = out_dir / "video" / f"{track_id}.mp4"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            writers.append(RoiWriter(_temp_path(path), CROP_SIZE, CROP_SIZE))
-            outputs.append(
-                {
-                    "track": k,
-                    "id": track_id,
-                    "video": f"video/{track_id}.mp4",
-                    "face_frames": int(len(track.frames)),
-                }
-            )
+        writers: list[RoiWriter] = []
         try:
+            for k, track in enumerate(tracks):
+                track_id = _track_id(item.id, k, len(tracks))
+                path = out_dir / "video" / f"{track_id}.mp4"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                writers.append(RoiWriter(_temp_path(path), CROP_SIZE, CROP_SIZE))
+                outputs.append(
+                    {
+                        "track": k,
+                        "id": track_id,
+                        "video": f"video/{track_id}.mp4",
+                        "face_frames": int(len(track.frames)),
+                    }
+                )
             for t, bgr in enumerate(FrameStream(item.path, "bgr24", max_frames=info.n_frames)):
                 for writer, (matrices, _) in zip(writers, aligned):
                     writer.write(crop_mouth(bgr, matrices[t]))
@@ -292,7 +294,9 @@ class VideoPreprocessor:
 # ---- inputs, sharding, resume ----------------------------------------------------------------
 
 
-def discover_inputs(source: str | os.PathLike, root: str | os.PathLike | None = None) -> list[InputItem]:
+def discover_inputs(
+    source: str | os.PathLike, root: str | os.PathLike | None = None
+) -> list[InputItem]:
     """Inputs from a directory (searched recursively for video extensions) or a list file (one
     path per line; blank lines and ``#`` comments skipped; relative paths are relative to
     ``root``, by default the list file's folder). Ids are paths relative to the directory (or
@@ -396,7 +400,9 @@ def manifest_items(out_dir: Path, item_ids: Iterable[str]) -> tuple[list[Manifes
         audio = out_dir / record["audio"]
         n_samples = sf.info(str(audio)).frames
         if n_samples != record["n_samples"]:
-            raise RuntimeError(f"{audio}: {n_samples} samples, its record says {record['n_samples']}")
+            raise RuntimeError(
+                f"{audio}: {n_samples} samples, its record says {record['n_samples']}"
+            )
         for track in record["tracks"]:
             n_frames, _ = roi_frame_count(out_dir / track["video"])
             if n_frames != record["n_frames"]:
@@ -404,15 +410,22 @@ def manifest_items(out_dir: Path, item_ids: Iterable[str]) -> tuple[list[Manifes
                     f"{out_dir / track['video']}: {n_frames} frames, its record says "
                     f"{record['n_frames']}"
                 )
-            rows.append(ManifestItem(track["id"], track["video"], record["audio"], n_frames, n_samples))
+            rows.append(
+                ManifestItem(track["id"], track["video"], record["audio"], n_frames, n_samples)
+            )
     return rows, pending
 
 
-def write_split_manifest(out_dir: Path, split: str, item_ids: Iterable[str]) -> int:
+def write_split_manifest(
+    out_dir: Path, split: str, item_ids: Iterable[str], writer: str = ""
+) -> int:
     """Write ``<split>.tsv`` (root = ``out_dir``, relative paths) for the ``ok`` items among
-    ``item_ids`` and return its row count."""
+    ``item_ids`` and return its row count. ``writer`` (e.g. the shard rank) names the
+    temporary file, so shards finishing together cannot mix their writes."""
     rows, pending = manifest_items(out_dir, item_ids)
-    write_manifest(out_dir / f"{split}.tsv", str(out_dir.resolve()), rows)
+    staged = out_dir / f".{split}.tsv.{writer or os.getpid()}"
+    write_manifest(staged, str(out_dir.resolve()), rows)
+    os.replace(staged, out_dir / f"{split}.tsv")
     if pending:
         logger.info("%d inputs have no record yet (other shards still running?)", pending)
     return len(rows)
@@ -534,7 +547,9 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 progress.update()
                 progress.set_postfix(failed=sum(counts.values()) - counts["ok"])
-    n_rows = write_split_manifest(out_dir, args.split, (it.id for it in items))
+    n_rows = write_split_manifest(
+        out_dir, args.split, (it.id for it in items), writer=f"rank{args.rank}"
+    )
     failed = len(mine) - counts["ok"]
     detail = ", ".join(f"{s}={counts[s]}" for s in STATUSES[1:] if counts[s])
     logger.info(
