@@ -29,7 +29,11 @@ setup(
     python_requires=">=3.10",
     packages=LIBRARY_PACKAGES + _stage_packages(),
     package_dir={"": ".", **STAGE_FOLDERS},
-    package_data={"sf_fairseq": ["config/**/*.yaml", "assets/*"]},
+    package_data={
+        "sf_fairseq": ["config/*/*.yaml"],
+        "sf_fairseq.preprocess": ["assets/*"],
+        "sf_fairseq.preprocess.synthetic": ["faces/*.jpg", "faces/README.md"],
+    },
     include_package_data=True,
     install_requires=[
         # torch and torchaudio must be built against each other.
@@ -53,6 +57,8 @@ setup(
         # FFmpeg bindings with FFmpeg inside the wheel: timestamp-correct decoding of any input
         # and H.264 encoding of mouth ROIs, without a system FFmpeg.
         "av>=12",
+        # espeak-ng's C library and voices in a wheel: the speech of the synthetic demo corpus.
+        "espeakng-loader>=0.2",
         "tqdm>=4.60",
         "matplotlib>=3.7",
     ],
@@ -66,6 +72,10 @@ setup(
             "sf-score-video=sf_fairseq.eval.score_video:main",
             "sf-score-batch=sf_fairseq.eval.score_batch:main",
             "sf-report=sf_fairseq.eval.metrics_cli:main",
+            "sf-transcribe=sf_fairseq.eval.transcribe:main",
+            "sf-build-transcript-targets=sf_fairseq.preprocess.transcripts:main",
+            "sf-synthetic-corpus=sf_fairseq.preprocess.synthetic.corpus:main",
+            "sf-demo=sf_fairseq.eval.demo:main",
         ],
     },
     classifiers=[
