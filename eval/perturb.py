@@ -516,7 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=(
             "Video types: " + ", ".join(f"{c} ({p.name}: {', '.join(map(str, p.params))})"
                                         for c, p in VIDEO_PERTURBATIONS.items())
-            + ". Audio types: " + ", ".join(f"{c} ({p.name}: {', '.join(map(str, p.params))})"
+            + ". Audio types: " + ", ".join(f"{c} ({p.name}, {p.unit}: {', '.join(map(str, p.params))})"
                                             for c, p in AUDIO_PERTURBATIONS.items())
             + ". Raw copies then go through: python -m sf_fairseq.preprocess.prepare "
             "OUT_DIR/videos.txt ROI_DIR --root OUT_DIR."

@@ -46,10 +46,12 @@ LEVELS = (1, 2, 3, 4, 5)
 
 @dataclass(frozen=True)
 class AudioPerturbation:
-    """One audio perturbation type: code, readable name and the parameter of each level."""
+    """One audio perturbation type: code, readable name, parameter unit and the parameter of
+    each level."""
 
     code: str
     name: str
+    unit: str
     params: tuple
 
     def param(self, level: int):
@@ -61,12 +63,12 @@ class AudioPerturbation:
 AUDIO_PERTURBATIONS: dict[str, AudioPerturbation] = {
     p.code: p
     for p in (
-        AudioPerturbation("noise", "white noise (SNR dB)", (20, 15, 10, 5, 0)),
-        AudioPerturbation("aac", "AAC (kbit/s)", (64, 48, 32, 24, 16)),
-        AudioPerturbation("mp3", "MP3 (kbit/s)", (64, 48, 32, 24, 16)),
-        AudioPerturbation("resample", "resampling (Hz)", (12000, 8000, 6000, 4000, 3000)),
+        AudioPerturbation("noise", "white noise", "SNR dB", (20, 15, 10, 5, 0)),
+        AudioPerturbation("aac", "AAC", "kbit/s", (64, 48, 32, 24, 16)),
+        AudioPerturbation("mp3", "MP3", "kbit/s", (64, 48, 32, 24, 16)),
+        AudioPerturbation("resample", "resampling", "Hz", (12000, 8000, 6000, 4000, 3000)),
         AudioPerturbation(
-            "band", "band-pass (Hz)", ((100, 7000), (200, 5000), (300, 3400), (400, 2500), (500, 1800))
+            "band", "band-pass", "Hz", ((100, 7000), (200, 5000), (300, 3400), (400, 2500), (500, 1800))
         ),
     )
 }

@@ -233,8 +233,9 @@ def _fmt(x: float | None) -> str:
 
 def grid_markdown(table: dict[str, Any], levels: list[int], inputs: dict[str, Any]) -> str:
     lines = ["# Robustness report", ""]
-    lines.append(f"AUC (real vs fake, higher = better) per perturbation type and level; "
-                 f"'mean' is the mean over levels {levels[0]}-{levels[-1]} (the protocol's number per type).")
+    shown = ", ".join(map(str, levels))
+    lines.append(f"AUC (real vs fake, higher = better) per perturbation type and level; 'mean' is the "
+                 f"mean over levels {shown} (over 1-5 it is the protocol's number per type).")
     lines += ["", f"Checkpoint: `{inputs['checkpoint']}`; list: `{inputs['list']}`; "
               f"{'mouth-ROI clips perturbed (fast option)' if inputs['roi'] else 'raw videos perturbed, then preprocessed'}; "
               f"seed {inputs['seed']}; block rule {inputs['block_rule']}.", ""]

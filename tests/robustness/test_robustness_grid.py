@@ -110,3 +110,55 @@ def test_roi_grid_end_to_end_with_the_fixture_checkpoint(tmp_path, shared_dir, m
     assert scored == [4]
     rep = json.loads((results / "report" / "report.json").read_text())
     assert list(rep["types"]) == ["gnc"] and set(rep["types"]["gnc"]["auc"]) == {"1", "3", "5"}
+
+
+@pytest.mark.slow
+def test_raw_grid_perturbs_copies_then_preprocesses_them(tmp_path, shared_dir, monkeypatch):
+    """The raw-video path: copies go to preprocessing (a stand-in for dlib tracking here, which
+    makes ROI pairs), its status records decide what is scored, ids stay those of the list."""
+    from robustness_media import write_raw_video
+
+    from sf_fairseq.eval import perturb as pt
+
+    root = tmp_path / "raw"
+    for rel, seed in (("real/a.mp4", 0), ("real/b.mp4", 1), ("fake/Deepfakes/c.mp4", 2)):
+        write_raw_video(root / rel, n_frames=12, seed=seed)
+    (tmp_path / "list.txt").write_text("real/a.mp4 1\nreal/b.mp4 1\nfake/Deepfakes/c.mp4 0\n")
+    calls = []
+
+    def fake_prepare(videos_txt: Path, prep_root: str, roi_dir: Path, workers: int, extra) -> None:
+        inputs = videos_txt.read_text().splitlines()
+        calls.append((roi_dir.parent.name, prep_root, inputs, list(extra)))
+        for path in inputs:
+            item_id = Path(path).relative_to(prep_root).with_suffix("").as_posix()
+            assert pt.probe(path).n_frames == 12
+            status = roi_dir / "status" / f"{item_id}.json"
+            status.parent.mkdir(parents=True, exist_ok=True)
+            if item_id == "real/b":
+                status.write_text(json.dumps({"status": "no_face", "reason": "no face followed"}))
+                continue
+            video = write_roi_pair(roi_dir / "video" / f"{item_id}.mp4", seed=len(item_id))
+            (roi_dir / "audio" / item_id).parent.mkdir(parents=True, exist_ok=True)
+            video.with_suffix(".wav").rename(roi_dir / "audio" / f"{item_id}.wav")
+            status.write_text(json.dumps({"status": "ok", "tracks": [{"video": f"video/{item_id}.mp4"}]}))
+
+    monkeypatch.setattr(rb, "_prepare", fake_prepare)
+    results = tmp_path / "results"
+    argv = ["--list", str(tmp_path / "list.txt"), "--data-root", str(root),
+            "--work-dir", str(tmp_path / "work"), "--results-path", str(results),
+            "--types", "cc", "--levels", "2", "--prepare-args", "--detect-every 5",
+            "--path", str(shared_dir / "fixtures" / "avhubert_tiny" / "checkpoint.pt"),
+            "--cpu", "--num-workers", "0", "--n-boot", "0", "--no-progress"]
+    assert rb.main(argv) == 0
+    (clean_cell, clean_root, clean_inputs, extra), (cell, cell_root, cell_inputs, _) = calls
+    assert (clean_cell, cell) == ("clean", "cc_2") and extra == ["--detect-every", "5"]
+    assert clean_root == str(root) and clean_inputs[0] == str(root / "real" / "a.mp4")
+    media = tmp_path / "work" / "cells" / "cc_2" / "media"
+    assert cell_root == str(media) and cell_inputs[2] == str(media / "fake" / "Deepfakes" / "c.mp4")
+    for name in ("clean", "cc_2"):
+        report = json.loads((results / "cells" / name / "report" / "report.json").read_text())
+        assert report["n_used"] == 2 and report["left_out"] == {"failed: prepare:no_face": 1}
+        records = [json.loads(x) for x in (results / "cells" / name / "scores.jsonl").read_text().splitlines()]
+        assert sorted(r["id"] for r in records) == ["fake/Deepfakes/c.mp4", "real/a.mp4", "real/b.mp4"]
+    rep = json.loads((results / "report" / "report.json").read_text())
+    assert rep["types"]["cc"]["n_used"] == {"2": 2} and rep["clean"]["n_used"] == 2
