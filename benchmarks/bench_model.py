@@ -28,7 +28,6 @@ import multiprocessing
 import resource
 import statistics
 import time
-from dataclasses import replace
 from typing import Any, Callable, Iterator
 
 import torch
@@ -145,13 +144,26 @@ def bench_cpu(size: str, repeats: int, train_batch: int) -> None:
           f"{train_batch * 250 / wall:6.1f} frames/s ({wall:.2f} s per step)")
 
 
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory. ``VmHWM`` belongs to the address space, so unlike
+    ``ru_maxrss`` (kept across exec) it does not include the parent's peak."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+
 def _peak_rss_child(size: str, frames: int, dtype_name: str, queue: Any) -> None:
     """Runs in a fresh process: peak RSS (bytes) of building the model and scoring one clip."""
     model = build_model(size).eval()
     video, audio = clip_inputs(frames)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    before = peak_rss_bytes()
     score_passes(model, video, audio, getattr(torch, dtype_name))
-    queue.put((before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
+    queue.put((before, peak_rss_bytes()))
 
 
 def bench_rss(size: str = "large", seconds: int = 50) -> None:

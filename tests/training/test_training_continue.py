@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -98,7 +99,9 @@ def test_two_processes_train_with_gloo(corpus: Path, tmp_path: Path) -> None:
             "distributed_training.distributed_no_spawn=true", f"distributed_training.distributed_rank={rank}",
             "distributed_training.ddp_backend=legacy_ddp", f"hydra.run.dir={tmp_path / f'hydra{rank}'}",
         ]
-        processes.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}  # two ranks share the machine's cores
+        processes.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                          env=env))
     logs = []
     try:
         for process in processes:
