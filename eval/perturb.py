@@ -11,7 +11,8 @@ Two kinds of input:
   perturbation copies the video packets untouched and replaces the audio with the perturbed
   signal, stored losslessly (FLAC; PCM in containers without FLAC), at the source sample rate
   and channel count. Every frame keeps its timestamp and the audio keeps its start time, so
-  frame rate, frame count and audio-video sync are those of the source.
+  frame rate, frame count and audio-video sync are those of the source (only the last frame's
+  duration, which the MP4 muxer infers, may differ by under a millisecond).
 * **mouth-ROI clips** (``--roi``; a fast approximation that skips face tracking: the
   perturbation then acts on 96x96 crops, not on the full frame, so blur, pixelation and block
   sizes are relatively larger than the protocol's): the list's ROI videos and the wavs beside
