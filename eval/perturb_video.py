@@ -182,6 +182,7 @@ def pixelation(frame: np.ndarray, p: int) -> np.ndarray:
 
 
 FrameFn = Callable[[np.ndarray], np.ndarray]
+_WARNED_NO_BLOCKS: set[tuple[int, int]] = set()  # frame sizes already warned about (once per process)
 
 
 def frame_perturbation(
@@ -198,15 +199,15 @@ def frame_perturbation(
     if code == "bw":
         if block_rule not in BLOCK_RULES:
             raise ValueError(f"block rule must be one of {BLOCK_RULES}, got {block_rule!r}")
-        warned = []
 
         def blocks(f: np.ndarray) -> np.ndarray:
-            if not warned and block_layout(*f.shape[:2], int(p), block_rule)[0] == 0:
-                warned.append(True)
+            size = f.shape[:2]
+            if size not in _WARNED_NO_BLOCKS and block_layout(*size, int(p), block_rule)[0] == 0:
+                _WARNED_NO_BLOCKS.add(size)
                 logger.warning(
                     "block-wise: a %dx%d frame gets no blocks under the reference rule (short "
                     "side < 256 px); use block_rule='scaled' for a resolution-independent "
-                    "occlusion", f.shape[1], f.shape[0],
+                    "occlusion", size[1], size[0],
                 )
             return block_wise(f, int(p), rng, block_rule)
 

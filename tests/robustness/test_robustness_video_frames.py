@@ -95,8 +95,19 @@ def test_block_wise_pastes_grey_8x8_blocks():
     changed = (out != frame).any(axis=2)
     assert set(np.unique(out[changed])) == {pv.BLOCK_GREY}
     assert _components(changed) == [(8, 8)] * 64
-    small = np.zeros((96, 96, 3), np.uint8)
-    assert np.array_equal(pv.frame_perturbation("bw", 5, RNG)(small), small)
+
+
+
+def test_reference_rule_on_small_frames_pastes_nothing_and_warns_once(caplog):
+    small = np.zeros((94, 90, 3), np.uint8)
+    with caplog.at_level("WARNING", logger="sf_fairseq.eval.perturb_video"):
+        for _ in range(2):
+            assert np.array_equal(pv.frame_perturbation("bw", 5, RNG)(small), small)
+    assert [r.getMessage() for r in caplog.records].count(
+        "block-wise: a 90x94 frame gets no blocks under the reference rule (short side < 256 px); "
+        "use block_rule='scaled' for a resolution-independent occlusion") == 1
+    scaled = pv.frame_perturbation("bw", 5, RNG, "scaled")(small)
+    assert set(np.unique(scaled)) == {0, pv.BLOCK_GREY}
 
 
 def test_scaled_block_rule_covers_the_same_fraction_at_any_resolution():
