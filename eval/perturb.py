@@ -81,7 +81,7 @@ _SWS_FLAGS = (
     Interpolation.BICUBIC | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
     | Interpolation.FULL_CHR_H_INP
 )
-_LOSSLESS_AUDIO = {".mp4": "flac", ".m4v": "flac", ".mov": "flac", ".mkv": "flac", ".webm": "flac"}
+_LOSSLESS_AUDIO = {".mp4": "flac", ".m4v": "flac", ".mov": "flac", ".mkv": "flac"}
 
 
 class PerturbCheckError(RuntimeError):

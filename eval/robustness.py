@@ -172,10 +172,21 @@ class Grid:
         from .score_batch import failed_record, score_items
 
         cell = CLEAN if code is None else cell_name(code, level)
+        a = self.args
+        settings = {"cell": cell, "type": code, "level": level, "checkpoint": os.path.abspath(a.path),
+                    "layer": a.layer, "max_offset": a.max_offset, "max_seconds": a.max_seconds,
+                    "list": os.path.abspath(a.list), "roi": a.roi,
+                    "perturbation": None if code is None else {"seed": self.options.seed,
+                                                               "block_rule": self.options.block_rule,
+                                                               "storage_crf": self.options.storage_crf}}
         report_path = self.report_path(cell)
         if report_path.exists():
+            report = json.loads(report_path.read_text(encoding="utf-8"))
+            if report.get("inputs") != settings:
+                raise ValueError(f"{report_path} was made with other settings ({report.get('inputs')}); "
+                                 f"use another --results-path (asked for {settings})")
             logger.info("%s: finished earlier, reusing %s", cell, report_path)
-            return json.loads(report_path.read_text(encoding="utf-8"))
+            return report
         to_score, failed = self.cell_items(cell, code, level)
         scores = self.results / "cells" / cell / "scores.jsonl"
         with ResultWriter(scores) as writer:
@@ -184,18 +195,13 @@ class Grid:
                     writer.write(failed_record(item, error_type, reason))
             pending = [item for item in to_score if item.id not in writer.done]
             if pending:
-                counts = score_items(to_score, self.scorer(), writer, self.args.batch_size,
-                                     num_workers=self.args.num_workers, progress=not self.args.no_progress)
+                counts = score_items(to_score, self.scorer(), writer, a.batch_size,
+                                     num_workers=a.num_workers, progress=not a.no_progress)
                 logger.info("%s: scoring %s", cell, counts)
         ids = {item.id for item in self.items}
         records = [r for r in latest_records([scores]).values() if r["id"] in ids]
-        extra = {"cell": cell, "type": code, "level": level, "checkpoint": os.path.abspath(self.args.path),
-                 "list": os.path.abspath(self.args.list), "roi": self.args.roi,
-                 "perturbation": None if code is None else {"seed": self.options.seed,
-                                                            "block_rule": self.options.block_rule,
-                                                            "storage_crf": self.options.storage_crf}}
-        return write_report(records, report_path.parent, n_boot=self.args.n_boot,
-                            title=f"Forgery score report, cell {cell}", extra=extra)
+        return write_report(records, report_path.parent, n_boot=a.n_boot,
+                            title=f"Forgery score report, cell {cell}", extra=settings)
 
 
 def _auc(rep: dict[str, Any] | None) -> float | None:
@@ -360,7 +366,10 @@ def main(argv: list[str] | None = None) -> int:
     reports = {}
     for code, level in cells:
         name = CLEAN if code is None else cell_name(code, level)
-        reports[name] = grid.run_cell(code, level)
+        try:
+            reports[name] = grid.run_cell(code, level)
+        except ValueError as err:  # settings clash with earlier output
+            raise SystemExit(f"error: {err}") from err
         logger.info("%s: AUC %s", name, _fmt(_auc(reports[name])))
     inputs = {"checkpoint": os.path.abspath(args.path), "list": os.path.abspath(args.list),
               "data_root": args.data_root, "roi": args.roi, "seed": args.seed, "block_rule": args.block_rule,

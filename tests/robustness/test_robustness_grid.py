@@ -100,6 +100,9 @@ def test_roi_grid_end_to_end_with_the_fixture_checkpoint(tmp_path, shared_dir, m
     before = (results / "cells" / "gnc_5" / "report" / "report.json").stat().st_mtime_ns
     assert rb.main(argv) == 0
     assert (results / "cells" / "gnc_5" / "report" / "report.json").stat().st_mtime_ns == before
+    # Finished cells made with other settings are not mixed into a new grid.
+    with pytest.raises(SystemExit, match="other settings"):
+        rb.main(argv + ["--seed", "1"])
     # Widening the grid computes only the new cell.
     monkeypatch.undo()
     scored = []
