@@ -76,6 +76,8 @@ setup(
             "sf-build-transcript-targets=sf_fairseq.preprocess.transcripts:main",
             "sf-synthetic-corpus=sf_fairseq.preprocess.synthetic.corpus:main",
             "sf-demo=sf_fairseq.eval.demo:main",
+            "sf-perturb=sf_fairseq.eval.perturb:main",
+            "sf-robustness=sf_fairseq.eval.robustness:main",
         ],
     },
     classifiers=[
