@@ -138,3 +138,15 @@ def test_allow_list_covers_omegaconf_and_numpy_objects(tmp_path) -> None:
     assert state["cfg"].model.a == [1, 2] and state["scalar"] == 2.5
     assert list(state["array"]) == [0, 1, 2]
     assert sf_fairseq.checkpoint.disallowed_globals(path) == []
+
+
+def test_import_leaves_the_root_logger_alone() -> None:
+    """fairseq's import-time logging.basicConfig(DEBUG) must not leak into applications."""
+    script = (
+        "import logging\n"
+        "import sf_fairseq\n"
+        "root = logging.getLogger()\n"
+        "assert root.handlers == [], root.handlers\n"
+        "assert root.level == logging.WARNING, root.level\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)
