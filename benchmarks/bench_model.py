@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import multiprocessing
 import resource
 import statistics
@@ -88,9 +89,20 @@ def score_passes(model: AVHubertModel, video: torch.Tensor, audio: torch.Tensor,
     return video_features.float(), audio_features.float()
 
 
-def agreement_score(video_features: torch.Tensor, audio_features: torch.Tensor) -> float:
-    """Mean over frames of the cosine similarity of the two streams (zero offset)."""
-    return F.cosine_similarity(video_features, audio_features, dim=-1).mean().item()
+def precast_linear_weights(model: AVHubertModel) -> AVHubertModel:
+    """A copy whose ``nn.Linear`` weights are stored in bfloat16: under CPU autocast the linears
+    then skip their per-call float32 -> bfloat16 weight casts (a third of LARGE's bf16 time), with
+    identical results; LayerNorm, convolutions and the rest keep float32 parameters."""
+    model = copy.deepcopy(model)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear):
+            module.to(torch.bfloat16)
+    return model
+
+
+def frame_cosines(video_features: torch.Tensor, audio_features: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity of the two streams per frame [B, T]; the score is its mean (zero offset)."""
+    return F.cosine_similarity(video_features, audio_features, dim=-1)
 
 
 def timed(function: Callable[[], Any], repeats: int) -> tuple[float, float]:
@@ -125,17 +137,22 @@ def bench_cpu(size: str, repeats: int, train_batch: int) -> None:
     print(f"\n{size.upper()} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters), "
           f"scoring a 10-second clip (250 frames), video-only + audio-only passes, {torch.get_num_threads()} threads")
     scores = {}
-    for dtype, name in ((torch.float32, "float32"), (torch.bfloat16, "bfloat16")):
-        wall, cpu = timed(lambda: score_passes(model, video, audio, dtype), repeats)
-        scores[name] = agreement_score(*score_passes(model, video, audio, dtype))
+    variants = ((model, torch.float32, "float32"), (model, torch.bfloat16, "bfloat16"),
+                (precast_linear_weights(model), torch.bfloat16, "bfloat16, linear weights pre-cast"))
+    for variant, dtype, name in variants:
+        wall, cpu = timed(lambda: score_passes(variant, video, audio, dtype), repeats)
+        scores[name] = frame_cosines(*score_passes(variant, video, audio, dtype))
         target = FP32_TARGET_S.get(size) if dtype == torch.float32 else BF16_TARGET_S.get(size)
         target_text = f"target <= {target:.2f} s" if target else "no target"
         verdict = "" if target is None else ("  ok" if wall <= target else "  MISSED")
-        print(f"  {name:9s} {wall:6.2f} s wall (process CPU {cpu:6.2f} s)  [{target_text}]{verdict}")
-    difference = abs(scores["float32"] - scores["bfloat16"])
-    verdict = "ok" if difference <= SCORE_TOLERANCE else "MISSED"
-    print(f"  score float32 {scores['float32']:+.5f}, bfloat16 {scores['bfloat16']:+.5f}, "
-          f"|difference| {difference:.5f}  [target <= {SCORE_TOLERANCE}]  {verdict}")
+        print(f"  {name:34s} {wall:6.2f} s wall (process CPU {cpu:6.2f} s)  [{target_text}]{verdict}")
+    reference = scores["float32"]
+    for name in list(scores)[1:]:
+        difference = abs(reference.mean() - scores[name].mean()).item()
+        verdict = "ok" if difference <= SCORE_TOLERANCE else "MISSED"
+        print(f"  score float32 {reference.mean():+.5f}, {name} {scores[name].mean():+.5f}: "
+              f"|difference| {difference:.5f}  [target <= {SCORE_TOLERANCE}]  {verdict}; "
+              f"largest per-frame cosine difference {(reference - scores[name]).abs().max():.4f}")
 
     model.train()
     video, audio = clip_inputs(250, batch=train_batch, seed=1)
