@@ -51,8 +51,7 @@ def add_label_set(data: Path, label_dir: Path, label: str, n_clusters: int, rate
     write_cluster_dictionary(label_dir / f"dict.{label}.txt", n_clusters)
 
 
-def hydra_train(config: str, overrides: list[str], timeout: int = 300, check: bool = True,
-                ) -> subprocess.CompletedProcess:
+def hydra_train(config: str, overrides: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
     """Run ``fairseq-hydra-train`` with the user dir; fail with the log tail unless it succeeds."""
     command = [
         str(Path(sys.executable).with_name("fairseq-hydra-train")),
@@ -60,6 +59,5 @@ def hydra_train(config: str, overrides: list[str], timeout: int = 300, check: bo
         f"common.user_dir={USER_DIR}", *overrides,
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-    if check:
-        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     return result
