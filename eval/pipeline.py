@@ -7,6 +7,7 @@ stream by stream and applies SpeechForensics' rule (:mod:`.score`) to each.
 
 from __future__ import annotations
 
+import argparse
 import os
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -119,3 +120,21 @@ def load_scorer(
     model, task_cfg = load_encoder(checkpoint, trust_checkpoint=trust_checkpoint)
     encoder = StreamEncoder(model, device=device, output_layer=layer, precision=precision)
     return Scorer(encoder, InputSettings.from_task_config(task_cfg), options)
+
+
+def add_scorer_arguments(parser: argparse.ArgumentParser, checkpoint_flag: str = "--path") -> None:
+    """The options every scoring command shares: checkpoint, layer, device, precision, score rule."""
+    parser.add_argument(checkpoint_flag, required=True, dest=checkpoint_flag.lstrip("-"),
+                        help="checkpoint file (AV-HuBERT pretrained or fine-tuned)")
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="allow arbitrary pickled objects in the checkpoint (only for files you trust)")
+    parser.add_argument("--layer", type=int, default=None,
+                        help="transformer block whose output is used (default: final output)")
+    parser.add_argument("--cpu", action="store_true", help="run on CPU even if a GPU is available")
+    precision = parser.add_mutually_exclusive_group()
+    precision.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    precision.add_argument("--fp16", action="store_true", help="float16 autocast")
+    parser.add_argument("--max-offset", type=int, default=sc.DEFAULT_MAX_OFFSET,
+                        help="largest audio-video offset searched (frames)")
+    parser.add_argument("--max-seconds", type=float, default=sc.DEFAULT_MAX_SECONDS,
+                        help="use the first N seconds of each clip (0 = all)")

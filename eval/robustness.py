@@ -46,6 +46,7 @@ from . import lists
 from .perturb import LEVELS, TYPES, PerturbOptions, cell_name, check_cell, perturb_items, plan_jobs, relative_to_root
 from .perturb_audio import AUDIO_PERTURBATIONS
 from .perturb_video import BLOCK_RULES, VIDEO_PERTURBATIONS
+from .pipeline import add_scorer_arguments
 from .report import write_report
 from .results import ResultWriter, latest_records
 
@@ -333,18 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prepare-args", default="", help="extra preprocess.prepare options, e.g. '--detect-every 5'")
     p.add_argument("--category-rule", default="auto", choices=sorted(lists.CATEGORY_RULES),
                    help="how to infer categories from paths when the list has none")
-    p.add_argument("--path", required=True, help="checkpoint file (AV-HuBERT pretrained or fine-tuned)")
-    p.add_argument("--trust-checkpoint", action="store_true",
-                   help="allow arbitrary pickled objects in the checkpoint (only for files you trust)")
-    p.add_argument("--layer", type=int, default=None, help="transformer block whose output is used")
+    add_scorer_arguments(p)
     p.add_argument("--batch-size", type=int, default=8, help="clips per model call")
     p.add_argument("--num-workers", type=int, default=2, help="clip loading processes while scoring")
-    p.add_argument("--cpu", action="store_true", help="score on CPU even if a GPU is available")
-    precision = p.add_mutually_exclusive_group()
-    precision.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
-    precision.add_argument("--fp16", action="store_true", help="float16 autocast")
-    p.add_argument("--max-offset", type=int, default=15, help="largest audio-video offset searched (frames)")
-    p.add_argument("--max-seconds", type=float, default=50.0, help="use the first N seconds of each clip (0 = all)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates in each cell's report")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p

@@ -43,7 +43,7 @@ from tqdm import tqdm
 from . import lists
 from .encode import ClipInputs, InputSettings, load_clip
 from .metrics import Calibration
-from .pipeline import ScoreOptions, Scorer, load_scorer, pick_device
+from .pipeline import ScoreOptions, Scorer, add_scorer_arguments, load_scorer, pick_device
 from .report import write_report
 from .results import FAILED, OK, ResultWriter, latest_records
 
@@ -182,12 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", help="root the --list paths are relative to (the mouth-ROI folder)")
     p.add_argument("--category-rule", default="auto", choices=sorted(lists.CATEGORY_RULES),
                    help="how to infer an item's category from its path when no column gives it")
-    p.add_argument("--path", required=True, help="checkpoint file (AV-HuBERT pretrained or fine-tuned)")
+    add_scorer_arguments(p)
     p.add_argument("--user-dir", help="fairseq user directory to import (only needed for extra plugins)")
-    p.add_argument("--trust-checkpoint", action="store_true",
-                   help="allow arbitrary pickled objects in the checkpoint (only for files you trust)")
-    p.add_argument("--layer", type=int, default=None,
-                   help="transformer block whose output is used (default: final output)")
     p.add_argument("--results-path", required=True, help="output directory")
     p.add_argument("--batch-size", type=int, default=8, help="clips per model call")
     p.add_argument("--max-frames", type=int, default=None,
@@ -195,12 +191,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-workers", type=int, default=2, help="clip loading processes")
     p.add_argument("--num-shards", type=int, default=1, help="split the items into this many shards")
     p.add_argument("--shard-id", type=int, default=0, help="which shard this run scores")
-    p.add_argument("--cpu", action="store_true", help="run on CPU even if a GPU is available")
-    precision = p.add_mutually_exclusive_group()
-    precision.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
-    precision.add_argument("--fp16", action="store_true", help="float16 autocast")
-    p.add_argument("--max-offset", type=int, default=15, help="largest audio-video offset searched (frames)")
-    p.add_argument("--max-seconds", type=float, default=50.0, help="use the first N seconds of each clip (0 = all)")
     p.add_argument("--calibration", help="calibration JSON (metrics_cli --calibrate): adds a verdict to records")
     p.add_argument("--report", action="store_true", help="write a metrics report when done (unsharded runs)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates for --report")

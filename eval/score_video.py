@@ -38,7 +38,7 @@ import cv2
 from . import score as sc
 from .encode import load_clip
 from .metrics import Calibration
-from .pipeline import ClipResult, Scorer, ScoreOptions, load_scorer, pick_device
+from .pipeline import ClipResult, Scorer, ScoreOptions, add_scorer_arguments, load_scorer, pick_device
 
 logger = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("video", help="raw video, or a mouth-ROI video (with --audio or a .wav beside it)")
-    p.add_argument("--checkpoint", required=True, help="AV-HuBERT checkpoint (pretrained or fine-tuned)")
+    add_scorer_arguments(p, checkpoint_flag="--checkpoint")
     p.add_argument("--audio", help="16 kHz mono wav of a ROI video (default: <video>.wav)")
     p.add_argument("--input-kind", default="auto", choices=["auto", "roi", "raw"],
                    help="auto: ROI if frames <= 128 px and a wav is available, else raw")
@@ -197,15 +197,6 @@ def build_parser() -> argparse.ArgumentParser:
     verdict = p.add_mutually_exclusive_group()
     verdict.add_argument("--calibration", help="calibration JSON from metrics_cli --calibrate-fpr")
     verdict.add_argument("--threshold", type=float, help="score threshold (fake when below)")
-    p.add_argument("--layer", type=int, default=None, help="transformer block to use (default: final output)")
-    p.add_argument("--trust-checkpoint", action="store_true",
-                   help="allow arbitrary pickled objects in the checkpoint (only for files you trust)")
-    p.add_argument("--cpu", action="store_true", help="run on CPU even if a GPU is available")
-    precision = p.add_mutually_exclusive_group()
-    precision.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
-    precision.add_argument("--fp16", action="store_true", help="float16 autocast")
-    p.add_argument("--max-offset", type=int, default=15, help="largest offset searched (frames)")
-    p.add_argument("--max-seconds", type=float, default=50.0, help="use the first N seconds (0 = all)")
     p.add_argument("--window", type=float, default=2.0, help="per-window score window (s)")
     p.add_argument("--hop", type=float, default=1.0, help="per-window score hop (s)")
     p.add_argument("--smooth-frames", type=int, default=25,
