@@ -5,6 +5,11 @@ counted under a reason (``failed: <error type>``, ``no label``) that the report 
 (see :mod:`.metrics`): AUC, AP, EER and its threshold, accuracy at the EER threshold and at a
 given or calibrated threshold, per-category AUC (each fake category against all reals), and
 bootstrap 95% intervals. Plots use matplotlib's Agg backend (no display needed).
+
+When records carry lips-only/audio-only transcripts (``score_batch --transcribe``), the report
+adds a ``transcripts`` section: the mean word and character disagreement per category, and the
+AUC of the word disagreement as a detector (higher disagreement = more likely fake) next to the
+similarity score's AUC on the same items.
 """
 
 from __future__ import annotations
@@ -33,6 +38,53 @@ def _select(records: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], Co
     return used, left_out
 
 
+def _category(record: dict[str, Any]) -> str:
+    return record.get("category") or ("real" if record["label"] == 1 else "unknown")
+
+
+def transcript_metrics(used: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Transcript disagreement numbers over the used records (None when none has the field).
+
+    Returns:
+        ``{"n", "n_missing", "model", "per_category": {category: {"n", "real", "mean_word_disagreement",
+        "mean_char_disagreement", "word_disagreement_auc"}}, "word_disagreement_auc",
+        "score_auc_same_items", "note"?}``; the AUCs are None unless real and fake items were
+        transcribed (a fake category's AUC is against all transcribed reals).
+    """
+    if not any("transcripts" in r for r in used):
+        return None
+    with_t = [r for r in used if (r.get("transcripts") or {}).get("word_disagreement") is not None]
+    labels = np.array([r["label"] for r in with_t], dtype=int)
+    word = np.array([r["transcripts"]["word_disagreement"] for r in with_t], dtype=np.float64)
+    char = np.array([r["transcripts"]["char_disagreement"] for r in with_t], dtype=np.float64)
+    cats = np.array([_category(r) for r in with_t], dtype=object)
+    both = bool(np.any(labels == 1) and np.any(labels == 0))
+    # Detector direction: more disagreement = more likely fake, so rank reals by -disagreement.
+    cat_auc = m.per_category_auc(labels, -word, list(cats)) if both else {}
+    per_category = {}
+    for cat in sorted(set(cats)):
+        sel = cats == cat
+        per_category[str(cat)] = {
+            "n": int(sel.sum()),
+            "real": bool(np.all(labels[sel] == 1)),
+            "mean_word_disagreement": float(word[sel].mean()),
+            "mean_char_disagreement": float(char[sel].mean()),
+            "word_disagreement_auc": cat_auc.get(str(cat), {}).get("auc"),
+        }
+    models = sorted({str(r["transcripts"].get("model")) for r in with_t})
+    out: dict[str, Any] = {
+        "n": len(with_t),
+        "n_missing": len(used) - len(with_t),
+        "model": models[0] if len(models) == 1 else models,
+        "per_category": per_category,
+        "word_disagreement_auc": m.roc_auc(labels, -word) if both else None,
+        "score_auc_same_items": m.roc_auc(labels, np.array([r["score"] for r in with_t])) if both else None,
+    }
+    if not both:
+        out["note"] = "AUCs need transcribed real and fake items"
+    return out
+
+
 def compute_report(
     records: Iterable[dict[str, Any]],
     threshold: float | None = None,
@@ -54,6 +106,9 @@ def compute_report(
         "n_fake": int(np.sum(labels == 0)),
         "score_direction": "higher = more likely real; called fake when score < threshold",
     }
+    transcripts = transcript_metrics(used)
+    if transcripts is not None:
+        out["transcripts"] = transcripts
     if out["n_real"] == 0 or out["n_fake"] == 0:
         out["metrics"] = None
         out["metrics_note"] = (
@@ -128,6 +183,27 @@ def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.4f}"
 
 
+def _transcripts_markdown(t: dict[str, Any] | None) -> list[str]:
+    if t is None:
+        return []
+    lines = ["", "## Lips vs audio transcripts", "",
+             f"Lips-only and audio-only transcripts from `{t['model']}`; disagreement = edit distance / "
+             "length of the longer transcript (0 = same, 1 = nothing in common). "
+             f"{t['n']} items transcribed, {t['n_missing']} without transcripts.", ""]
+    if t.get("word_disagreement_auc") is not None:
+        lines += ["| detector | AUC on the transcribed items |", "|---|---|",
+                  f"| similarity score (higher = real) | {_fmt(t['score_auc_same_items'])} |",
+                  f"| word disagreement (higher = fake) | {_fmt(t['word_disagreement_auc'])} |", ""]
+    else:
+        lines += [f"No AUC: {t['note']}.", ""]
+    lines += ["| category | n | mean word disagreement | mean character disagreement | word disagreement AUC |",
+              "|---|---|---|---|---|"]
+    lines += [f"| {c}{' (real)' if v['real'] else ''} | {v['n']} | {_fmt(v['mean_word_disagreement'])} | "
+              f"{_fmt(v['mean_char_disagreement'])} | {_fmt(v['word_disagreement_auc'])} |"
+              for c, v in t["per_category"].items()]
+    return lines
+
+
 def _markdown(rep: dict[str, Any], title: str) -> str:
     lines = [f"# {title}", ""]
     lines.append(
@@ -141,6 +217,7 @@ def _markdown(rep: dict[str, Any], title: str) -> str:
     met = rep.get("metrics")
     if met is None:
         lines.append(f"No metrics: {rep['metrics_note']}.")
+        lines += _transcripts_markdown(rep.get("transcripts"))
         return "\n".join(lines) + "\n"
     ci = met.get("ci95") or {}
 
@@ -168,6 +245,7 @@ def _markdown(rep: dict[str, Any], title: str) -> str:
         lines += ["", f"Intervals: stratified bootstrap, {b['n_boot']} replicates, seed {b['seed']}."]
     lines += ["", "## Per fake category (against all reals)", "", "| category | n | AUC |", "|---|---|---|"]
     lines += [f"| {c} | {v['n']} | {_fmt(v['auc'])} |" for c, v in met["per_category"].items()]
+    lines += _transcripts_markdown(rep.get("transcripts"))
     lines += ["", "![ROC](roc.png)", "", "![Score histograms](hist.png)"]
     return "\n".join(lines) + "\n"
 

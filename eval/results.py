@@ -7,6 +7,17 @@ A record (a JSON object)::
      "best_offset_ms": float | null, "n_frames": int | null, "curve": [S(-K) .. S(K)] | null,
      "error_type": str | null, "error": str | null}
 
+With a transcription model (``--transcribe``), a record also holds ``"transcripts"``: the
+lips-only and audio-only transcripts of the clip (see :mod:`.transcribe`)::
+
+    {"lips": str | null, "audio": str | null, "word_disagreement": float | null,
+     "char_disagreement": float | null, "model": checkpoint path,
+     "error_type": str | null, "error": str | null}
+
+A clip that was scored but could not be transcribed keeps its score; its transcript fields are
+null and ``error_type``/``error`` say why (a rerun transcribes it again). A clip that could not
+be loaded has ``"transcripts": null``.
+
 A file may hold several records for one id (a failed item retried on a rerun); the last one
 wins. A run killed mid-line leaves a partial last line: readers skip it with a warning and
 :class:`ResultWriter` cuts it off before appending, so no record is ever glued to it.
@@ -18,12 +29,61 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 logger = logging.getLogger(__name__)
 
 OK = "ok"
 FAILED = "failed"
+
+
+def transcript_record(transcripts: Any, model: str) -> dict[str, Any]:
+    """The ``transcripts`` field of a transcribed clip (a :class:`.transcribe.ClipTranscripts`)."""
+    return {
+        "lips": transcripts.lips,
+        "audio": transcripts.audio,
+        "word_disagreement": transcripts.word_disagreement,
+        "char_disagreement": transcripts.char_disagreement,
+        "model": model,
+        "error_type": None,
+        "error": None,
+    }
+
+
+def transcript_failure(model: str, error: BaseException) -> dict[str, Any]:
+    """The ``transcripts`` field of a clip that could not be transcribed."""
+    return {"lips": None, "audio": None, "word_disagreement": None, "char_disagreement": None,
+            "model": model, "error_type": type(error).__name__, "error": str(error)}
+
+
+def has_transcripts(record: dict[str, Any], model: str) -> bool:
+    """Whether ``record`` holds transcripts from ``model`` (not a failed transcription)."""
+    t = record.get("transcripts")
+    return isinstance(t, dict) and t.get("model") == model and t.get("word_disagreement") is not None
+
+
+def transcribe_records(
+    transcribe: Callable[[Sequence[Any]], list[Any]], clips: Sequence[Any], model: str
+) -> list[dict[str, Any]]:
+    """``transcripts`` fields of a batch of clips: ``transcribe`` (e.g.
+    ``Transcriber.transcribe_clips``) on the whole batch, and clip by clip if the batch fails
+    (e.g. out of memory), so that one bad clip only fails its own field. Never raises for a
+    clip: a ``RuntimeError``/``ValueError``/``IndexError`` becomes that clip's failure."""
+    errors = (RuntimeError, ValueError, IndexError)
+    try:
+        return [transcript_record(t, model) for t in transcribe(list(clips))]
+    except errors as err:
+        if len(clips) == 1:
+            logger.warning("transcription failed: %s", err)
+            return [transcript_failure(model, err)]
+        logger.warning("transcribing a batch of %d failed (%s); transcribing its clips one at a time", len(clips), err)
+    out = []
+    for clip in clips:
+        try:
+            out.append(transcript_record(transcribe([clip])[0], model))
+        except errors as err:
+            out.append(transcript_failure(model, err))
+    return out
 
 
 def iter_records(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
