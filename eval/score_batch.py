@@ -18,6 +18,13 @@ Output, under ``--results-path``:
 * ``run.json``: the checkpoint, layer, input and score settings of the run.
 * with ``--report`` (unsharded runs): ``report/`` as written by :mod:`.metrics_cli`.
 
+With ``--transcribe CKPT`` (a fine-tuned AVSR seq2seq checkpoint), every scored clip is also
+decoded from its video stream alone and from its audio stream alone, a batch at a time, and its
+record gets a ``transcripts`` field (lips, audio, their word/character disagreement, the model;
+see :mod:`.results`). A clip that cannot be transcribed keeps its score and records the error
+in that field; a rerun transcribes the clips whose records lack transcripts from this model.
+The report then adds the mean word disagreement per category and its AUC as a detector.
+
 A summary is printed at the end; the exit status is 0 when every item is scored, 1 otherwise.
 Memory stays bounded: clips are loaded a batch at a time by ``--num-workers`` loader processes
 and records go straight to disk.
@@ -45,7 +52,10 @@ from .encode import ClipInputs, InputSettings, load_clip
 from .metrics import Calibration
 from .pipeline import ScoreOptions, Scorer, add_scorer_arguments, load_scorer, pick_device
 from .report import write_report
-from .results import FAILED, OK, ResultWriter, latest_records
+from .results import (
+    FAILED, OK, ResultWriter, has_transcripts, iter_records, latest_records, transcribe_records, transcript_failure,
+)
+from .transcribe import DecodeSettings, Transcriber
 
 logger = logging.getLogger(__name__)
 
@@ -126,30 +136,48 @@ def score_items(
     num_workers: int = 0,
     calibration: Calibration | None = None,
     progress: bool = True,
+    transcriber: Transcriber | None = None,
+    transcriber_name: str = "transcriber",
 ) -> dict[str, int]:
     """Score every item not yet done in ``writer``; returns counts (``scored``, ``failed``,
-    ``skipped``)."""
-    pending = [item for item in items if item.id not in writer.done]
+    ``skipped``).
+
+    With a ``transcriber``, each scored record also gets ``transcripts`` (named
+    ``transcriber_name``), and items done without transcripts from it are done again."""
+    done = set(writer.done)
+    if transcriber is not None and writer.path.exists():
+        latest = {r["id"]: r for r in iter_records(writer.path)}
+        done = {i for i in done if has_transcripts(latest.get(i, {}), transcriber_name)}
+    pending = [item for item in items if item.id not in done]
     counts = {"skipped": len(items) - len(pending), "scored": 0, "failed": 0}
     dataset = ClipDataset(pending, scorer.settings, scorer.options)
     loader = DataLoader(dataset, batch_size=1, collate_fn=_first, num_workers=num_workers)
     bar = tqdm(total=len(pending), unit="clip", disable=not progress)
+
+    transcripts: dict[int, dict[str, Any]] = {}
 
     def write_ok(index: int, result) -> None:
         record = {**item_record(pending[index]), "status": OK, **result.as_record(),
                   "error_type": None, "error": None}
         if calibration is not None:
             record["verdict"] = calibration.verdict(result.score)
+        if transcriber is not None:
+            record["transcripts"] = transcripts.pop(index)
         writer.write(record)
         counts["scored"] += 1
 
     def write_failed(index: int, error_type: str, error: str) -> None:
-        writer.write(failed_record(pending[index], error_type, error))
+        record = failed_record(pending[index], error_type, error)
+        if transcriber is not None:
+            record["transcripts"] = transcripts.pop(index, None)
+        writer.write(record)
         counts["failed"] += 1
 
     for batch, failures in model_batches(iter(loader), batch_size, max_frames):
         for index, error_type, error in failures:
             write_failed(index, error_type, error)
+        if batch and transcriber is not None:
+            transcripts.update(_transcribe_batch(transcriber, transcriber_name, batch, pending, scorer))
         if batch:
             try:
                 results = scorer.score_clips([clip for _, clip in batch])
@@ -165,6 +193,56 @@ def score_items(
         bar.update(len(batch) + len(failures))
     bar.close()
     return counts
+
+
+def _transcribe_batch(
+    transcriber: Transcriber,
+    name: str,
+    batch: list[tuple[int, ClipInputs]],
+    items: Sequence[lists.EvalItem],
+    scorer: Scorer,
+) -> dict[int, dict[str, Any]]:
+    """``transcripts`` fields of a model batch, keyed by item index. The scorer's clips are
+    reused when both checkpoints transform inputs alike; otherwise each clip is read again with
+    the transcriber's settings (a read error fails that clip's transcripts only)."""
+    if transcriber.settings == scorer.settings:
+        fields = transcribe_records(transcriber.transcribe_clips, [c for _, c in batch], name)
+        return dict(zip([i for i, _ in batch], fields))
+    out: dict[int, dict[str, Any]] = {}
+    loaded: list[tuple[int, ClipInputs]] = []
+    for index, _ in batch:
+        item = items[index]
+        try:
+            loaded.append((index, load_clip(item.video, item.audio, transcriber.settings,
+                                            scorer.options.max_seconds, scorer.options.fps)))
+        except (OSError, ValueError) as err:
+            out[index] = transcript_failure(name, err)
+    if loaded:
+        fields = transcribe_records(transcriber.transcribe_clips, [c for _, c in loaded], name)
+        out.update(zip([i for i, _ in loaded], fields))
+    return out
+
+
+def add_transcribe_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--transcribe CKPT`` and its beam search options (shared with :mod:`.score_video`)."""
+    group = parser.add_argument_group(
+        "transcripts", "lips-only and audio-only transcripts from a fine-tuned seq2seq model, and their disagreement")
+    group.add_argument("--transcribe", metavar="CKPT",
+                       help="fine-tuned av_hubert_seq2seq checkpoint; use an audio-visual (AVSR) model: a "
+                       "lip-reading (VSR) model's audio-only transcript is meaningless")
+    group.add_argument("--beam", type=int, default=DecodeSettings.beam,
+                       help="beam size for --transcribe (the reference uses 50; smaller is much faster on CPU)")
+    group.add_argument("--lenpen", type=float, default=DecodeSettings.lenpen, help="length penalty for --transcribe")
+
+
+def load_transcriber(args: Namespace, device: Any) -> tuple[Transcriber, str] | tuple[None, None]:
+    """The transcriber of ``--transcribe`` and its name for records (the checkpoint's absolute
+    path), or ``(None, None)`` without the flag."""
+    if not args.transcribe:
+        return None, None
+    decode = DecodeSettings(beam=args.beam, lenpen=args.lenpen)
+    transcriber = Transcriber.from_checkpoint(args.transcribe, decode, str(device), args.trust_checkpoint)
+    return transcriber, os.path.abspath(args.transcribe)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -192,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-shards", type=int, default=1, help="split the items into this many shards")
     p.add_argument("--shard-id", type=int, default=0, help="which shard this run scores")
     p.add_argument("--calibration", help="calibration JSON (metrics_cli --calibrate): adds a verdict to records")
+    add_transcribe_arguments(p)
     p.add_argument("--report", action="store_true", help="write a metrics report when done (unsharded runs)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates for --report")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -233,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         calibration = Calibration.load(args.calibration) if args.calibration else None
         scorer = load_scorer(args.path, device, args.layer, precision, args.trust_checkpoint, options)
+        transcriber, transcriber_name = load_transcriber(args, device)
     except (OSError, ValueError, pickle.UnpicklingError) as err:  # missing/unsafe checkpoint, bad calibration
         raise SystemExit(f"error: {err}") from err
     run_info = {
@@ -245,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
         "precision": precision,
         "device": str(device),
         "input_settings": asdict(scorer.settings),
+        "transcribe": None if transcriber is None else {
+            "checkpoint": transcriber_name, "beam": args.beam, "lenpen": args.lenpen},
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     (out / f"run{suffix}.json").write_text(json.dumps(run_info, indent=2) + "\n", encoding="utf-8")
@@ -254,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         counts = score_items(
             items, scorer, writer, args.batch_size, args.max_frames, args.num_workers,
             calibration, progress=not args.no_progress,
+            transcriber=transcriber, transcriber_name=transcriber_name or "transcriber",
         )
     seconds = time.perf_counter() - start
     latest = latest_records([out / f"scores{suffix}.jsonl"])
@@ -272,6 +355,10 @@ def main(argv: list[str] | None = None) -> int:
         if rep["metrics"]:
             print(f"AUC {rep['metrics']['auc']:.4f} on {rep['n_used']} items "
                   f"({rep['n_left_out']} left out); report in {out / 'report'}")
+            word_auc = (rep.get("transcripts") or {}).get("word_disagreement_auc")
+            if word_auc is not None:
+                print(f"transcript word disagreement as a detector: AUC {word_auc:.4f} "
+                      f"on {rep['transcripts']['n']} transcribed items")
         else:
             print(f"no metrics: {rep['metrics_note']}; report in {out / 'report'}")
     (out / f"summary{suffix}.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

@@ -18,8 +18,17 @@ The score is SpeechForensics' (see :mod:`.score`): higher = more likely real. It
 absolute meaning until a threshold is set on real videos (``metrics_cli --calibrate-fpr``);
 pass it with ``--calibration`` (or ``--threshold``) to get a verdict. Writes
 ``<out>/<name>.score.json`` (score, offset, S(k) curve, windows, dynamic-offset score, verdict,
-settings) and ``<out>/<name>.score.png`` (S(k) curve and per-window scores). Exit status: 0 when
-scored, 2 when the video could not be scored.
+settings), ``<out>/<name>.score.png`` (S(k) curve and per-window scores) and
+``<out>/<name>.score.md`` (a readable summary). Exit status: 0 when scored, 2 when the video
+could not be scored.
+
+With ``--transcribe CKPT`` (a fine-tuned AVSR seq2seq checkpoint), each face track is also
+decoded from its lips alone and from its audio alone; the record (top level: the first track's)
+gets ``transcripts`` = ``{lips, audio, word_disagreement, char_disagreement, model, error_type,
+error}``, shown in the summary and the Markdown. The disagreement (edit distance / length of the
+longer transcript, 0 = same, 1 = nothing in common) is a second, interpretable inconsistency
+signal: a dubbed clip reads one sentence on the lips and another in the audio. A failed
+transcription is recorded there and does not stop the score.
 """
 
 from __future__ import annotations
@@ -39,6 +48,9 @@ from . import score as sc
 from .encode import load_clip
 from .metrics import Calibration
 from .pipeline import ClipResult, Scorer, ScoreOptions, add_scorer_arguments, load_scorer, pick_device
+from .results import transcribe_records, transcript_failure
+from .score_batch import add_transcribe_arguments, load_transcriber
+from .transcribe import Transcriber
 
 logger = logging.getLogger(__name__)
 
@@ -144,8 +156,11 @@ def score_video(
     window_s: float = 2.0,
     hop_s: float = 1.0,
     smooth_frames: int = 25,
+    transcriber: Transcriber | None = None,
+    transcriber_name: str = "transcriber",
 ) -> dict[str, Any]:
     """Score every face track of ``video``; returns ``{"input_kind", "tracks": [record]}``.
+    With a ``transcriber``, each track record also gets ``transcripts`` (see the module docstring).
 
     Raises:
         ScoreVideoError: missing input, failed preprocessing, unreadable ROI or wav.
@@ -176,7 +191,60 @@ def score_video(
     for (track_id, v, a), result in zip(clips, results):
         tracks.append({"track": track_id, "roi_video": v, "audio": a,
                        **analyse(result, scorer.options, window_s, hop_s, smooth_frames)})
+    if transcriber is not None:
+        for track, transcripts in zip(tracks, _transcribe(transcriber, transcriber_name, clips, loaded, scorer)):
+            track["transcripts"] = transcripts
     return {"input": os.path.abspath(video), "input_kind": kind, "tracks": tracks}
+
+
+def _transcribe(
+    transcriber: Transcriber, name: str, clips: list[tuple[str, str, str]], loaded: list, scorer: Scorer
+) -> list[dict[str, Any]]:
+    """``transcripts`` fields of the tracks (the scorer's inputs are reused when both checkpoints
+    transform inputs alike)."""
+    if transcriber.settings != scorer.settings:
+        try:
+            loaded = [load_clip(v, a, transcriber.settings, scorer.options.max_seconds, scorer.options.fps)
+                      for _, v, a in clips]
+        except (OSError, ValueError) as err:
+            return [transcript_failure(name, err) for _ in clips]
+    return transcribe_records(transcriber.transcribe_clips, loaded, name)
+
+
+def transcript_lines(transcripts: dict[str, Any]) -> list[str]:
+    """The summary lines of a ``transcripts`` field."""
+    if transcripts.get("error"):
+        return [f"transcripts: failed ({transcripts['error_type']}: {transcripts['error']})"]
+    return [
+        f"lips read:  {transcripts['lips']}",
+        f"audio says: {transcripts['audio']}",
+        f"transcript disagreement: words {transcripts['word_disagreement']:.3f}, characters "
+        f"{transcripts['char_disagreement']:.3f} (0 = same, 1 = nothing in common)",
+    ]
+
+
+def summary_markdown(result: dict[str, Any], name: str, png_name: str) -> str:
+    """``<name>.score.md``: verdict, score, offset and (when present) the transcripts of each track."""
+    lines = [f"# {name}", "", f"- input: `{result['input']}` ({result['input_kind']})",
+             f"- verdict: {result.get('verdict') or 'n/a (no threshold)'}",
+             f"- score: {result['score']:.4f}" + ("" if result.get("threshold") is None
+                                                   else f" (threshold {result['threshold']:.4f})"),
+             f"- offset: {result['best_offset_ms']:+.0f} ms (> 0: audio lags video)"]
+    for track in result["tracks"]:
+        t = track.get("transcripts")
+        if t is None:
+            continue
+        lines += ["", f"## Transcripts, face {track['track']} (model `{t['model']}`)", ""]
+        if t.get("error"):
+            lines.append(f"Transcription failed: {t['error_type']}: {t['error']}")
+            continue
+        lines += ["| stream | transcript |", "|---|---|",
+                  f"| lips (video alone) | {t['lips'] or '(empty)'} |",
+                  f"| audio (audio alone) | {t['audio'] or '(empty)'} |", "",
+                  f"Disagreement: words {t['word_disagreement']:.3f}, characters {t['char_disagreement']:.3f} "
+                  "(edit distance / length of the longer transcript; 0 = same, 1 = nothing in common)."]
+    lines += ["", f"![score curves]({png_name})"]
+    return "\n".join(lines) + "\n"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -201,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hop", type=float, default=1.0, help="per-window score hop (s)")
     p.add_argument("--smooth-frames", type=int, default=25,
                    help="neighbourhood (frames) of the dynamic-offset variant")
+    add_transcribe_arguments(p)
     return p
 
 
@@ -214,17 +283,19 @@ def main(argv: list[str] | None = None) -> int:
         calibration = Calibration.load(args.calibration) if args.calibration else None
         scorer = load_scorer(args.checkpoint, pick_device(args.cpu), args.layer, precision,
                              args.trust_checkpoint, options)
+        transcriber, transcriber_name = load_transcriber(args, pick_device(args.cpu))
     except (OSError, ValueError, pickle.UnpicklingError) as err:  # missing/unsafe checkpoint, bad calibration
         raise SystemExit(f"error: {err}") from err
     threshold = calibration.threshold if calibration else args.threshold
+    transcribe = {"transcriber": transcriber, "transcriber_name": transcriber_name or "transcriber"}
     try:
         if args.work_dir:
             result = score_video(scorer, args.video, args.audio, args.input_kind, args.work_dir,
-                                 args.window, args.hop, args.smooth_frames)
+                                 args.window, args.hop, args.smooth_frames, **transcribe)
         else:
             with tempfile.TemporaryDirectory(prefix="sf_score_") as tmp:
                 result = score_video(scorer, args.video, args.audio, args.input_kind, tmp,
-                                     args.window, args.hop, args.smooth_frames)
+                                     args.window, args.hop, args.smooth_frames, **transcribe)
     except ScoreVideoError as err:
         print(f"error: {err}")
         return 2
@@ -241,21 +312,29 @@ def main(argv: list[str] | None = None) -> int:
         score=main_track["score"],
         best_offset_ms=main_track["best_offset_ms"],
     )
+    if transcriber is not None:
+        result["transcripts"] = main_track["transcripts"]
+        result["transcribe"] = {"checkpoint": transcriber_name, "beam": args.beam, "lenpen": args.lenpen}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     name = Path(args.video).stem
-    json_path, png_path = out / f"{name}.score.json", out / f"{name}.score.png"
+    json_path, png_path, md_path = (out / f"{name}.score.{ext}" for ext in ("json", "png", "md"))
     tmp = json_path.with_name(json_path.name + ".tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, json_path)
     plot_result(main_track, png_path, threshold, f"{name} ({result['input_kind']})")
+    tmp = md_path.with_name(md_path.name + ".tmp")
+    tmp.write_text(summary_markdown(result, name, png_path.name), encoding="utf-8")
+    os.replace(tmp, md_path)
     verdict_text = verdict or "n/a (no --calibration or --threshold given)"
     print(f"verdict: {verdict_text}")
     print(f"score: {main_track['score']:.4f}" + ("" if threshold is None else f" (threshold {threshold:.4f})"))
     print(f"offset: {main_track['best_offset']:+d} frames ({main_track['best_offset_ms']:+.0f} ms; > 0: audio lags video)")
+    if transcriber is not None:
+        print("\n".join(transcript_lines(main_track["transcripts"])))
     for track in result["tracks"][1:]:
         print(f"other face {track['track']}: score {track['score']:.4f}, offset {track['best_offset_ms']:+.0f} ms")
-    print(f"wrote {json_path} and {png_path}")
+    print(f"wrote {json_path}, {png_path} and {md_path}")
     return 0
 
 
