@@ -2,7 +2,10 @@
 
 Every clip is a face photo (scikit-image's astronaut or a public-domain portrait, augmented)
 whose lips and jaw follow the phonemes of a sentence spoken by espeak-ng, with small head
-motion, encoded as H.264 + AAC mp4 at 25 fps. Layout under ``--out``::
+motion, encoded as H.264 + AAC mp4 at 25 fps. A fraction of the source clips
+(``--recorded-fraction``) say a real recorded sentence instead (a shipped public-domain
+LibriVox excerpt with aligned phones, :mod:`.recorded`); their metadata has ``"speech":
+"recorded"`` and a ``recording`` entry naming the file, source and licence. Layout under ``--out``::
 
     corpus.json                       generation settings (checked on resume)
     train/real/t00000.mp4 ...         real clips only
@@ -39,6 +42,8 @@ from tqdm import tqdm
 from .clips import ArrayHasher, ClipPlan, new_utterance, plan_real, render_frames, write_mp4
 from .faces import FACE_SOURCES, augment
 from .fakes import CATEGORIES, FAKE_CATEGORIES, make_fake
+from .recorded import RecordedUtterance, random_recorded_utterance
+from .speech import make_sentence, random_voice
 from .render import FaceRenderer
 
 logger = logging.getLogger(__name__)
@@ -46,6 +51,7 @@ logger = logging.getLogger(__name__)
 SPLITS = {"train": 1, "test": 2}
 PREFIX = {"train": "t", "test": "s"}
 SETTINGS_FILE = "corpus.json"
+RECORDED_FRACTION = 0.2
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -62,15 +68,25 @@ def is_finished(path: Path) -> bool:
     return path.exists() and path.with_suffix(".json").exists()
 
 
-def source_plan(seed: int, split: str, index: int, size: tuple[int, int], quick: bool) -> ClipPlan:
-    """The real clip number ``index`` of ``split`` (deterministic in its arguments)."""
+def source_plan(seed: int, split: str, index: int, size: tuple[int, int], quick: bool,
+                recorded_fraction: float = RECORDED_FRACTION) -> ClipPlan:
+    """The real clip number ``index`` of ``split`` (deterministic in its arguments). With
+    probability ``recorded_fraction`` it says a recorded excerpt instead of espeak-ng speech;
+    that choice has its own random stream, so the espeak-ng clips do not depend on it."""
     rng = np.random.default_rng([seed, SPLITS[split], index])
-    utterance = new_utterance(rng, max_words=8 if quick else 16)
+    choice = np.random.default_rng([seed, SPLITS[split], index, len(CATEGORIES) + 1])
+    if choice.random() < recorded_fraction:
+        # Draw (and discard) the sentence and voice so the rest of the clip is the same.
+        make_sentence(rng, max_words=8 if quick else 16), random_voice(rng)
+        utterance = random_recorded_utterance(choice)
+    else:
+        utterance = new_utterance(rng, max_words=8 if quick else 16)
     return plan_real(rng, size, utterance, FACE_SOURCES)
 
 
 def clip_metadata(plan: ClipPlan, rel: str, split: str, source: str, frames_sha: str) -> dict:
     u = plan.utterance
+    speech = u.metadata()
     return {
         "path": rel,
         "split": split,
@@ -80,9 +96,11 @@ def clip_metadata(plan: ClipPlan, rel: str, split: str, source: str, frames_sha:
         "duration": plan.n_frames / 25,
         "size": list(plan.size),
         "text": u.text,
-        "voice": u.metadata()["voice"],
+        "speech": "recorded" if isinstance(u, RecordedUtterance) else "espeak-ng",
+        **({"recording": speech["recording"]} if isinstance(u, RecordedUtterance) else {}),
+        "voice": speech["voice"],
         "lead": round(plan.lead, 4),
-        "phonemes": u.metadata()["phonemes"],
+        "phonemes": speech["phonemes"],
         "face": plan.augmentation.metadata(),
         "frames_sha256": frames_sha,
         "audio_sha256": ArrayHasher.audio(plan.audio),
@@ -90,13 +108,13 @@ def clip_metadata(plan: ClipPlan, rel: str, split: str, source: str, frames_sha:
 
 
 def generate_source(out: Path, split: str, index: int, seed: int, size: tuple[int, int],
-                    quick: bool, categories: tuple[str, ...]) -> int:
+                    quick: bool, categories: tuple[str, ...], recorded_fraction: float = RECORDED_FRACTION) -> int:
     """Render the real clip ``index`` of ``split`` and (test) its fakes; skip finished clips.
     Returns how many clips were written."""
     todo = [c for c in categories if not is_finished(clip_path(out, split, c, index))]
     if not todo:
         return 0
-    real = source_plan(seed, split, index, size, quick)
+    real = source_plan(seed, split, index, size, quick, recorded_fraction)
     image, landmarks = augment(real.augmentation, size)
     renderer = FaceRenderer(image, landmarks)
     source = f"{PREFIX[split]}{index:05d}"
@@ -144,11 +162,13 @@ def _check_settings(out: Path, settings: dict) -> None:
     path = out / SETTINGS_FILE
     if path.exists():
         old = json.loads(path.read_text(encoding="utf-8"))
-        keys = ("seed", "size", "quick")
-        if any(old.get(k) != settings[k] for k in keys):
+        # Folders made before --recorded-fraction existed hold espeak-ng speech only.
+        previous = {"seed": old.get("seed"), "size": old.get("size"), "quick": old.get("quick"),
+                    "recorded_fraction": old.get("recorded_fraction", 0.0)}
+        if any(previous[k] != settings[k] for k in previous):
             raise SystemExit(
                 f"{path}: this folder was generated with "
-                f"{ {k: old.get(k) for k in keys} }, not { {k: settings[k] for k in keys} }; "
+                f"{previous}, not { {k: settings[k] for k in previous} }; "
                 "use another --out or the same settings"
             )
     out.mkdir(parents=True, exist_ok=True)
@@ -158,7 +178,7 @@ def _check_settings(out: Path, settings: dict) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sf_fairseq.preprocess.synthetic.corpus",
-        description="Generate a synthetic talking-face corpus (espeak-ng speech, face photos with "
+        description="Generate a synthetic talking-face corpus (espeak-ng or recorded speech, face photos with "
         "phoneme-driven lips): train/ holds real clips, test/ real clips plus every labelled fake "
         f"category ({', '.join(FAKE_CATEGORIES)}). Lists in SpeechForensics format "
         "(<path> <label>, 1 = real), a CSV with categories, JSONL metadata. Reruns skip finished "
@@ -175,6 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "fast tests and CI")
     parser.add_argument("--categories", nargs="+", choices=CATEGORIES, default=list(CATEGORIES),
                         help="test categories to generate (default: all)")
+    parser.add_argument("--recorded-fraction", type=float, default=RECORDED_FRACTION,
+                        help="share of source clips that say a shipped real recording (public-"
+                        "domain LibriVox excerpts with aligned phones) instead of espeak-ng "
+                        f"speech, chosen per clip from the seed (default {RECORDED_FRACTION}; 0 = "
+                        "synthetic speech only)")
     parser.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
     return parser
 
@@ -184,15 +209,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.n_train < 0 or args.n_test < 0 or args.workers < 1:
         raise SystemExit("--n-train and --n-test must be >= 0 and --workers >= 1")
+    if not 0.0 <= args.recorded_fraction <= 1.0:
+        raise SystemExit("--recorded-fraction must be between 0 and 1")
     if min(args.size) < 128:
         raise SystemExit("--size must be at least 128 pixels each way (dlib needs the face)")
     out = Path(args.out)
     size = (int(args.size[0]), int(args.size[1]))
     categories = tuple(c for c in CATEGORIES if c in args.categories)
     _check_settings(out, {"seed": args.seed, "size": list(size), "quick": args.quick,
+                          "recorded_fraction": args.recorded_fraction,
                           "n_train": args.n_train, "n_test": args.n_test, "categories": list(categories)})
-    jobs = [(out, "train", i, args.seed, size, args.quick, ("real",)) for i in range(args.n_train)]
-    jobs += [(out, "test", i, args.seed, size, args.quick, categories) for i in range(args.n_test)]
+    fraction = args.recorded_fraction
+    jobs = [(out, "train", i, args.seed, size, args.quick, ("real",), fraction) for i in range(args.n_train)]
+    jobs += [(out, "test", i, args.seed, size, args.quick, categories, fraction) for i in range(args.n_test)]
     total = args.n_train + args.n_test * len(categories)
     done = sum(is_finished(clip_path(out, j[1], c, j[2])) for j in jobs for c in j[6])
     with tqdm(total=total, initial=done, unit="clip", desc="synthetic clips") as bar:
