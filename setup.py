@@ -32,7 +32,9 @@ setup(
     package_data={
         "sf_fairseq": ["config/*/*.yaml"],
         "sf_fairseq.preprocess": ["assets/*"],
-        "sf_fairseq.preprocess.synthetic": ["faces/*.jpg", "faces/README.md"],
+        "sf_fairseq.preprocess.synthetic": [
+            "faces/*.jpg", "faces/README.md", "speech/*.flac", "speech/*.json", "speech/README.md",
+        ],
     },
     include_package_data=True,
     install_requires=[
