@@ -152,15 +152,9 @@ def _write_lines(path: Path, lines: list[str]) -> None:
     path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
 
 
-def _read_list_paths(list_path: Path) -> list[str]:
-    """Video paths of a SpeechForensics list (``<path> <label>``, split on the last space)."""
-    lines = [line for line in list_path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [line.rsplit(" ", 1)[0] for line in lines]
-
-
 def run_demo(work_dir: Path, settings: DemoSettings, workers: int = 2) -> dict:
     """Run (or resume) every stage; returns the score report's summary."""
-    from sf_fairseq.eval import robustness, score_batch
+    from sf_fairseq.eval import lists, robustness, score_batch
     from sf_fairseq.preprocess import iteration, prepare
     from sf_fairseq.preprocess.synthetic import corpus
 
@@ -178,18 +172,22 @@ def run_demo(work_dir: Path, settings: DemoSettings, workers: int = 2) -> dict:
     stages.run("corpus", {"seed": settings.seed, "n_train": settings.n_train,
                           "n_test": settings.n_test, "quick": settings.quick}, make_corpus, (corpus_dir,))
 
+    def videos_of(split: str) -> list[str]:
+        root = corpus_dir / split
+        return [item.video for item in lists.read_speechforensics_list(root / f"{split}_list.txt", str(root))]
+
     def prepare_rois() -> dict:
-        train_videos = _read_list_paths(corpus_dir / "train" / "train_list.txt")
+        train_videos = videos_of("train")
         n_valid = max(1, len(train_videos) // 10)
         splits = {
             "train": (corpus_dir / "train", train_videos[n_valid:]),
             "valid": (corpus_dir / "train", train_videos[:n_valid]),
-            "test": (corpus_dir / "test", _read_list_paths(corpus_dir / "test" / "test_list.txt")),
+            "test": (corpus_dir / "test", videos_of("test")),
         }
         counts = {}
         for split, (root, videos) in splits.items():
             list_path = work_dir / f"{split}_videos.txt"
-            _write_lines(list_path, [str(root / v) for v in videos])
+            _write_lines(list_path, videos)
             out = roi_dir / ("test" if split == "test" else "train")
             code = prepare.main([str(list_path), str(out), "--root", str(root), "--split", split,
                                  "--workers", str(workers)])
