@@ -14,6 +14,7 @@ bf16 autocast::
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 
 import torch
@@ -42,7 +43,8 @@ def measure(
     model: AVHubertModel, device: torch.device, precision: str, batch: int, frames: int, repeats: int, warmup: int
 ) -> float:
     """Clips per second over ``repeats`` timed batches (after ``warmup`` untimed ones)."""
-    encoder = StreamEncoder(model, device=device, precision=precision)
+    # A copy: the bf16/fp16 encoder stores the model's matmul weights in that precision.
+    encoder = StreamEncoder(copy.deepcopy(model), device=device, precision=precision)
     gen = torch.Generator().manual_seed(0)
     video = torch.randn(batch, 1, frames, 88, 88, generator=gen).to(device)
     audio = torch.randn(batch, 104, frames, generator=gen).to(device)

@@ -13,6 +13,8 @@ each at its own length; :mod:`.score` resamples afterwards). Each stream is enco
 ``extract_finetune`` (the other stream ``None``, i.e. zeros after its front end), for a batch of
 clips at a time (zero-padded, with a padding mask), on CPU or GPU, optionally under bf16/fp16
 autocast; features come from ``output_layer`` (None = final output after the last LayerNorm).
+In bf16/fp16 the weights of the linear and convolution layers are stored in that precision
+once (:func:`store_matmul_weights_in`), so autocast does not cast them again on every call.
 """
 
 from __future__ import annotations
@@ -108,6 +110,23 @@ def padding_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     return torch.arange(max_len, device=lengths.device)[None, :] >= lengths[:, None]
 
 
+MATMUL_LAYERS = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
+
+
+def store_matmul_weights_in(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """Store the parameters of ``model``'s linear and convolution layers in ``dtype``, in place.
+
+    Autocast runs these layers in ``dtype`` anyway but casts their float32 weights on every
+    call: a third of LARGE's bf16 scoring time on CPU. Stored in ``dtype`` the results are the
+    same and the casts are gone. Normalisation layers and other parameters stay float32. The
+    model is then meant for use under autocast to ``dtype``.
+    """
+    for module in model.modules():
+        if isinstance(module, MATMUL_LAYERS):
+            module.to(dtype)
+    return model
+
+
 class StreamEncoder:
     """Encodes batches of clips stream by stream with a model's ``extract_finetune``.
 
@@ -118,6 +137,9 @@ class StreamEncoder:
         device: where to run.
         output_layer: transformer block whose output is used (None = final output).
         precision: ``fp32``, ``bf16`` or ``fp16`` (autocast; features are returned in float32).
+            For ``bf16``/``fp16`` the model's linear and convolution weights are converted to
+            that precision in place (:func:`store_matmul_weights_in`): do not run the same model
+            object in float32 afterwards.
     """
 
     def __init__(
@@ -131,6 +153,8 @@ class StreamEncoder:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         self.device = torch.device(device)
         self.model = model.eval().to(self.device)
+        if PRECISIONS[precision] is not None:
+            store_matmul_weights_in(self.model, PRECISIONS[precision])
         self.output_layer = output_layer
         self.precision = precision
 

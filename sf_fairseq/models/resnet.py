@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 RESNET18_LAYERS = (2, 2, 2, 2)
@@ -82,10 +83,13 @@ class ResEncoder(nn.Module):
         stem_channels = RESNET18_WIDTHS[0]
         self.frontend3D = nn.Sequential(
             nn.Conv3d(1, stem_channels, (5, 7, 7), stride=(1, 2, 2), padding=(2, 3, 3), bias=False),
-            nn.BatchNorm3d(stem_channels),
+            # Applied to the frames folded into the batch: the statistics of the reference's
+            # BatchNorm3d over (B, T, H, W), and the same state-dict entries.
+            nn.BatchNorm2d(stem_channels),
             _activation(relu_type, stem_channels),
-            nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)),
         )
+        # The reference's MaxPool3d((1, 3, 3), stride (1, 2, 2)) pools each frame on its own, so
+        # it is a 2D pool of the folded frames (no parameters: the state dict is unchanged).
         self.trunk = ResNetTrunk(relu_type)
         self._init_weights()
 
@@ -94,14 +98,33 @@ class ResEncoder(nn.Module):
             if isinstance(module, (nn.Conv2d, nn.Conv3d)):
                 fan_out = math.prod(module.kernel_size[-2:]) * module.out_channels
                 nn.init.normal_(module.weight, 0.0, math.sqrt(2.0 / fan_out))
-            elif isinstance(module, (nn.BatchNorm2d, nn.BatchNorm3d)):
+            elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
 
+    def stem(self, video: torch.Tensor) -> torch.Tensor:
+        """video: [B, 1, T, H, W] -> per-frame stem features [B*T, 64, H/2, W/2], channels-last.
+
+        The 3D convolution of a one-channel clip is computed as the equal 2D convolution whose
+        input channels are each frame's temporal neighbours: cuDNN and oneDNN run that form
+        several times faster (the reference's 3D kernel took a sixth of a BASE training step
+        on an H100). Channels-last makes the pooling, batch norms and convolutions of the trunk
+        faster still (NHWC kernels, no layout conversions).
+        """
+        conv, norm, activation = self.frontend3D
+        batch, _, frames, height, width = video.shape
+        span, pad = conv.kernel_size[0], conv.padding[0]
+        x = F.pad(video[:, 0], (0, 0, 0, 0, pad, pad))  # [B, T + 2*pad, H, W]
+        x = x.unfold(1, span, 1)  # [B, T, H, W, span]: frames t-pad .. t+pad (a view)
+        x = x.reshape(batch * frames, height, width, span).permute(0, 3, 1, 2)  # [B*T, span, H, W]
+        weight = conv.weight.flatten(1, 2)  # [64, 1, span, kH, kW] -> [64, span, kH, kW]
+        x = F.conv2d(x, weight, stride=conv.stride[1:], padding=conv.padding[1:])  # [B*T, 64, H/2, W/2]
+        return activation(norm(x))
+
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         """video: [B, 1, T, H, W] -> features [B, 512, T]."""
-        batch, _, frames = video.shape[:3]
-        x = self.frontend3D(video)  # [B, 64, T, H/4, W/4]
-        x = x.transpose(1, 2).flatten(0, 1)  # [B*T, 64, H/4, W/4]
+        batch, frames = video.shape[0], video.shape[2]
+        x = self.stem(video)  # [B*T, 64, H/2, W/2]
+        x = F.max_pool2d(x.contiguous(memory_format=torch.channels_last), 3, stride=2, padding=1)  # [B*T, 64, H/4, W/4]
         x = self.trunk(x)  # [B*T, 512]
         return x.view(batch, frames, -1).transpose(1, 2)

@@ -100,3 +100,39 @@ def test_fixture_checkpoint_scores_do_not_depend_on_the_batch(shared_dir) -> Non
         assert result.score == pytest.approx(alone.score, abs=1e-5)
         assert result.curve == pytest.approx(alone.curve, abs=1e-5)
     assert [r.n_frames for r in batched] == [42, 25, 30]
+
+
+def test_bf16_weights_are_stored_once_and_match_autocast() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.LayerNorm(8), torch.nn.Conv1d(8, 4, 3))
+    x = torch.randn(2, 8, 8)
+
+    def run(m: torch.nn.Module) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            h = m[1](m[0](x.transpose(1, 2)))
+            return m[2](h.transpose(1, 2)).float()
+
+    expected = run(model)
+    encode.store_matmul_weights_in(model, torch.bfloat16)
+    assert model[0].weight.dtype == model[2].weight.dtype == torch.bfloat16
+    assert model[1].weight.dtype == torch.float32  # normalisation stays float32
+    torch.testing.assert_close(run(model), expected, rtol=0, atol=0)
+
+
+@pytest.mark.slow
+def test_fixture_checkpoint_bf16_scores_match_float32(shared_dir) -> None:
+    from sf_fairseq.eval.pipeline import load_scorer
+
+    checkpoint = shared_dir / "fixtures/avhubert_tiny/checkpoint.pt"
+    rng = np.random.default_rng(1)
+    clips = [
+        encode.ClipInputs(rng.normal(size=(t, 88, 88)).astype(np.float32), rng.normal(size=(u, 104)).astype(np.float32))
+        for t, u in [(50, 50), (30, 32)]
+    ]
+    fp32 = load_scorer(checkpoint).score_clips(clips)
+    bf16_scorer = load_scorer(checkpoint, precision="bf16")
+    linear = next(m for m in bf16_scorer.encoder.model.modules() if isinstance(m, torch.nn.Linear))
+    assert linear.weight.dtype == torch.bfloat16
+    bf16 = bf16_scorer.score_clips(clips)
+    for a, b in zip(fp32, bf16):
+        assert abs(a.score - b.score) <= 0.005
