@@ -10,7 +10,11 @@ N frames of all clips: ``v_i``, ``a_i`` (i = 1..N). With temperature tau,
     L_align = 1/(2N) * sum_i [ CE(S_i:, i) + CE(S_:i, i) ]     (symmetric InfoNCE)
 
 so every frame's true partner is the positive and all other frames of the batch (other instants
-of the same clip and all frames of other clips) are negatives. The criterion minimises
+of the same clip and all frames of other clips) are negatives (``alignment_negatives=batch``).
+With ``alignment_negatives=clip`` the softmax runs over the frames of the same clip only
+(S restricted to each clip's T_b x T_b block, averaged over all N frames): the term can then
+only be lowered by telling instants apart (what lip-sync is), not by recognising which clip,
+face or voice a frame comes from. The criterion minimises
 
     L = L_masked_prediction + loss_weights * features_pen * n + alignment_weight * L_align * n
 
@@ -27,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from fairseq import metrics
 from fairseq.criterions import register_criterion
+from fairseq.dataclass import ChoiceEnum
 
 from .av_hubert_criterion import AVHubertCriterion, AVHubertCriterionConfig
 
@@ -37,6 +42,10 @@ class AVAlignmentCriterionConfig(AVHubertCriterionConfig):
     alignment_temperature: float = field(default=0.1, metadata={"help": "temperature tau of the alignment logits"})
     alignment_layer: int | None = field(
         default=None, metadata={"help": "encoder block whose output is aligned (None = final output)"}
+    )
+    alignment_negatives: ChoiceEnum(["batch", "clip"]) = field(  # type: ignore[valid-type]
+        default="batch", metadata={"help": "negatives of a frame: every other frame of the batch, or "
+                                           "only the other frames of the same clip"}
     )
 
 
@@ -65,16 +74,47 @@ def frame_alignment_loss(
     return loss, logits.size(0)
 
 
+def clip_alignment_loss(
+    video_features: torch.Tensor,
+    audio_features: torch.Tensor,
+    padding_mask: torch.Tensor | None,
+    temperature: float,
+) -> tuple[torch.Tensor, int]:
+    """Symmetric InfoNCE with each clip's own frames as the only negatives.
+
+    Args:
+        video_features, audio_features: [B, T, D] encodings of the same clips.
+        padding_mask: [B, T], True at padded frames.
+    Returns: (mean loss over the N non-padded frames, N).
+    """
+    batch, frames = video_features.shape[:2]
+    valid = torch.ones(batch, frames, dtype=torch.bool, device=video_features.device)
+    if padding_mask is not None:
+        valid = ~padding_mask
+    video = F.normalize(video_features.float(), dim=-1)
+    audio = F.normalize(audio_features.float(), dim=-1)
+    logits = torch.bmm(video, audio.transpose(1, 2)) / temperature  # [B, T_video, T_audio]
+    pair_valid = valid[:, :, None] & valid[:, None, :]
+    logits = logits.masked_fill(~pair_valid, float("-inf"))
+    positives = torch.diagonal(logits, dim1=1, dim2=2)  # [B, T]
+    video_to_audio = torch.logsumexp(logits, dim=2) - positives
+    audio_to_video = torch.logsumexp(logits, dim=1) - positives
+    n_frames = int(valid.sum())
+    loss = 0.5 * (video_to_audio[valid].sum() + audio_to_video[valid].sum()) / max(n_frames, 1)
+    return loss, n_frames
+
+
 @register_criterion("av_hubert_alignment", dataclass=AVAlignmentCriterionConfig)
 class AVAlignmentCriterion(AVHubertCriterion):
     def __init__(self, task: Any, pred_masked_weight: float, pred_nomask_weight: float,
                  loss_weights: list[float] | None = None, log_keys: list[str] | None = None,
                  alignment_weight: float = 1.0, alignment_temperature: float = 0.1,
-                 alignment_layer: int | None = None) -> None:
+                 alignment_layer: int | None = None, alignment_negatives: str = "batch") -> None:
         super().__init__(task, pred_masked_weight, pred_nomask_weight, loss_weights, log_keys)
         self.alignment_weight = alignment_weight
         self.alignment_temperature = alignment_temperature
         self.alignment_layer = alignment_layer
+        self.alignment_loss = clip_alignment_loss if alignment_negatives == "clip" else frame_alignment_loss
 
     def forward(self, model: Any, sample: dict[str, Any], reduce: bool = True) -> tuple[torch.Tensor, int, dict[str, Any]]:
         loss, sample_size, logging_output = super().forward(model, sample, reduce)
@@ -84,7 +124,7 @@ class AVAlignmentCriterion(AVHubertCriterion):
         source, padding_mask = net_input["source"], net_input["padding_mask"]
         video, _ = model.extract_finetune({"video": source["video"], "audio": None}, padding_mask, output_layer=self.alignment_layer)
         audio, frame_mask = model.extract_finetune({"video": None, "audio": source["audio"]}, padding_mask, output_layer=self.alignment_layer)
-        align, n_frames = frame_alignment_loss(video, audio, frame_mask, self.alignment_temperature)
+        align, n_frames = self.alignment_loss(video, audio, frame_mask, self.alignment_temperature)
         term = self.alignment_weight * align * max(sample_size, 1)
         loss = loss + term
         logging_output["loss"] = loss.item() if reduce else loss
