@@ -31,6 +31,12 @@ def test_quick_demo_runs_every_stage_and_reuses_them(tmp_path: Path) -> None:
     for name in ("model_1", "model_2"):
         assert (work / name / "checkpoint_last.pt").is_file()
     assert (work / "labels_2" / "dict.km.txt").read_text().count("\n") == settings.n_clusters_2
+    # Both trained with the alignment criterion as the demo settings say (within-clip negatives).
+    for log in ("pretrain_1.log", "pretrain_2.log"):
+        config = (work / "logs" / log).read_text()
+        assert "'_name': 'av_hubert_alignment'" in config
+        assert f"'alignment_negatives': {settings.alignment_negatives}" in config
+        assert f"'alignment_weight': {settings.alignment_weight}" in config
     train_manifest = (work / "roi" / "train" / "train.tsv").read_text()
     assert "/test/" not in train_manifest and "dubbed" not in train_manifest
 
@@ -44,6 +50,7 @@ def test_quick_demo_runs_every_stage_and_reuses_them(tmp_path: Path) -> None:
     text = (work / "demo_report.md").read_text()
     assert "not a detector for real-world videos" in text
     assert "| dubbed |" in text and "Robustness" in text
+    assert "against unshifted real clips" in text
     grid = json.loads((work / "robustness" / "results" / "report" / "report.json").read_text())
     assert set(grid["types"]) == {"gb", "jpeg"}
     assert all(row["auc"]["5"] is not None for row in grid["types"].values())
