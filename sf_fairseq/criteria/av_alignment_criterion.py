@@ -49,31 +49,6 @@ class AVAlignmentCriterionConfig(AVHubertCriterionConfig):
     )
 
 
-def frame_alignment_loss(
-    video_features: torch.Tensor,
-    audio_features: torch.Tensor,
-    padding_mask: torch.Tensor | None,
-    temperature: float,
-) -> tuple[torch.Tensor, int]:
-    """Symmetric InfoNCE over the batch's frames.
-
-    Args:
-        video_features, audio_features: [B, T, D] encodings of the same clips.
-        padding_mask: [B, T], True at padded frames.
-    Returns: (mean loss over frames, number of frames N, and accuracy is left to the caller).
-    """
-    if padding_mask is None:
-        video, audio = video_features.flatten(0, 1), audio_features.flatten(0, 1)
-    else:
-        video, audio = video_features[~padding_mask], audio_features[~padding_mask]
-    video = F.normalize(video.float(), dim=-1)
-    audio = F.normalize(audio.float(), dim=-1)
-    logits = video @ audio.t() / temperature  # [N, N]
-    targets = torch.arange(logits.size(0), device=logits.device)
-    loss = 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.t(), targets))
-    return loss, logits.size(0)
-
-
 def clip_alignment_loss(
     video_features: torch.Tensor,
     audio_features: torch.Tensor,
@@ -87,9 +62,9 @@ def clip_alignment_loss(
         padding_mask: [B, T], True at padded frames.
     Returns: (mean loss over the N non-padded frames, N).
     """
-    batch, frames = video_features.shape[:2]
-    valid = torch.ones(batch, frames, dtype=torch.bool, device=video_features.device)
-    if padding_mask is not None:
+    if padding_mask is None:
+        valid = torch.ones(video_features.shape[:2], dtype=torch.bool, device=video_features.device)
+    else:
         valid = ~padding_mask
     video = F.normalize(video_features.float(), dim=-1)
     audio = F.normalize(audio_features.float(), dim=-1)
@@ -102,6 +77,21 @@ def clip_alignment_loss(
     n_frames = int(valid.sum())
     loss = 0.5 * (video_to_audio[valid].sum() + audio_to_video[valid].sum()) / max(n_frames, 1)
     return loss, n_frames
+
+
+def frame_alignment_loss(
+    video_features: torch.Tensor,
+    audio_features: torch.Tensor,
+    padding_mask: torch.Tensor | None,
+    temperature: float,
+) -> tuple[torch.Tensor, int]:
+    """Symmetric InfoNCE over the batch's frames: :func:`clip_alignment_loss` with the
+    non-padded frames of all clips taken as one clip (same arguments and returns)."""
+    if padding_mask is None:
+        video, audio = video_features.flatten(0, 1), audio_features.flatten(0, 1)
+    else:
+        video, audio = video_features[~padding_mask], audio_features[~padding_mask]
+    return clip_alignment_loss(video[None], audio[None], None, temperature)
 
 
 @register_criterion("av_hubert_alignment", dataclass=AVAlignmentCriterionConfig)
