@@ -138,3 +138,10 @@ def add_scorer_arguments(parser: argparse.ArgumentParser, checkpoint_flag: str =
                         help="largest audio-video offset searched (frames)")
     parser.add_argument("--max-seconds", type=float, default=sc.DEFAULT_MAX_SECONDS,
                         help="use the first N seconds of each clip (0 = all)")
+
+
+def load_scorer_from_arguments(args: argparse.Namespace, checkpoint: str, device: torch.device) -> Scorer:
+    """The scorer that the options of :func:`add_scorer_arguments` describe, on ``device``."""
+    precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
+    options = ScoreOptions(max_offset=args.max_offset, max_seconds=args.max_seconds or None)
+    return load_scorer(checkpoint, device, args.layer, precision, args.trust_checkpoint, options)

@@ -125,12 +125,9 @@ class Grid:
 
     def scorer(self):
         if self._scorer is None:
-            from .pipeline import ScoreOptions, load_scorer, pick_device
+            from .pipeline import load_scorer_from_arguments, pick_device
 
-            a = self.args
-            precision = "bf16" if a.bf16 else "fp16" if a.fp16 else "fp32"
-            options = ScoreOptions(max_offset=a.max_offset, max_seconds=a.max_seconds or None)
-            self._scorer = load_scorer(a.path, pick_device(a.cpu), a.layer, precision, a.trust_checkpoint, options)
+            self._scorer = load_scorer_from_arguments(self.args, self.args.path, pick_device(self.args.cpu))
         return self._scorer
 
     def report_path(self, cell: str) -> Path:

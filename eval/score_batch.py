@@ -50,7 +50,7 @@ from tqdm import tqdm
 from . import lists
 from .encode import ClipInputs, InputSettings, load_clip
 from .metrics import Calibration
-from .pipeline import ScoreOptions, Scorer, add_scorer_arguments, load_scorer, pick_device
+from .pipeline import ScoreOptions, Scorer, add_scorer_arguments, load_scorer_from_arguments, pick_device
 from .report import write_report
 from .results import (
     FAILED, OK, ResultWriter, has_transcripts, iter_records, latest_records, transcribe_records, transcript_failure,
@@ -177,7 +177,10 @@ def score_items(
         for index, error_type, error in failures:
             write_failed(index, error_type, error)
         if batch and transcriber is not None:
-            transcripts.update(_transcribe_batch(transcriber, transcriber_name, batch, pending, scorer))
+            indices = [index for index, _ in batch]
+            fields = transcribe_batch(transcriber, transcriber_name, [clip for _, clip in batch],
+                                      [(pending[i].video, pending[i].audio) for i in indices], scorer)
+            transcripts.update(zip(indices, fields))
         if batch:
             try:
                 results = scorer.score_clips([clip for _, clip in batch])
@@ -195,32 +198,31 @@ def score_items(
     return counts
 
 
-def _transcribe_batch(
+def transcribe_batch(
     transcriber: Transcriber,
     name: str,
-    batch: list[tuple[int, ClipInputs]],
-    items: Sequence[lists.EvalItem],
+    clips: Sequence[ClipInputs],
+    paths: Sequence[tuple[str, str]],
     scorer: Scorer,
-) -> dict[int, dict[str, Any]]:
-    """``transcripts`` fields of a model batch, keyed by item index. The scorer's clips are
-    reused when both checkpoints transform inputs alike; otherwise each clip is read again with
-    the transcriber's settings (a read error fails that clip's transcripts only)."""
+) -> list[dict[str, Any]]:
+    """``transcripts`` fields of clips the scorer loaded from ``paths`` (video, audio). The
+    scorer's inputs are reused when both checkpoints transform inputs alike; otherwise each clip
+    is read again with the transcriber's settings (a read error fails that clip's field only)."""
     if transcriber.settings == scorer.settings:
-        fields = transcribe_records(transcriber.transcribe_clips, [c for _, c in batch], name)
-        return dict(zip([i for i, _ in batch], fields))
-    out: dict[int, dict[str, Any]] = {}
-    loaded: list[tuple[int, ClipInputs]] = []
-    for index, _ in batch:
-        item = items[index]
+        return transcribe_records(transcriber.transcribe_clips, clips, name)
+    fields: list[dict[str, Any] | None] = [None] * len(paths)
+    reloaded: list[tuple[int, ClipInputs]] = []
+    for index, (video, audio) in enumerate(paths):
         try:
-            loaded.append((index, load_clip(item.video, item.audio, transcriber.settings,
-                                            scorer.options.max_seconds, scorer.options.fps)))
+            reloaded.append((index, load_clip(video, audio, transcriber.settings,
+                                              scorer.options.max_seconds, scorer.options.fps)))
         except (OSError, ValueError) as err:
-            out[index] = transcript_failure(name, err)
-    if loaded:
-        fields = transcribe_records(transcriber.transcribe_clips, [c for _, c in loaded], name)
-        out.update(zip([i for i, _ in loaded], fields))
-    return out
+            fields[index] = transcript_failure(name, err)
+    if reloaded:
+        decoded = transcribe_records(transcriber.transcribe_clips, [c for _, c in reloaded], name)
+        for (index, _), field in zip(reloaded, decoded):
+            fields[index] = field
+    return fields
 
 
 def add_transcribe_arguments(parser: argparse.ArgumentParser) -> None:
@@ -306,12 +308,10 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.results_path)
     out.mkdir(parents=True, exist_ok=True)
     suffix = "" if args.num_shards == 1 else f".{args.shard_id}-of-{args.num_shards}"
-    precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
-    options = ScoreOptions(max_offset=args.max_offset, max_seconds=args.max_seconds or None)
     device = pick_device(args.cpu)
     try:
         calibration = Calibration.load(args.calibration) if args.calibration else None
-        scorer = load_scorer(args.path, device, args.layer, precision, args.trust_checkpoint, options)
+        scorer = load_scorer_from_arguments(args, args.path, device)
         transcriber, transcriber_name = load_transcriber(args, device)
     except (OSError, ValueError, pickle.UnpicklingError) as err:  # missing/unsafe checkpoint, bad calibration
         raise SystemExit(f"error: {err}") from err
@@ -320,9 +320,9 @@ def main(argv: list[str] | None = None) -> int:
         "layer": args.layer,
         "input": os.path.abspath(args.list) if args.list else f"{os.path.abspath(args.data)}:{args.gen_subset}",
         "data_root": args.data_root,
-        "max_offset": options.max_offset,
-        "max_seconds": options.max_seconds,
-        "precision": precision,
+        "max_offset": scorer.options.max_offset,
+        "max_seconds": scorer.options.max_seconds,
+        "precision": scorer.encoder.precision,
         "device": str(device),
         "input_settings": asdict(scorer.settings),
         "transcribe": None if transcriber is None else {

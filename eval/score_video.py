@@ -47,9 +47,8 @@ import cv2
 from . import score as sc
 from .encode import load_clip
 from .metrics import Calibration
-from .pipeline import ClipResult, Scorer, ScoreOptions, add_scorer_arguments, load_scorer, pick_device
-from .results import transcribe_records, transcript_failure
-from .score_batch import add_transcribe_arguments, load_transcriber
+from .pipeline import ClipResult, Scorer, ScoreOptions, add_scorer_arguments, load_scorer_from_arguments, pick_device
+from .score_batch import add_transcribe_arguments, load_transcriber, transcribe_batch
 from .transcribe import Transcriber
 
 logger = logging.getLogger(__name__)
@@ -192,23 +191,10 @@ def score_video(
         tracks.append({"track": track_id, "roi_video": v, "audio": a,
                        **analyse(result, scorer.options, window_s, hop_s, smooth_frames)})
     if transcriber is not None:
-        for track, transcripts in zip(tracks, _transcribe(transcriber, transcriber_name, clips, loaded, scorer)):
+        paths = [(v, a) for _, v, a in clips]
+        for track, transcripts in zip(tracks, transcribe_batch(transcriber, transcriber_name, loaded, paths, scorer)):
             track["transcripts"] = transcripts
     return {"input": os.path.abspath(video), "input_kind": kind, "tracks": tracks}
-
-
-def _transcribe(
-    transcriber: Transcriber, name: str, clips: list[tuple[str, str, str]], loaded: list, scorer: Scorer
-) -> list[dict[str, Any]]:
-    """``transcripts`` fields of the tracks (the scorer's inputs are reused when both checkpoints
-    transform inputs alike)."""
-    if transcriber.settings != scorer.settings:
-        try:
-            loaded = [load_clip(v, a, transcriber.settings, scorer.options.max_seconds, scorer.options.fps)
-                      for _, v, a in clips]
-        except (OSError, ValueError) as err:
-            return [transcript_failure(name, err) for _ in clips]
-    return transcribe_records(transcriber.transcribe_clips, loaded, name)
 
 
 def transcript_lines(transcripts: dict[str, Any]) -> list[str]:
@@ -247,6 +233,13 @@ def summary_markdown(result: dict[str, Any], name: str, png_name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _write_text_atomic(path: Path, text: str) -> None:
+    """Write through a temporary file, so a killed run never leaves a half-written output."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m sf_fairseq.eval.score_video",
@@ -277,13 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # force: importing fairseq leaves a DEBUG root handler behind (matplotlib floods it).
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
-    precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
-    options = ScoreOptions(max_offset=args.max_offset, max_seconds=args.max_seconds or None)
+    device = pick_device(args.cpu)
     try:
         calibration = Calibration.load(args.calibration) if args.calibration else None
-        scorer = load_scorer(args.checkpoint, pick_device(args.cpu), args.layer, precision,
-                             args.trust_checkpoint, options)
-        transcriber, transcriber_name = load_transcriber(args, pick_device(args.cpu))
+        scorer = load_scorer_from_arguments(args, args.checkpoint, device)
+        transcriber, transcriber_name = load_transcriber(args, device)
     except (OSError, ValueError, pickle.UnpicklingError) as err:  # missing/unsafe checkpoint, bad calibration
         raise SystemExit(f"error: {err}") from err
     threshold = calibration.threshold if calibration else args.threshold
@@ -319,13 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     name = Path(args.video).stem
     json_path, png_path, md_path = (out / f"{name}.score.{ext}" for ext in ("json", "png", "md"))
-    tmp = json_path.with_name(json_path.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, json_path)
+    _write_text_atomic(json_path, json.dumps(result, indent=2) + "\n")
     plot_result(main_track, png_path, threshold, f"{name} ({result['input_kind']})")
-    tmp = md_path.with_name(md_path.name + ".tmp")
-    tmp.write_text(summary_markdown(result, name, png_path.name), encoding="utf-8")
-    os.replace(tmp, md_path)
+    _write_text_atomic(md_path, summary_markdown(result, name, png_path.name))
     verdict_text = verdict or "n/a (no --calibration or --threshold given)"
     print(f"verdict: {verdict_text}")
     print(f"score: {main_track['score']:.4f}" + ("" if threshold is None else f" (threshold {threshold:.4f})"))
