@@ -42,6 +42,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sf_fairseq.eval.metrics import roc_auc
+from sf_fairseq.eval.results import OK, latest_records
 
 logger = logging.getLogger(__name__)
 
@@ -295,11 +296,9 @@ def _auc_against_unshifted_real(scores_path: Path) -> dict[str, float]:
     """AUC of each fake category against the unshifted real clips alone (``offset_small``
     clips, labelled real, left out), to show how much of the gap they account for."""
     by_category: dict[str, list[float]] = {}
-    with open(scores_path, encoding="utf-8") as f:
-        for line in f:
-            row = json.loads(line)
-            if row.get("status") == "ok" and row.get("score") is not None:
-                by_category.setdefault(row["category"], []).append(float(row["score"]))
+    for record in latest_records([scores_path]).values():  # a retried item counts once
+        if record.get("status") == OK and record.get("score") is not None:
+            by_category.setdefault(record["category"], []).append(float(record["score"]))
     real = by_category.get("real", [])
     out = {}
     for category, fake in sorted(by_category.items()):
