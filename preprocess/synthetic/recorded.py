@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
+
+from sf_fairseq.data.audio_io import read_wav_checked
 
 from .speech import SAMPLE_RATE, Phoneme, Utterance, Voice
 
@@ -103,11 +104,9 @@ def recorded_utterance(recording: Recording, folder: str | Path = SPEECH_DIR) ->
     clipped to the audio."""
     path = Path(folder) / recording.file
     try:
-        audio, rate = sf.read(path, dtype="int16", always_2d=False)
-    except (OSError, RuntimeError) as e:
+        audio = read_wav_checked(path, SAMPLE_RATE)  # AudioFormatError (a ValueError) unless 16 kHz mono
+    except OSError as e:
         raise ValueError(f"{path}: cannot read recorded speech ({e})") from e
-    if rate != SAMPLE_RATE or audio.ndim != 1:
-        raise ValueError(f"{path}: expected {SAMPLE_RATE} Hz mono, got {rate} Hz, shape {audio.shape}")
     duration = len(audio) / SAMPLE_RATE
     phonemes = [Phoneme(arpabet_to_espeak(p), s, min(e, duration))
                 for p, s, e in recording.phones if s < duration]

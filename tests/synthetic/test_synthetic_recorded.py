@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from sf_fairseq.preprocess.synthetic import corpus
 from sf_fairseq.preprocess.synthetic.recorded import (
@@ -110,3 +111,12 @@ def test_corpus_with_recorded_speech(tmp_path):
     with pytest.raises(SystemExit):
         corpus.main(["--out", str(tmp_path / "a"), "--n-train", "3", "--n-test", "1", "--seed", "3",
                      "--quick", "--size", "128", "128", "--recorded-fraction", "0"])
+
+
+def test_recorded_utterance_refuses_unreadable_or_wrong_format_files(tmp_path):
+    recording = load_recordings()[0]
+    with pytest.raises(ValueError, match="cannot read recorded speech"):
+        recorded_utterance(recording, tmp_path)  # no file there
+    sf.write(tmp_path / recording.file, np.zeros((8000, 2), np.int16), 16000)
+    with pytest.raises(ValueError, match=f"{recording.file}.*expected mono 16000 Hz"):
+        recorded_utterance(recording, tmp_path)
