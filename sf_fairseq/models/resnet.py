@@ -69,6 +69,14 @@ class ResNetTrunk(nn.Module):
         return self.avgpool(x).flatten(1)
 
 
+def stem_channel_multiple(video: torch.Tensor) -> int:
+    """The stem convolution's input channels are padded to a multiple of this. Tensor cores take
+    channels in multiples of 8, so on CUDA the 5 neighbour frames are padded to 8 (zero weights:
+    the result is unchanged), which made the stem ~3x faster on an H100; oneDNN on CPU would only
+    do the extra work."""
+    return 8 if video.is_cuda else 1
+
+
 class ResEncoder(nn.Module):
     """Mouth-ROI clip to per-frame 512-d features; time is never down-sampled.
 
@@ -114,10 +122,14 @@ class ResEncoder(nn.Module):
         conv, norm, activation = self.frontend3D
         batch, _, frames, height, width = video.shape
         span, pad = conv.kernel_size[0], conv.padding[0]
+        multiple = stem_channel_multiple(video)
+        channels = -(-span // multiple) * multiple  # zero-padded, with zero weights
         x = F.pad(video[:, 0], (0, 0, 0, 0, pad, pad))  # [B, T + 2*pad, H, W]
         x = x.unfold(1, span, 1)  # [B, T, H, W, span]: frames t-pad .. t+pad (a view)
-        x = x.reshape(batch * frames, height, width, span).permute(0, 3, 1, 2)  # [B*T, span, H, W]
+        x = F.pad(x, (0, channels - span))  # [B, T, H, W, channels] (a copy)
+        x = x.reshape(batch * frames, height, width, channels).permute(0, 3, 1, 2)  # [B*T, C, H, W]
         weight = conv.weight.flatten(1, 2)  # [64, 1, span, kH, kW] -> [64, span, kH, kW]
+        weight = F.pad(weight, (0, 0, 0, 0, 0, channels - span))  # [64, channels, kH, kW]
         x = F.conv2d(x, weight, stride=conv.stride[1:], padding=conv.padding[1:])  # [B*T, 64, H/2, W/2]
         return activation(norm(x))
 

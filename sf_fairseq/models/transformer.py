@@ -41,7 +41,39 @@ class WeightNormConv1d(nn.Module):
         return self.weight_v * (self.weight_g / self.weight_v.norm(dim=(0, 1), keepdim=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, D, T] -> [B, D, T + 1 - kernel_size % 2]."""
+        if x.is_cuda:
+            # cuDNN has no fast kernel for BASE's 48 channels per group; this took a fifth of a
+            # BASE bf16 training step on an H100, where the FFT form is ~5x cheaper.
+            return grouped_conv1d_fft(x, self.weight(), self.bias, self.padding, self.groups)
         return F.conv1d(x, self.weight(), self.bias, padding=self.padding, groups=self.groups)
+
+
+def grouped_conv1d_fft(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, padding: int, groups: int
+) -> torch.Tensor:
+    """``F.conv1d(x, weight, bias, padding=padding, groups=groups)`` through the FFT.
+
+    x: [B, Cin, T]; weight: [Cout, Cin/G, K]; bias: [Cout] -> [B, Cout, T + 2*padding - K + 1],
+    in x's dtype, computed in float32 (float64 for float64 input) whatever autocast says. The
+    cross-correlation is a convolution with the flipped kernel; with an FFT length of the padded
+    input (n = T + 2*padding) the circular wrap-around only reaches outputs before index K - 1,
+    which are dropped. Per frequency, each group is a [B, Cin/G] x [Cin/G, Cout/G] complex matmul.
+    """
+    batch, frames = x.shape[0], x.shape[2]
+    out_channels, in_per_group, kernel = weight.shape
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    length = frames + 2 * padding
+    with torch.autocast(x.device.type, enabled=False):
+        signal = torch.fft.rfft(F.pad(x.to(dtype), (padding, padding)), n=length)  # [B, Cin, F]
+        signal = signal.view(batch, groups, in_per_group, -1).permute(1, 3, 0, 2)  # [G, F, B, Cin/G]
+        response = torch.fft.rfft(weight.to(dtype).flip(-1), n=length)  # [Cout, Cin/G, F]
+        response = response.view(groups, out_channels // groups, in_per_group, -1)
+        response = response.permute(0, 3, 2, 1)  # [G, F, Cin/G, Cout/G]
+        out = torch.matmul(signal, response)  # [G, F, B, Cout/G]
+        out = out.permute(2, 0, 3, 1).reshape(batch, out_channels, -1)  # [B, Cout, F]
+        out = torch.fft.irfft(out, n=length)[..., kernel - 1 :]  # [B, Cout, T + 2*padding - K + 1]
+        return (out + bias.to(dtype).unsqueeze(-1)).to(x.dtype)
 
 
 class SamePad(nn.Module):

@@ -10,9 +10,11 @@ the gradients to ~1 % whichever way the layers are computed.
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
+from sf_fairseq.models import resnet
 from sf_fairseq.models.resnet import ResEncoder
 
 
@@ -34,7 +36,12 @@ def reference_forward(encoder: ResEncoder, stem: nn.Sequential, video: torch.Ten
     return encoder.trunk(x.contiguous()).view(batch, frames, -1).transpose(1, 2)
 
 
-def test_front_end_equals_the_reference_layers_in_training_and_evaluation() -> None:
+@pytest.mark.parametrize("channel_multiple", [1, 8], ids=["cpu-stem", "cuda-stem-padded-to-8"])
+def test_front_end_equals_the_reference_layers_in_training_and_evaluation(
+    channel_multiple: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The CUDA path (stem input zero-padded to 8 channels) is checked here on the CPU.
+    monkeypatch.setattr(resnet, "stem_channel_multiple", lambda video: channel_multiple)
     torch.manual_seed(0)
     encoder = ResEncoder("prelu")
     with torch.no_grad():  # non-trivial batch-norm parameters and running statistics
