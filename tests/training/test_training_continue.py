@@ -68,7 +68,7 @@ def test_alignment_criterion_continues_pretraining(corpus: Path, tmp_path: Path,
     result = hydra_train("tiny_cpu", [
         *_data(corpus, save_dir), f"checkpoint.finetune_from_model={_fixture(shared_dir)}",
         "criterion._name=av_hubert_alignment", "+criterion.alignment_weight=0.5",
-        "optimization.max_update=3", "common.log_interval=1", *SHORT,
+        "+criterion.alignment_max_shift=4", "optimization.max_update=3", "common.log_interval=1", *SHORT,
     ])
     log = result.stdout + result.stderr
     assert "alignment_nce" in log and "re-initialising" not in log  # same labels: nothing re-initialised
@@ -76,6 +76,7 @@ def test_alignment_criterion_continues_pretraining(corpus: Path, tmp_path: Path,
     assert state["optimizer_history"][-1]["num_updates"] == 3
     assert state["optimizer_history"][-1]["criterion_name"] == "AVAlignmentCriterion"
     assert state["cfg"]["criterion"]["alignment_weight"] == 0.5
+    assert state["cfg"]["criterion"]["alignment_max_shift"] == 4
 
 
 def _free_port() -> int:
