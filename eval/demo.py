@@ -68,6 +68,9 @@ class DemoSettings:
     crop_size: int
     alignment_negatives: str
     alignment_weight: float
+    alignment_max_shift: int
+    alignment_temperature: float
+    alignment_clip_weight: float
     robustness_types: str
     robustness_levels: str
     quick: bool
@@ -76,14 +79,16 @@ class DemoSettings:
     def full(cls, seed: int) -> "DemoSettings":
         return cls(seed, n_train=60, n_test=16, n_clusters_1=50, n_clusters_2=50,
                    updates_1=100, updates_2=100, max_tokens=400, crop_size=48,
-                   alignment_negatives="clip", alignment_weight=1.0,
+                   alignment_negatives="clip", alignment_weight=1.0, alignment_max_shift=12,
+                   alignment_temperature=0.3, alignment_clip_weight=2.0,
                    robustness_types="video", robustness_levels="1,5", quick=False)
 
     @classmethod
     def quick_run(cls, seed: int) -> "DemoSettings":
         return cls(seed, n_train=8, n_test=3, n_clusters_1=20, n_clusters_2=20,
                    updates_1=30, updates_2=30, max_tokens=250, crop_size=48,
-                   alignment_negatives="clip", alignment_weight=1.0,
+                   alignment_negatives="clip", alignment_weight=1.0, alignment_max_shift=12,
+                   alignment_temperature=0.3, alignment_clip_weight=2.0,
                    robustness_types="gb,jpeg", robustness_levels="5", quick=True)
 
 
@@ -222,11 +227,17 @@ def run_demo(work_dir: Path, settings: DemoSettings, workers: int = 2) -> dict:
     common = [f"dataset.max_tokens={settings.max_tokens}", "criterion._name=av_hubert_alignment",
               f"+criterion.alignment_negatives={settings.alignment_negatives}",
               f"+criterion.alignment_weight={settings.alignment_weight}",
+              f"+criterion.alignment_max_shift={settings.alignment_max_shift}",
+              f"+criterion.alignment_temperature={settings.alignment_temperature}",
+              f"+criterion.alignment_clip_weight={settings.alignment_clip_weight}",
               f"common.seed={settings.seed}", f"task.image_crop_size={settings.crop_size}",
               "dataset.disable_validation=true"]
     stages.run("pretrain_1", {"updates_1": settings.updates_1, "tokens": settings.max_tokens,
                               "crop": settings.crop_size, "negatives": settings.alignment_negatives,
-                              "alignment_weight": settings.alignment_weight},
+                              "alignment_weight": settings.alignment_weight,
+                              "max_shift": settings.alignment_max_shift,
+                              "temperature": settings.alignment_temperature,
+                              "clip_weight": settings.alignment_clip_weight},
                lambda: _hydra_train(model_1, work_dir / "logs" / "pretrain_1.log", settings.updates_1, [
                    f"task.data={labels_1}", f"task.label_dir={labels_1}", "task.labels=[mfcc]",
                    "task.label_rate=100", *common]), (model_1,))
@@ -330,7 +341,9 @@ def write_demo_report(work_dir: Path, settings: DemoSettings, prepared: dict, su
         f"- iteration 1: MFCC k-means (K={settings.n_clusters_1}, 100 Hz), {settings.updates_1} updates",
         f"- iteration 2: k-means (K={settings.n_clusters_2}) of block 2 of the iteration-1 model, {settings.updates_2} more updates",
         "- criterion: masked prediction + frame-wise audio-visual alignment (`av_hubert_alignment`, "
-        f"negatives: {settings.alignment_negatives}, weight {settings.alignment_weight:g})",
+        f"negatives: {settings.alignment_negatives}, weight {settings.alignment_weight:g}, "
+        f"temperature {settings.alignment_temperature:g}, clip-level term weight {settings.alignment_clip_weight:g}, "
+        f"video/audio excerpts shifted by up to {settings.alignment_max_shift} frames)",
         f"- stage seconds: {seconds}",
         "",
         "## Results on the synthetic test set",

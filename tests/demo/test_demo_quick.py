@@ -37,6 +37,9 @@ def test_quick_demo_runs_every_stage_and_reuses_them(tmp_path: Path) -> None:
         assert "'_name': 'av_hubert_alignment'" in config
         assert f"'alignment_negatives': {settings.alignment_negatives}" in config
         assert f"'alignment_weight': {settings.alignment_weight}" in config
+        assert f"'alignment_max_shift': {settings.alignment_max_shift}" in config
+        assert f"'alignment_temperature': {settings.alignment_temperature}" in config
+        assert f"'alignment_clip_weight': {settings.alignment_clip_weight}" in config
     train_manifest = (work / "roi" / "train" / "train.tsv").read_text()
     assert "/test/" not in train_manifest and "dubbed" not in train_manifest
 
