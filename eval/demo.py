@@ -16,10 +16,11 @@ records what it was made with):
                   dubbed test clips, perturbing the mouth ROIs (the fast option).
 
 Both pretraining iterations use the ``av_hubert_alignment`` criterion (masked prediction plus the
-frame-wise audio-visual alignment term of SpeechForensics' representation stage), with each
-frame's negatives taken from its own clip only: with negatives from the whole batch the term was
-mostly lowered by recognising the clip (dubbed AUC 0.62 in the full demo, against 0.72 and 0.89
-in two runs with within-clip negatives). Only real clips are ever used for training.
+frame-wise audio-visual alignment term of SpeechForensics' representation stage) with the options
+of :meth:`DemoSettings.alignment_options`: negatives from the frame's own clip, video and audio
+excerpts at a random shift (so a frame's position does not give its partner away) and the
+clip-level term (own audio against the other clips' audio). Each of these raised the dubbed AUC
+of the full demo; the README lists the runs. Only real clips are ever used for training.
 """
 
 from __future__ import annotations
@@ -74,6 +75,10 @@ class DemoSettings:
     robustness_types: str
     robustness_levels: str
     quick: bool
+
+    def alignment_options(self) -> dict[str, object]:
+        """The ``av_hubert_alignment`` options (``alignment_*`` fields) both iterations train with."""
+        return {name: value for name, value in asdict(self).items() if name.startswith("alignment_")}
 
     @classmethod
     def full(cls, seed: int) -> "DemoSettings":
@@ -225,19 +230,11 @@ def run_demo(work_dir: Path, settings: DemoSettings, workers: int = 2) -> dict:
     # The lip front end (ResNet-18) dominates CPU training time; a 48x48 centre crop of the
     # 96x96 ROI still holds the lips and costs a third of the published 88x88 crop.
     common = [f"dataset.max_tokens={settings.max_tokens}", "criterion._name=av_hubert_alignment",
-              f"+criterion.alignment_negatives={settings.alignment_negatives}",
-              f"+criterion.alignment_weight={settings.alignment_weight}",
-              f"+criterion.alignment_max_shift={settings.alignment_max_shift}",
-              f"+criterion.alignment_temperature={settings.alignment_temperature}",
-              f"+criterion.alignment_clip_weight={settings.alignment_clip_weight}",
+              *(f"+criterion.{name}={value}" for name, value in settings.alignment_options().items()),
               f"common.seed={settings.seed}", f"task.image_crop_size={settings.crop_size}",
               "dataset.disable_validation=true"]
     stages.run("pretrain_1", {"updates_1": settings.updates_1, "tokens": settings.max_tokens,
-                              "crop": settings.crop_size, "negatives": settings.alignment_negatives,
-                              "alignment_weight": settings.alignment_weight,
-                              "max_shift": settings.alignment_max_shift,
-                              "temperature": settings.alignment_temperature,
-                              "clip_weight": settings.alignment_clip_weight},
+                              "crop": settings.crop_size, **settings.alignment_options()},
                lambda: _hydra_train(model_1, work_dir / "logs" / "pretrain_1.log", settings.updates_1, [
                    f"task.data={labels_1}", f"task.label_dir={labels_1}", "task.labels=[mfcc]",
                    "task.label_rate=100", *common]), (model_1,))

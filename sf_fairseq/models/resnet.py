@@ -126,7 +126,7 @@ class ResEncoder(nn.Module):
         channels = -(-span // multiple) * multiple  # zero-padded, with zero weights
         x = F.pad(video[:, 0], (0, 0, 0, 0, pad, pad))  # [B, T + 2*pad, H, W]
         x = x.unfold(1, span, 1)  # [B, T, H, W, span]: frames t-pad .. t+pad (a view)
-        x = F.pad(x, (0, channels - span))  # [B, T, H, W, channels] (a copy)
+        x = F.pad(x, (0, channels - span))  # [B, T, H, W, channels]
         x = x.reshape(batch * frames, height, width, channels).permute(0, 3, 1, 2)  # [B*T, C, H, W]
         weight = conv.weight.flatten(1, 2)  # [64, 1, span, kH, kW] -> [64, span, kH, kW]
         weight = F.pad(weight, (0, 0, 0, 0, 0, channels - span))  # [64, channels, kH, kW]

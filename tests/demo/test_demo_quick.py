@@ -31,15 +31,15 @@ def test_quick_demo_runs_every_stage_and_reuses_them(tmp_path: Path) -> None:
     for name in ("model_1", "model_2"):
         assert (work / name / "checkpoint_last.pt").is_file()
     assert (work / "labels_2" / "dict.km.txt").read_text().count("\n") == settings.n_clusters_2
-    # Both trained with the alignment criterion as the demo settings say (within-clip negatives).
+    # Both trained with the alignment criterion and the options the demo settings give.
+    options = settings.alignment_options()
+    assert set(options) == {"alignment_negatives", "alignment_weight", "alignment_max_shift",
+                            "alignment_temperature", "alignment_clip_weight"}
     for log in ("pretrain_1.log", "pretrain_2.log"):
         config = (work / "logs" / log).read_text()
         assert "'_name': 'av_hubert_alignment'" in config
-        assert f"'alignment_negatives': {settings.alignment_negatives}" in config
-        assert f"'alignment_weight': {settings.alignment_weight}" in config
-        assert f"'alignment_max_shift': {settings.alignment_max_shift}" in config
-        assert f"'alignment_temperature': {settings.alignment_temperature}" in config
-        assert f"'alignment_clip_weight': {settings.alignment_clip_weight}" in config
+        for name, value in options.items():
+            assert f"'{name}': {value}" in config, name
     train_manifest = (work / "roi" / "train" / "train.tsv").read_text()
     assert "/test/" not in train_manifest and "dubbed" not in train_manifest
 
