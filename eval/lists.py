@@ -6,8 +6,10 @@ checked on disk here (a missing file becomes a failed record at scoring time, no
 Formats:
 
 * **SpeechForensics list** (any extension but ``.csv``): ``<relative path> <label>`` per line,
-  label ``1`` = real, ``0`` = fake. Paths may contain spaces (17,455 FakeAVCeleb paths do), so
-  each line is split on its *last* space. Blank lines and lines starting with ``#`` are skipped.
+  label ``1`` = real, ``0`` = fake (``real``/``fake`` also accepted). Paths may contain spaces
+  (17,455 FakeAVCeleb paths do), so each line is split on its *last* space, after trailing
+  whitespace is removed. Every line needs a label: a missing or other label is an error naming
+  the file and line. Blank lines and lines starting with ``#`` are skipped.
   The ROI video is ``data_root/<path>`` and its audio ``data_root/<path without extension>.wav``
   (SpeechForensics' ``mouth_dir`` layout).
 * **CSV** (``.csv``) with a header: ``path,label`` required; ``category``, ``audio`` (default:
@@ -152,8 +154,10 @@ def read_speechforensics_list(
     items = []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
-            line = line.rstrip("\r\n")
-            if not line.strip() or line.lstrip().startswith("#"):
+            # Trailing whitespace is not part of the label: ``path 1 `` is ``path`` labelled 1,
+            # and ``path `` has no label (an error, not an unknown label).
+            line = line.rstrip()
+            if not line or line.lstrip().startswith("#"):
                 continue
             rel, sep, label = line.rpartition(" ")
             where = f"{os.fspath(path)}:{lineno}"

@@ -3,7 +3,8 @@
 The published rule (``evaluate.py::calc_cos_dist`` of Eleven4AI/SpeechForensics), for lip
 features ``V`` [Tv, D] and speech features ``A`` [Ta, D] of one clip:
 
-1. L2-normalise every row of ``V`` and ``A``.
+1. L2-normalise every row of ``V`` and ``A`` (with the reference's epsilons, including its
+   second normalisation of rows whose norm is below 1e-12: see :func:`unit_rows`).
 2. If ``Tv != Ta``, resample ``V`` to ``Ta`` rows by index ``floor(linspace(0, Tv - 1, Ta))``
    (numpy's float64 ``linspace`` cast to int, reproduced bit for bit).
 3. Zero-pad ``A`` by ``K`` rows at both ends (``K = 15`` = ±0.6 s at 25 fps).
@@ -44,6 +45,10 @@ DEFAULT_MAX_SECONDS = 50.0
 # Frames per block in the banded similarity product: larger blocks waste more multiply-adds
 # (block + 2K columns per row instead of 2K + 1), smaller ones make more, tinier matmuls.
 _BLOCK = 64
+# The reference's epsilons: ``F.normalize`` divides a row by max(norm, 1e-12), then
+# ``F.cosine_similarity`` divides it again by max(its new norm, 1e-8).
+NORMALIZE_EPS = 1e-12
+COSINE_EPS = 1e-8
 
 
 @dataclass
@@ -87,6 +92,22 @@ def resample_index(n_video: int, n_audio: int) -> np.ndarray:
     if n_video < 1 or n_audio < 1:
         raise ValueError(f"empty stream: {n_video} video and {n_audio} audio frames")
     return np.linspace(0, n_video - 1, n_audio).astype(np.int64)
+
+
+def unit_rows(x: torch.Tensor) -> torch.Tensor:
+    """Rows of ``x`` (last dimension) scaled as the reference scales them before its dot product:
+    ``u = F.normalize(x)``, then ``u / max(|u|, COSINE_EPS)`` as ``F.cosine_similarity`` does.
+
+    A row whose norm is at least ``NORMALIZE_EPS`` is ``F.normalize``'s output unchanged: its
+    second division is by ``|u| = 1`` up to rounding, so skipping it keeps ordinary scores
+    bit-identical. A row below ``NORMALIZE_EPS`` (a near-silent or collapsed feature) is not
+    unit after ``F.normalize`` and takes the second division exactly as the reference does, so
+    it counts as a direction, not as a near-zero similarity (an all-zero row stays zero).
+    """
+    u = F.normalize(x, p=2, dim=-1, eps=NORMALIZE_EPS)
+    tiny = torch.linalg.vector_norm(x, dim=-1, keepdim=True) < NORMALIZE_EPS
+    again = u / torch.linalg.vector_norm(u, dim=-1, keepdim=True).clamp_min(COSINE_EPS)
+    return torch.where(tiny, again, u)
 
 
 def _banded_dot(v: torch.Tensor, a_padded: torch.Tensor, max_offset: int) -> torch.Tensor:
@@ -155,10 +176,10 @@ def batch_frame_similarities(
     index_t = torch.from_numpy(index).to(device)
     mask = torch.arange(t, device=device)[None, :] < torch.tensor(alen, device=device)[:, None]
 
-    v = F.normalize(video.float(), p=2, dim=-1)
+    v = unit_rows(video.float())
     v = torch.gather(v, 1, index_t[..., None].expand(-1, -1, v.shape[-1]))
     v = v * mask[..., None]
-    a = F.normalize(audio[:, :t].float(), p=2, dim=-1) * mask[..., None]
+    a = unit_rows(audio[:, :t].float()) * mask[..., None]
     a = F.pad(a, (0, 0, max_offset, max_offset))
     return _banded_dot(v, a, max_offset), mask
 

@@ -86,3 +86,19 @@ def test_manifest_split_with_labels(tmp_path: Path) -> None:
     (tmp_path / "test.forgery").write_text("1\n", encoding="utf-8")
     with pytest.raises(lists.ListFormatError, match="1 lines for 2"):
         lists.read_manifest_split(tmp_path, "test")
+
+
+def test_trailing_whitespace_after_the_label_is_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "list.txt"
+    path.write_text("real/a b.mp4 1 \nfake/c.mp4 0\t \r\n", encoding="utf-8")
+    items = lists.read_speechforensics_list(path, data_root="/r")
+    assert [(i.id, i.label) for i in items] == [("real/a b.mp4", 1), ("fake/c.mp4", 0)]
+    assert items[0].audio == "/r/real/a b.wav"
+
+
+@pytest.mark.parametrize("line", ["missing.mp4 \n", "my clip.mp4\n", "a.mp4 x \n"])
+def test_a_line_without_a_label_is_an_error(tmp_path: Path, line: str) -> None:
+    path = tmp_path / "list.txt"
+    path.write_text("ok.mp4 1\n" + line, encoding="utf-8")
+    with pytest.raises(lists.ListFormatError, match=r"list.txt:2"):
+        lists.read_speechforensics_list(path)

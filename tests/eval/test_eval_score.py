@@ -10,10 +10,12 @@ import torch.nn.functional as F
 from sf_fairseq.eval import score as sc
 
 
-def reference_curve(feat_v: torch.Tensor, feat_a: torch.Tensor, vshift: int = 15) -> torch.Tensor:
+def reference_curve(
+    feat_v: torch.Tensor, feat_a: torch.Tensor, vshift: int = 15, dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
     """SpeechForensics ``calc_cos_dist`` + the mean over frames, one frame at a time."""
-    feat_v = F.normalize(feat_v.double(), p=2, dim=1)
-    feat_a = F.normalize(feat_a.double(), p=2, dim=1)
+    feat_v = F.normalize(feat_v.to(dtype), p=2, dim=1)
+    feat_a = F.normalize(feat_a.to(dtype), p=2, dim=1)
     if len(feat_v) != len(feat_a):
         sample = np.linspace(0, len(feat_v) - 1, len(feat_a), dtype=int)
         feat_v = feat_v[torch.tensor(sample)]
@@ -136,3 +138,34 @@ def test_bad_shapes_are_rejected() -> None:
         sc.score_clip(torch.randn(5, 8), torch.randn(5, 9))
     with pytest.raises(ValueError):
         sc.score_clip(torch.randn(0, 8), torch.randn(5, 8))
+
+
+@pytest.mark.parametrize("scale", [1e-13, 1e-21, 0.0])
+def test_near_zero_rows_are_normalised_as_the_reference_does(scale: float) -> None:
+    """F.normalize leaves a row of norm < 1e-12 short of unit length and the reference's
+    F.cosine_similarity divides it again by max(norm, 1e-8): the row keeps its direction."""
+    gen = torch.Generator().manual_seed(5)
+    v = torch.randn(40, 32, generator=gen)
+    a = v + 0.2 * torch.randn(40, 32, generator=gen)
+    v[5] *= scale
+    a[17] *= scale
+    ref = reference_curve(v, a, dtype=torch.float32)  # the reference runs on float32 features
+    got = sc.score_clip(v, a)
+    torch.testing.assert_close(got.curve, ref, atol=1e-6, rtol=0)
+    assert got.score == pytest.approx(float(ref.max()), abs=1e-6)
+
+
+def test_a_clip_of_tiny_rows_scores_as_its_directions() -> None:
+    gen = torch.Generator().manual_seed(6)
+    v = torch.randn(30, 16, generator=gen)
+    a = v + 0.1 * torch.randn(30, 16, generator=gen)
+    tiny = sc.score_clip(v * 1e-13, a)
+    ref = reference_curve(v * 1e-13, a, dtype=torch.float32)
+    assert tiny.score == pytest.approx(float(ref.max()), abs=1e-6)
+    assert tiny.score == pytest.approx(sc.score_clip(v, a).score, abs=1e-6)
+
+
+def test_ordinary_rows_keep_plain_normalisation_bit_for_bit() -> None:
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(3, 50, 24, generator=gen) * torch.logspace(-11, 3, 50)[None, :, None]
+    assert torch.equal(sc.unit_rows(x), F.normalize(x, p=2, dim=-1))
