@@ -1,0 +1,182 @@
+"""Offset drift: does the best audio-video offset stay the same along the clip?
+
+A genuine recording keeps one audio-video offset from start to end; a re-timed or spliced edit
+(audio from elsewhere pasted in, a cut in one stream only) changes it part-way. From the
+per-frame similarities ``s_i(k)`` of the scorer (:mod:`.score`):
+
+1. **Windows.** For windows of ``window_s`` seconds every ``hop_s`` seconds,
+   ``S_w(k) = mean_{i in w} s_i(k)`` and the window's best offset ``k_w = argmax_k S_w(k)``.
+2. **Confidence.** A window is *confident* when its peak stands out of its own curve,
+   ``prominence = S_w(k_w) - median_k S_w(k) >= min_prominence``, its best offset is not at the
+   edge of the search (``|k_w| < K``), and (with a speech mask) at least ``min_speech_fraction``
+   of its frames are speech. Silence and still lips give flat curves, hence no confident window.
+3. **Segments.** Consecutive confident windows whose offsets stay within ``max_disagreement``
+   frames of the segment's first window form a segment (offset: their median).
+4. **Flag.** The clip drifts when two confident windows differ by more than
+   ``max_disagreement`` frames (default 3 frames = 120 ms: larger than the one- or two-frame
+   jitter of a clean clip's windows, smaller than any audible re-timing). Each change between
+   consecutive segments is placed at the frame ``t`` that maximises
+   ``sum_{i<t} s_i(k_a) + sum_{i>=t} s_i(k_b)`` between the two segments (a one-change-point
+   fit), reported in seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+REASON = "offset_drift"
+
+
+@dataclass(frozen=True)
+class DriftSettings:
+    """Settings of :func:`offset_drift` (see the module docstring)."""
+
+    window_s: float = field(default=2.0, metadata={"help": "drift window length (s)"})
+    hop_s: float = field(default=0.5, metadata={"help": "drift window hop (s)"})
+    min_prominence: float = field(
+        default=0.05,
+        metadata={"help": "a window is confident when its S(k) peak exceeds the curve's median "
+                  "by this much (cosine units)"},
+    )
+    min_speech_fraction: float = field(
+        default=0.5, metadata={"help": "a confident window has at least this fraction of speech frames"}
+    )
+    max_disagreement: int = field(
+        default=3, metadata={"help": "flag drift when confident windows' offsets differ by more (frames)"}
+    )
+
+
+@dataclass
+class DriftSegment:
+    """A stretch of the clip with one offset (frames; seconds from the clip's start)."""
+
+    start_s: float
+    end_s: float
+    offset: int
+    offset_ms: float
+    n_windows: int
+
+
+@dataclass
+class DriftResult:
+    """Per-window offsets, segments and the drift flag of one clip."""
+
+    drifting: bool
+    max_disagreement: int  # largest offset difference between confident windows (frames)
+    change_times_s: list[float]
+    segments: list[DriftSegment]
+    window_start_s: list[float]
+    window_end_s: list[float]
+    window_offset: list[int]
+    window_prominence: list[float]
+    window_confident: list[bool]
+    settings: DriftSettings
+
+    def as_record(self) -> dict[str, Any]:
+        """The JSON-ready ``drift`` field of a score record."""
+        return {
+            "drifting": self.drifting,
+            "max_disagreement_frames": self.max_disagreement,
+            "change_times_s": self.change_times_s,
+            "segments": [asdict(s) for s in self.segments],
+            "windows": {
+                "start_s": self.window_start_s,
+                "end_s": self.window_end_s,
+                "best_offset": self.window_offset,
+                "prominence": self.window_prominence,
+                "confident": self.window_confident,
+            },
+            "settings": asdict(self.settings),
+        }
+
+
+def _window_starts(n_frames: int, win: int, hop: int) -> np.ndarray:
+    starts = np.arange(0, n_frames - win + 1, hop)
+    if starts[-1] + win < n_frames:  # cover the end, as score.window_scores does
+        starts = np.append(starts, n_frames - win)
+    return starts
+
+
+def change_point(sims: np.ndarray, lo: int, hi: int, k_a: int, k_b: int) -> int:
+    """The frame ``t`` in ``[lo, hi]`` maximising ``sum_{i<t} s_i(k_a) + sum_{i>=t} s_i(k_b)``
+    (``k_a``, ``k_b`` column indices of ``sims``); the first on ties."""
+    gain = np.concatenate([[0.0], np.cumsum(sims[lo:hi, k_a] - sims[lo:hi, k_b])])
+    return lo + int(np.argmax(gain))
+
+
+def offset_drift(
+    sims: torch.Tensor | np.ndarray,
+    fps: float = 25.0,
+    settings: DriftSettings = DriftSettings(),
+    speech: np.ndarray | None = None,
+) -> DriftResult:
+    """Per-window best offsets of one clip and whether they drift (module docstring).
+
+    Args:
+        sims: ``s_i(k)``, shape ``(T, 2K + 1)`` (``ClipResult.sims``).
+        fps: frame rate of ``sims``.
+        settings: windows, confidence and flag thresholds.
+        speech: optional ``(T,)`` bool speech mask (frames past its end count as silence).
+    """
+    s = np.asarray(sims.double() if isinstance(sims, torch.Tensor) else sims, dtype=np.float64)
+    t, width = s.shape
+    max_offset = (width - 1) // 2
+    if t == 0:
+        return DriftResult(False, 0, [], [], [], [], [], [], [], settings)
+    win = max(1, min(t, int(round(settings.window_s * fps))))
+    hop = max(1, int(round(settings.hop_s * fps)))
+    starts = _window_starts(t, win, hop)
+    prefix = np.concatenate([np.zeros((1, width)), np.cumsum(s, axis=0)])
+    curves = (prefix[starts + win] - prefix[starts]) / win  # (n_windows, 2K + 1)
+    best = curves.argmax(axis=1)
+    prominence = curves.max(axis=1) - np.median(curves, axis=1)
+    confident = (prominence >= settings.min_prominence) & (np.abs(best - max_offset) < max_offset)
+    if speech is not None:
+        mask = np.zeros(t, dtype=np.float64)
+        n = min(t, len(speech))
+        mask[:n] = np.asarray(speech[:n], dtype=np.float64)
+        speech_prefix = np.concatenate([[0.0], np.cumsum(mask)])
+        fraction = (speech_prefix[starts + win] - speech_prefix[starts]) / win
+        confident &= fraction >= settings.min_speech_fraction
+
+    offsets = best - max_offset
+    sure = np.flatnonzero(confident)
+    disagreement = int(offsets[sure].max() - offsets[sure].min()) if sure.size else 0
+
+    # Segments: runs of confident windows staying within max_disagreement of the run's first.
+    runs: list[list[int]] = []
+    for w in sure:
+        if runs and abs(offsets[w] - offsets[runs[-1][0]]) <= settings.max_disagreement:
+            runs[-1].append(int(w))
+        else:
+            runs.append([int(w)])
+    run_offsets = [int(np.median(offsets[r])) for r in runs]
+    # Boundaries: one change point between consecutive runs, searched from the first frame of
+    # the earlier run's last window to the last frame of the later run's first window.
+    bounds = [0]
+    for (a, b), k_a, k_b in zip(zip(runs, runs[1:]), run_offsets, run_offsets[1:]):
+        lo, hi = int(starts[a[-1]]), int(starts[b[0]] + win)
+        bounds.append(change_point(s, lo, hi, k_a + max_offset, k_b + max_offset))
+    bounds.append(t)
+    segments = [
+        DriftSegment(bounds[j] / fps, bounds[j + 1] / fps, k, k * 1000.0 / fps, len(r))
+        for j, (r, k) in enumerate(zip(runs, run_offsets))
+    ]
+    changes = [bounds[j + 1] / fps for j in range(len(runs) - 1)
+               if abs(run_offsets[j + 1] - run_offsets[j]) > settings.max_disagreement]
+    return DriftResult(
+        drifting=disagreement > settings.max_disagreement,
+        max_disagreement=disagreement,
+        change_times_s=changes,
+        segments=segments,
+        window_start_s=(starts / fps).tolist(),
+        window_end_s=((starts + win) / fps).tolist(),
+        window_offset=offsets.astype(int).tolist(),
+        window_prominence=prominence.tolist(),
+        window_confident=confident.tolist(),
+        settings=settings,
+    )
