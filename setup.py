@@ -1,17 +1,22 @@
 """Installs sf_fairseq: the fairseq plugin (`sf_fairseq`), with the repository's
-`preprocess/` and `eval/` folders installed under the same namespace as
-`sf_fairseq.preprocess` and `sf_fairseq.eval`, so that no generic top-level
-name (`eval`, `preprocess`) lands in site-packages."""
+`preprocess/`, `eval/` and `user_dir/` folders installed under the same namespace as
+`sf_fairseq.preprocess`, `sf_fairseq.eval` and `sf_fairseq.user_dir`, so that no generic
+top-level name (`eval`, `preprocess`) lands in site-packages and an installed wheel carries the
+fairseq user dir (`sf-paths --user-dir` prints where)."""
 
 from setuptools import find_packages, setup
 
 LIBRARY_PACKAGES = find_packages(include=["sf_fairseq", "sf_fairseq.*"])
-STAGE_FOLDERS = {"sf_fairseq.preprocess": "preprocess", "sf_fairseq.eval": "eval"}
+NAMESPACED_FOLDERS = {
+    "sf_fairseq.preprocess": "preprocess",
+    "sf_fairseq.eval": "eval",
+    "sf_fairseq.user_dir": "user_dir",
+}
 
 
-def _stage_packages() -> list[str]:
+def _namespaced_packages() -> list[str]:
     packages = []
-    for namespace, folder in STAGE_FOLDERS.items():
+    for namespace, folder in NAMESPACED_FOLDERS.items():
         packages.append(namespace)
         packages += [f"{namespace}.{sub}" for sub in find_packages(where=folder)]
     return packages
@@ -27,8 +32,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=LIBRARY_PACKAGES + _stage_packages(),
-    package_dir={"": ".", **STAGE_FOLDERS},
+    packages=LIBRARY_PACKAGES + _namespaced_packages(),
+    package_dir={"": ".", **NAMESPACED_FOLDERS},
     package_data={
         "sf_fairseq": ["config/*/*.yaml"],
         "sf_fairseq.preprocess": ["assets/*"],
@@ -67,7 +72,7 @@ setup(
         "matplotlib>=3.7",
     ],
     extras_require={
-        "test": ["pytest>=7.4", "python_speech_features==0.6"],
+        "test": ["pytest>=7.4", "python_speech_features==0.6", "setuptools>=64", "wheel"],
     },
     entry_points={
         "console_scripts": [
@@ -82,6 +87,7 @@ setup(
             "sf-demo=sf_fairseq.eval.demo:main",
             "sf-perturb=sf_fairseq.eval.perturb:main",
             "sf-robustness=sf_fairseq.eval.robustness:main",
+            "sf-paths=sf_fairseq.paths:main",
         ],
     },
     classifiers=[
