@@ -5,7 +5,18 @@ A record (a JSON object)::
     {"id": ..., "video": ..., "audio": ..., "label": 1 | 0 | null, "category": str | null,
      "status": "ok" | "failed", "score": float | null, "best_offset": int | null,
      "best_offset_ms": float | null, "n_frames": int | null, "curve": [S(-K) .. S(K)] | null,
-     "error_type": str | null, "error": str | null}
+     "error_type": str | null, "error": str | null,
+     "inputs": {"video": {"size": int, "mtime_ns": int} | null, "audio": {...} | null},
+     "notes": [str]}
+
+``inputs`` is the size and modification time of each input file when it was read (null for a
+file that did not exist): a rerun scores an item again when either changed, so an input
+replaced by another file is never reported with the old file's score (a file rewritten with
+the same size within the file system's timestamp resolution would go unnoticed; the content is
+not hashed, to keep reruns cheap). ``notes`` carries what preprocessing noted about the item
+(e.g. ``silent audio (all samples are zero)``), read from ``sf-prepare``'s
+``status/<id>.json`` when the ROI video lies in a prepare output folder (``video/<id>.mp4``),
+else empty.
 
 With a transcription model (``--transcribe``), a record also holds ``"transcripts"``: the
 lips-only and audio-only transcripts of the clip (see :mod:`.transcribe`)::
@@ -28,6 +39,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -86,6 +98,42 @@ def transcribe_records(
     return out
 
 
+def file_stamp(path: str | os.PathLike) -> dict[str, int] | None:
+    """Size and modification time of a file (None when it does not exist)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def input_stamps(video: str | os.PathLike, audio: str | os.PathLike) -> dict[str, Any]:
+    """The ``inputs`` field of a record for a clip read from ``video`` and ``audio``."""
+    return {"video": file_stamp(video), "audio": file_stamp(audio)}
+
+
+_TRACK_SUFFIX = re.compile(r"__track\d+$")
+
+
+def prepare_notes(video: str | os.PathLike) -> list[str]:
+    """Notes ``sf-prepare`` recorded for the ROI video ``<out>/video/<id>[__track<k>].mp4``, from
+    ``<out>/status/<id>.json``; empty when the video is not in a prepare output folder or the
+    status file is missing or unreadable (best effort: notes never fail a record)."""
+    video = Path(video)
+    for folder in video.parents:
+        if folder.name != "video":
+            continue
+        rel = video.relative_to(folder).with_suffix("")
+        item_id = _TRACK_SUFFIX.sub("", rel.as_posix())
+        status = folder.parent / "status" / f"{item_id}.json"
+        try:
+            notes = json.loads(status.read_text(encoding="utf-8")).get("notes") or []
+        except (OSError, ValueError, AttributeError):
+            return []
+        return [str(note) for note in notes]
+    return []
+
+
 def iter_records(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
     """Records of one JSONL file in file order (malformed lines skipped with a warning)."""
     with open(path, encoding="utf-8") as f:
@@ -131,19 +179,18 @@ def latest_records(paths: Iterable[str | os.PathLike]) -> dict[str, dict[str, An
 class ResultWriter:
     """Appends records to a JSONL file, one flushed line each.
 
-    ``done`` holds the ids already scored successfully in the file (skipped on a rerun).
+    ``done`` holds the ids already scored successfully in the file (skipped on a rerun when
+    their input files are unchanged); ``inputs`` maps each of them to its record's ``inputs``.
     """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.done: set[str] = set()
+        self.inputs: dict[str, Any] = {}
         if self.path.exists():
             self._cut_partial_line()
             for record in iter_records(self.path):
-                if record.get("status") == OK:
-                    self.done.add(record["id"])
-                else:
-                    self.done.discard(record["id"])
+                self._note(record)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(self.path, "a", encoding="utf-8")
 
@@ -158,8 +205,19 @@ class ResultWriter:
     def write(self, record: dict[str, Any]) -> None:
         self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
         self._file.flush()
+        self._note(record)
+
+    def _note(self, record: dict[str, Any]) -> None:
         if record.get("status") == OK:
             self.done.add(record["id"])
+            self.inputs[record["id"]] = record.get("inputs")
+        else:
+            self.done.discard(record["id"])
+            self.inputs.pop(record["id"], None)
+
+    def unchanged(self, item_id: str, inputs: dict[str, Any]) -> bool:
+        """Whether ``item_id`` was scored successfully from input files with these stamps."""
+        return item_id in self.done and self.inputs.get(item_id) == inputs
 
     def close(self) -> None:
         self._file.close()

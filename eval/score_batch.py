@@ -12,11 +12,29 @@ its 16 kHz mono wav. Example::
 Output, under ``--results-path``:
 
 * ``scores.jsonl`` (``scores.<shard>-of-<n>.jsonl`` when sharded): one record per list item
-  (see :mod:`.results`), appended and flushed as soon as the item is scored or fails. A
-  missing or unreadable file gives a ``failed`` record with the error, and the run goes on.
-  A rerun skips items already scored successfully and retries failed ones.
-* ``run.json``: the checkpoint, layer, input and score settings of the run.
+  (see :mod:`.results`), appended and flushed as soon as the item is scored or fails, in the
+  order the clips are scored (shortest first), not list order. A missing or unreadable file
+  gives a ``failed`` record with the error, and the run goes on.
+* ``fingerprint.json`` (``fingerprint.<shard>-of-<n>.json``): everything that changes a score
+  (checkpoint content hash, layer, max offset, max seconds, precision, input transform,
+  transcription model and beam options, calibration, and the input: list or manifest content
+  hash, data root, category rule). A rerun with the same fingerprint skips items already scored
+  successfully whose video and wav are unchanged (same size and modification time) and retries
+  the others; a rerun with other settings is refused, naming the differing settings, unless
+  ``--overwrite`` is given (that shard's old records are then discarded, never mixed).
+* ``run.json``: the checkpoint, layer, input and score settings of the run (human-readable;
+  only written once the settings are accepted).
 * with ``--report`` (unsharded runs): ``report/`` as written by :mod:`.metrics_cli`.
+
+One run at a time works on a shard's output (a lock beside it; a second run is refused with a
+message naming the first); different shards of one directory run in parallel. Temporary files
+left by killed runs are removed on the next run. Ctrl-C and SIGTERM stop the run cleanly (exit
+status 130 and 143, every record written so far kept); the loader processes end with the run
+even when it is killed with SIGKILL.
+
+Clips are scored in batches of similar length (:class:`.pipeline.BatchLimits`: at most
+``--batch-size`` clips, ``--max-frames`` padded frames and ``--max-padding`` padding per model
+call), the lengths read from the wav headers; the scores equal those of ``--batch-size 1``.
 
 With ``--transcribe CKPT`` (a fine-tuned AVSR seq2seq checkpoint), every scored clip is also
 decoded from its video stream alone and from its audio stream alone, a batch at a time, and its
@@ -25,35 +43,47 @@ see :mod:`.results`). A clip that cannot be transcribed keeps its score and reco
 in that field; a rerun transcribes the clips whose records lack transcripts from this model.
 The report then adds the mean word disagreement per category and its AUC as a detector.
 
-A summary is printed at the end; the exit status is 0 when every item is scored, 1 otherwise.
-Memory stays bounded: clips are loaded a batch at a time by ``--num-workers`` loader processes
-and records go straight to disk.
+A summary is printed at the end (errors and progress go to stderr); the exit status is 0 when
+every item is scored, 1 otherwise. Memory stays bounded: clips are loaded one at a time by
+``--num-workers`` loader processes and records go straight to disk.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import datetime as _dt
+import functools
 import json
 import logging
 import os
 import pickle
+import signal
+import sys
+import threading
 import time
 from argparse import Namespace
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+import soundfile
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from sf_fairseq import resume
+
 from . import lists
-from .encode import ClipInputs, InputSettings, load_clip
+from .encode import SAMPLE_RATE, ClipInputs, InputSettings, load_clip
 from .metrics import Calibration
-from .pipeline import ScoreOptions, Scorer, add_scorer_arguments, load_scorer_from_arguments, pick_device
+from .pipeline import (
+    BatchLimits, ScoreOptions, Scorer, add_scorer_arguments, length_order, load_scorer_from_arguments, pick_device,
+)
 from .report import write_report
 from .results import (
-    FAILED, OK, ResultWriter, has_transcripts, iter_records, latest_records, transcribe_records, transcript_failure,
+    FAILED, OK, ResultWriter, has_transcripts, input_stamps, iter_records, latest_records, prepare_notes,
+    transcribe_records, transcript_failure,
 )
 from .transcribe import DecodeSettings, Transcriber
 
@@ -84,6 +114,30 @@ def _first(batch: list) -> Any:
     return batch[0]
 
 
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _end_with_parent(parent_pid: int, worker_id: int) -> None:
+    """``worker_init_fn`` of the loader processes: they must not outlive the scoring process,
+    however it ends (SIGKILL from the OOM killer or a scheduler gives it no chance to stop them).
+
+    The kernel sends SIGKILL to the worker when its parent dies (``PR_SET_PDEATHSIG``, Linux); a
+    thread watching the parent pid covers other systems and a parent that died before this ran.
+    SIGTERM is ignored here: the scoring process handles it and stops its workers itself."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
 def item_record(item: lists.EvalItem) -> dict[str, Any]:
     return {"id": item.id, "video": item.video, "audio": item.audio, "label": item.label, "category": item.category}
 
@@ -102,27 +156,38 @@ def failed_record(item: lists.EvalItem, error_type: str, error: str) -> dict[str
     }
 
 
+def header_length(item: lists.EvalItem, max_frames: int | None) -> int:
+    """Cheap length estimate of a clip in 25 fps frames, from its wav header (prepare writes the
+    wav at the video's length); 0 when the wav cannot be read (the item fails when loaded)."""
+    try:
+        frames = soundfile.info(item.audio).frames * 25 // SAMPLE_RATE
+    except (OSError, RuntimeError):  # soundfile's errors are RuntimeErrors
+        return 0
+    return frames if max_frames is None else min(frames, max_frames)
+
+
 def model_batches(
     loaded: Iterator[tuple[int, ClipInputs | None, str | None, str | None]],
     batch_size: int,
     max_frames: int | None,
+    max_padding: float | None = None,
 ) -> Iterator[tuple[list[tuple[int, ClipInputs]], list[tuple[int, str, str]]]]:
-    """Group loaded clips into model batches of at most ``batch_size`` clips and (when given)
-    ``max_frames`` padded frames (clips x longest stream); failures pass through at once."""
+    """Group loaded clips, in the order they come, into model batches under
+    :class:`.pipeline.BatchLimits` (a clip's length is its longer stream); failures pass
+    through at once."""
+    limits = BatchLimits(batch_size, max_frames, max_padding)
     batch: list[tuple[int, ClipInputs]] = []
-    longest = 0
+    lengths: list[int] = []
     for index, clip, error_type, error in loaded:
         if clip is None:
             yield [], [(index, error_type, error)]
             continue
         length = max(clip.video.shape[0], clip.audio.shape[0])
-        new_longest = max(longest, length)
-        too_many = max_frames is not None and batch and (len(batch) + 1) * new_longest > max_frames
-        if batch and (len(batch) >= batch_size or too_many):
+        if not limits.admits(lengths, length):
             yield batch, []
-            batch, new_longest = [], length
+            batch, lengths = [], []
         batch.append((index, clip))
-        longest = new_longest
+        lengths.append(length)
     if batch:
         yield batch, []
 
@@ -138,27 +203,39 @@ def score_items(
     progress: bool = True,
     transcriber: Transcriber | None = None,
     transcriber_name: str = "transcriber",
+    max_padding: float | None = BatchLimits.max_padding,
 ) -> dict[str, int]:
     """Score every item not yet done in ``writer``; returns counts (``scored``, ``failed``,
     ``skipped``).
 
-    With a ``transcriber``, each scored record also gets ``transcripts`` (named
-    ``transcriber_name``), and items done without transcripts from it are done again."""
-    done = set(writer.done)
+    An item is done when ``writer`` holds a successful record of it made from input files of
+    the same size and modification time. Pending items are scored shortest first, in batches
+    of similar length (see :func:`model_batches`). With a ``transcriber``, each scored record
+    also gets ``transcripts`` (named ``transcriber_name``), and items done without transcripts
+    from it are done again."""
+    stamps = {item.id: input_stamps(item.video, item.audio) for item in items}
+    done = {item.id for item in items if writer.unchanged(item.id, stamps[item.id])}
     if transcriber is not None and writer.path.exists():
         latest = {r["id"]: r for r in iter_records(writer.path)}
         done = {i for i in done if has_transcripts(latest.get(i, {}), transcriber_name)}
     pending = [item for item in items if item.id not in done]
     counts = {"skipped": len(items) - len(pending), "scored": 0, "failed": 0}
+    lengths = [header_length(item, scorer.options.max_frames) for item in pending]
+    pending = [pending[i] for i in length_order(lengths)]
     dataset = ClipDataset(pending, scorer.settings, scorer.options)
-    loader = DataLoader(dataset, batch_size=1, collate_fn=_first, num_workers=num_workers)
+    loader = DataLoader(dataset, batch_size=1, collate_fn=_first, num_workers=num_workers,
+                        worker_init_fn=functools.partial(_end_with_parent, os.getpid()) if num_workers else None)
     bar = tqdm(total=len(pending), unit="clip", disable=not progress)
 
     transcripts: dict[int, dict[str, Any]] = {}
 
+    def extra_fields(index: int) -> dict[str, Any]:
+        item = pending[index]
+        return {"inputs": stamps[item.id], "notes": prepare_notes(item.video)}
+
     def write_ok(index: int, result) -> None:
         record = {**item_record(pending[index]), "status": OK, **result.as_record(),
-                  "error_type": None, "error": None}
+                  "error_type": None, "error": None, **extra_fields(index)}
         if calibration is not None:
             record["verdict"] = calibration.verdict(result.score)
         if transcriber is not None:
@@ -167,13 +244,13 @@ def score_items(
         counts["scored"] += 1
 
     def write_failed(index: int, error_type: str, error: str) -> None:
-        record = failed_record(pending[index], error_type, error)
+        record = {**failed_record(pending[index], error_type, error), **extra_fields(index)}
         if transcriber is not None:
             record["transcripts"] = transcripts.pop(index, None)
         writer.write(record)
         counts["failed"] += 1
 
-    for batch, failures in model_batches(iter(loader), batch_size, max_frames):
+    for batch, failures in model_batches(iter(loader), batch_size, max_frames, max_padding):
         for index, error_type, error in failures:
             write_failed(index, error_type, error)
         if batch and transcriber is not None:
@@ -265,9 +342,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_scorer_arguments(p)
     p.add_argument("--user-dir", help="fairseq user directory to import (only needed for extra plugins)")
     p.add_argument("--results-path", required=True, help="output directory")
+    p.add_argument("--overwrite", action="store_true",
+                   help="if --results-path holds scores of this shard made with other settings, discard them "
+                   "(without it such a run is refused; with the same settings finished work is always reused)")
     p.add_argument("--batch-size", type=int, default=8, help="clips per model call")
     p.add_argument("--max-frames", type=int, default=None,
                    help="cap on clips x longest stream (frames) per model call")
+    p.add_argument("--max-padding", type=float, default=BatchLimits.max_padding,
+                   help="cap on the padding per model call, as a fraction of its padded frames (clips are "
+                   "batched shortest first, so only clips of similar length share a call)")
     p.add_argument("--num-workers", type=int, default=2, help="clip loading processes")
     p.add_argument("--num-shards", type=int, default=1, help="split the items into this many shards")
     p.add_argument("--shard-id", type=int, default=0, help="which shard this run scores")
@@ -287,10 +370,102 @@ def read_items(args: Namespace) -> list[lists.EvalItem]:
     return lists.read_manifest_split(args.data, args.gen_subset, args.category_rule)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that the run unwinds as on Ctrl-C."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM (what ``timeout``, schedulers and ``kill`` send) raises
+    :class:`Terminated` in the main thread; the previous handler is restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def error_text(err: BaseException) -> str:
+    """``error: <message>`` followed by the messages of the exceptions that caused it."""
+    lines = [f"error: {err}"]
+    cause = err.__cause__
+    while cause is not None:
+        lines.append(f"  caused by {type(cause).__name__}: {cause}")
+        cause = cause.__cause__
+    return "\n".join(lines)
+
+
+def input_fingerprint(args: Namespace) -> dict[str, Any]:
+    """Identity of the run's input: content hash of the list (or manifest and its labels), the
+    data root and the category rule."""
+    if args.list is not None:
+        return {"list_sha256": resume.file_sha256(args.list),
+                "data_root": None if args.data_root is None else os.path.abspath(args.data_root),
+                "category_rule": args.category_rule}
+    labels = Path(args.data) / f"{args.gen_subset}.forgery"
+    return {"manifest_sha256": resume.file_sha256(Path(args.data) / f"{args.gen_subset}.tsv"),
+            "labels_sha256": resume.file_sha256(labels) if labels.is_file() else None,
+            "category_rule": args.category_rule}
+
+
+def score_fingerprint(args: Namespace, scorer: Scorer, transcriber: Transcriber | None) -> dict[str, Any]:
+    """Everything that changes a shard's records (see the module docstring)."""
+    return {
+        "checkpoint_sha256": resume.file_sha256(args.path),
+        "layer": args.layer,
+        "max_offset": scorer.options.max_offset,
+        "max_seconds": scorer.options.max_seconds,
+        "precision": scorer.encoder.precision,
+        "input_settings": asdict(scorer.settings),
+        "transcribe": None if transcriber is None else {
+            "checkpoint_sha256": resume.file_sha256(args.transcribe), "beam": args.beam, "lenpen": args.lenpen},
+        "calibration_sha256": resume.file_sha256(args.calibration) if args.calibration else None,
+        "input": input_fingerprint(args),
+    }
+
+
+def accept_settings(scores: Path, record: Path, fingerprint: dict[str, Any], overwrite: bool) -> None:
+    """Reuse ``scores`` if it was made with ``fingerprint``; else discard it (``overwrite``) or
+    refuse. Then record ``fingerprint``. Raises :class:`SystemExit` when refusing."""
+    has_records = scores.is_file() and scores.stat().st_size > 0
+    if has_records:
+        hint = "pass --overwrite to discard this shard's scores, or give another --results-path"
+        try:
+            reuse = resume.check_fingerprint(record, fingerprint, f"{scores.name}", overwrite, hint)
+        except resume.SettingsMismatch as err:
+            raise SystemExit(f"error: {err}") from None
+        if not reuse and not record.is_file() and not overwrite:
+            raise SystemExit(f"error: {scores} has no settings record ({record.name}; made by an older version?), "
+                             f"so its scores cannot be matched to this run's settings; {hint}")
+        if not reuse:
+            logger.warning("%s: discarding the scores made with other settings", scores)
+            scores.unlink()
+    resume.write_fingerprint(record, fingerprint)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # force: importing fairseq leaves a DEBUG root handler behind (matplotlib floods it).
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    with sigterm_as_interrupt():
+        try:
+            return run(args)
+        except KeyboardInterrupt as stop:
+            name, status = ("SIGTERM", 143) if isinstance(stop, Terminated) else ("Ctrl-C", 130)
+            print(f"sf-score-batch: stopped by {name}; the records written so far are kept in "
+                  f"{args.results_path}: run the same command again to resume", file=sys.stderr)
+            return status
+
+
+def run(args: Namespace) -> int:
+    """:func:`main` after argument parsing (interruptions are handled there)."""
     if not 0 <= args.shard_id < args.num_shards:
         raise SystemExit(f"error: --shard-id must be in [0, {args.num_shards})")
     if args.user_dir:
@@ -300,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         items = read_items(args)
     except (OSError, lists.ListFormatError) as err:
-        raise SystemExit(f"error: {err}") from err
+        raise SystemExit(error_text(err)) from err
     if len({item.id for item in items}) != len(items):
         raise SystemExit("error: the input lists some item more than once (ids must be unique)")
     items = items[args.shard_id :: args.num_shards]
@@ -308,15 +483,34 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.results_path)
     out.mkdir(parents=True, exist_ok=True)
     suffix = "" if args.num_shards == 1 else f".{args.shard_id}-of-{args.num_shards}"
+    scores = out / f"scores{suffix}.jsonl"
+    lock = resume.RunLock(out / f"scores{suffix}.lock", f"scoring into {scores}")
+    try:
+        lock.acquire()
+    except resume.RunLocked as err:
+        raise SystemExit(f"error: {err}") from None
+    try:
+        resume.remove_stale_temporaries(out)
+        return score_shard(args, items, out, suffix)
+    finally:
+        lock.release()
+
+
+def score_shard(args: Namespace, items: list[lists.EvalItem], out: Path, suffix: str) -> int:
+    """Score one shard's ``items`` into ``out`` (its lock held), print the summary."""
+    scores = out / f"scores{suffix}.jsonl"
     device = pick_device(args.cpu)
     try:
         calibration = Calibration.load(args.calibration) if args.calibration else None
         scorer = load_scorer_from_arguments(args, args.path, device)
         transcriber, transcriber_name = load_transcriber(args, device)
+        fingerprint = score_fingerprint(args, scorer, transcriber)
     except (OSError, ValueError, pickle.UnpicklingError) as err:  # missing/unsafe checkpoint, bad calibration
-        raise SystemExit(f"error: {err}") from err
+        raise SystemExit(error_text(err)) from err
+    accept_settings(scores, out / f"fingerprint{suffix}.json", fingerprint, args.overwrite)
     run_info = {
         "checkpoint": os.path.abspath(args.path),
+        "checkpoint_sha256": fingerprint["checkpoint_sha256"],
         "layer": args.layer,
         "input": os.path.abspath(args.list) if args.list else f"{os.path.abspath(args.data)}:{args.gen_subset}",
         "data_root": args.data_root,
@@ -329,17 +523,18 @@ def main(argv: list[str] | None = None) -> int:
             "checkpoint": transcriber_name, "beam": args.beam, "lenpen": args.lenpen},
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    (out / f"run{suffix}.json").write_text(json.dumps(run_info, indent=2) + "\n", encoding="utf-8")
+    resume.atomic_write_json(out / f"run{suffix}.json", run_info)
 
     start = time.perf_counter()
-    with ResultWriter(out / f"scores{suffix}.jsonl") as writer:
+    with ResultWriter(scores) as writer:
         counts = score_items(
             items, scorer, writer, args.batch_size, args.max_frames, args.num_workers,
             calibration, progress=not args.no_progress,
             transcriber=transcriber, transcriber_name=transcriber_name or "transcriber",
+            max_padding=args.max_padding,
         )
     seconds = time.perf_counter() - start
-    latest = latest_records([out / f"scores{suffix}.jsonl"])
+    latest = latest_records([scores])
     n_ok = sum(1 for item in items if latest.get(item.id, {}).get("status") == OK)
     summary = {**counts, "items": len(items), "ok": n_ok, "not_ok": len(items) - n_ok,
                "seconds": round(seconds, 2)}
@@ -349,7 +544,9 @@ def main(argv: list[str] | None = None) -> int:
         f"({counts['scored'] / max(seconds, 1e-9):.2f} clips/s)"
     )
     if args.report and args.num_shards == 1:
-        rep = write_report(latest.values(), out / "report", threshold=calibration.threshold if calibration else None,
+        # List order, whatever order the clips were scored in (the bootstrap depends on it).
+        records = [latest[item.id] for item in items if item.id in latest]
+        rep = write_report(records, out / "report", threshold=calibration.threshold if calibration else None,
                            n_boot=args.n_boot, extra=run_info)
         summary["report"] = str(out / "report" / "report.md")
         if rep["metrics"]:
@@ -361,7 +558,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"on {rep['transcripts']['n']} transcribed items")
         else:
             print(f"no metrics: {rep['metrics_note']}; report in {out / 'report'}")
-    (out / f"summary{suffix}.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    resume.atomic_write_json(out / f"summary{suffix}.json", summary)
     return 0 if n_ok == len(items) else 1
 
 
