@@ -132,27 +132,27 @@ class AudioStats:
         n_samples: samples read (after the scorer's cap).
         duration_s: ``n_samples / 16000``.
         peak: largest absolute sample, as a fraction of full scale.
-        rms_dbfs: RMS level in dB relative to full scale (-inf for digital silence).
+        rms_dbfs: RMS level in dB relative to full scale (None for digital silence).
         clipped_fraction: fraction of samples at or beyond 99.9 % of full scale.
     """
 
     n_samples: int
     duration_s: float
     peak: float
-    rms_dbfs: float
+    rms_dbfs: float | None
     clipped_fraction: float
 
 
 def audio_stats(samples: np.ndarray) -> AudioStats:
     x = to_float(samples).astype(np.float64)
     if x.size == 0:
-        return AudioStats(0, 0.0, 0.0, float("-inf"), 0.0)
+        return AudioStats(0, 0.0, 0.0, None, 0.0)
     rms = float(np.sqrt(np.mean(x * x)))
     return AudioStats(
         n_samples=int(x.size),
         duration_s=x.size / SAMPLE_RATE,
         peak=float(np.abs(x).max()),
-        rms_dbfs=20.0 * float(np.log10(rms)) if rms > 0 else float("-inf"),
+        rms_dbfs=20.0 * float(np.log10(rms)) if rms > 0 else None,
         clipped_fraction=float(np.mean(np.abs(x) >= 0.999)),
     )
 
@@ -165,6 +165,7 @@ class AudioAnalysis:
     stats: AudioStats
     speech: np.ndarray  # (n_frames,) bool
     settings: SpeechSettings
+    full_duration_s: float  # the whole wav, before the scorer's cap
 
 
 def analyse_wav(
@@ -176,9 +177,10 @@ def analyse_wav(
         OSError, ValueError: unreadable file or wrong format (as :func:`read_wav_checked`).
     """
     samples = read_wav_checked(path, SAMPLE_RATE)
+    full = samples.shape[0] / SAMPLE_RATE
     if max_seconds is not None:
         samples = samples[: int(round(SAMPLE_RATE * max_seconds))]
-    return AudioAnalysis(audio_stats(samples), speech_frames(samples, settings), settings)
+    return AudioAnalysis(audio_stats(samples), speech_frames(samples, settings), settings, full)
 
 
 @dataclass
