@@ -8,6 +8,12 @@ stream are turned into model inputs the way the reference does:
 * audio: int16 samples -> logfbank (26) -> stack ``stack_order`` frames -> per-frame layer norm
   -> ``[104, T_a]``.
 
+:func:`load_clip` refuses, with a message naming what is wrong, a missing file or a directory,
+a clip shorter than ``sf-prepare``'s minimum (:data:`MIN_FRAMES` frames, 0.48 s, in either
+stream) and a clip whose video and audio durations, up to the ``max_seconds`` cap, differ by
+more than ``max(0.5 s, 10 % of the longer)`` (a wav of another clip, a truncated stream, a
+video not at 25 fps). ``sf-prepare`` writes wavs of exactly the video's duration.
+
 The two streams are *not* aligned to a common length before encoding (the reference encodes
 each at its own length; :mod:`.score` resamples afterwards). Each stream is encoded alone with
 ``extract_finetune`` (the other stream ``None``, i.e. zeros after its front end), for a batch of
@@ -20,6 +26,7 @@ once (:func:`store_matmul_weights_in`), so autocast does not cast them again on 
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -28,11 +35,22 @@ import torch
 
 from sf_fairseq.data.audio_features import audio_features_from_wav
 from sf_fairseq.data.audio_io import read_wav_checked
-from sf_fairseq.data.video import CROP_SIZE, MEAN, STD, VideoTransform, load_video_frames
+from sf_fairseq.data.video import CROP_SIZE, MEAN, STD, VideoReadError, VideoTransform, load_video_frames
+from sf_fairseq.preprocess.prepare import PrepareOptions
 
 SAMPLE_RATE = 16000
 FPS = 25.0
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# Shortest clip scored: the shortest one ``sf-prepare`` keeps (``--min-frames``, 12 = 0.48 s).
+MIN_FRAMES = PrepareOptions.min_frames
+# Video and audio durations (as scored) may differ by at most the larger of these; beyond it
+# the resampling of the lips onto the speech frames would compare unrelated instants.
+LENGTH_TOLERANCE_S = 0.5
+LENGTH_TOLERANCE_FRACTION = 0.10
+
+
+class ClipLengthError(ValueError):
+    """A clip too short to score, or whose video and audio durations disagree."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +85,49 @@ class ClipInputs:
     audio: np.ndarray
 
 
+def _check_is_file(path: str, what: str, error: type[OSError] | None = None) -> None:
+    """A missing file and a directory get messages that say which (not the decoder's), raised
+    as ``error`` when given, else as ``FileNotFoundError`` / ``IsADirectoryError``."""
+    if os.path.isdir(path):
+        raise (error or IsADirectoryError)(f"{what} path is not a file (a directory): {path!r}")
+    if not os.path.exists(path):
+        raise (error or FileNotFoundError)(f"{what} file not found: {path!r}")
+
+
+def check_clip_lengths(n_frames: int, n_samples: int, fps: float = FPS, max_seconds: float | None = None) -> None:
+    """Refuse a clip ``sf-prepare`` would call too short, or whose streams disagree in duration.
+
+    Args:
+        n_frames: video frames of the whole clip.
+        n_samples: audio samples (16 kHz) of the whole clip.
+        fps: the video's frame rate (ROI videos are 25 fps).
+        max_seconds: the scoring cap; durations are compared on the part that is scored.
+
+    Raises:
+        ClipLengthError: either stream is shorter than :data:`MIN_FRAMES` frames, or the two
+            durations (after the cap) differ by more than ``max(LENGTH_TOLERANCE_S,
+            LENGTH_TOLERANCE_FRACTION * longer)``.
+    """
+    video_s, audio_s = n_frames / fps, n_samples / SAMPLE_RATE
+    min_s = MIN_FRAMES / fps
+    if n_frames < MIN_FRAMES or audio_s < min_s:
+        raise ClipLengthError(
+            f"clip too short to score: video {n_frames} frames ({video_s:.2f} s), audio "
+            f"{n_samples} samples ({audio_s:.2f} s); both need at least {MIN_FRAMES} frames "
+            f"({min_s:.2f} s), as sf-prepare requires"
+        )
+    scored_v, scored_a = (video_s, audio_s) if max_seconds is None else (
+        min(video_s, max_seconds), min(audio_s, max_seconds))
+    tolerance = max(LENGTH_TOLERANCE_S, LENGTH_TOLERANCE_FRACTION * max(scored_v, scored_a))
+    if abs(scored_v - scored_a) > tolerance:
+        capped = "" if max_seconds is None else f" (within the first {max_seconds:g} s)"
+        raise ClipLengthError(
+            f"video and audio durations disagree{capped}: video {scored_v:.2f} s ({n_frames} frames "
+            f"at {fps:g} fps), audio {scored_a:.2f} s; at most {tolerance:.2f} s apart is accepted "
+            "(is the wav the one of this video, and the video at 25 fps?)"
+        )
+
+
 def load_clip(
     video_path: str,
     audio_path: str,
@@ -77,16 +138,21 @@ def load_clip(
     """Read and transform one clip, keeping the first ``max_seconds`` of each stream.
 
     Raises:
-        OSError: a file is missing or unreadable (``VideoReadError`` for the video).
-        ValueError: the wav is not 16 kHz mono, or a stream is too short to give a frame.
+        OSError: a file is missing, a directory or unreadable (``VideoReadError`` for the video,
+            ``FileNotFoundError`` for a missing wav).
+        ValueError: the wav is not 16 kHz mono; :class:`ClipLengthError` when the clip is too
+            short or its streams disagree in duration (:func:`check_clip_lengths`).
     """
+    _check_is_file(video_path, "video", VideoReadError)
+    _check_is_file(audio_path, "audio")
     frames = load_video_frames(video_path)
     samples = read_wav_checked(audio_path, SAMPLE_RATE)
+    check_clip_lengths(frames.shape[0], samples.shape[0], fps, max_seconds)
     if max_seconds is not None:
         frames = frames[: int(round(fps * max_seconds))]
         samples = samples[: int(round(SAMPLE_RATE * max_seconds))]
     video = VideoTransform.eval(settings.crop_size, settings.mean, settings.std)(frames)
-    if samples.shape[0] < 400:  # one 25 ms logfbank window
+    if samples.shape[0] < 400:  # one 25 ms logfbank window (a --max-seconds below 0.025 s)
         raise ValueError(f"audio file {audio_path!r} is too short ({samples.shape[0]} samples)")
     audio = audio_features_from_wav(samples, settings.stack_order, settings.normalize)
     return ClipInputs(video=video, audio=np.asarray(audio, dtype=np.float32))
