@@ -221,7 +221,8 @@ class AVHubertDataset(FairseqDataset):
 
     def load_audio_samples(self, index: int, rng: np.random.Generator | None = None
                            ) -> np.ndarray:
-        """int16 ``[n_samples]`` of item ``index``, with noise added with ``noise_prob``
+        """Samples ``[n_samples]`` of item ``index`` on the int16 scale (int16, or float32 for
+        24/32-bit and float wavs: see :mod:`.audio_io`), with noise added with ``noise_prob``
         (drawn from ``rng``, default the item's generator)."""
         path = self.manifest.resolve(self.items[index].audio)
         wav = read_wav_checked(path, AUDIO_SAMPLE_RATE)
