@@ -6,7 +6,9 @@ checkpoint loading work on torch >= 2.6 with an explicit allow-list of the class
 fairseq/AV-HuBERT checkpoints contain (see :mod:`sf_fairseq.checkpoint`).
 """
 
-from ._logging import preserve_root_logging
+from ._logging import drop_library_chatter, preserve_root_logging
+
+drop_library_chatter()  # first: fairseq logs "Please install tensorboardX" while being imported
 
 with preserve_root_logging():  # importing fairseq sets the root logger to DEBUG otherwise
     from . import checkpoint

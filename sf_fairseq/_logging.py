@@ -1,10 +1,15 @@
-"""Keep the application's logging set-up when fairseq is imported.
+"""Keep the application's logging set-up, and its output, when fairseq is imported.
 
 fairseq configures the root logger as a side effect of being imported
 (``fairseq/models/wav2vec/wav2vec2_classification.py`` calls
 ``logging.basicConfig(level=logging.DEBUG)``), which floods every program that imports this
 plugin with DEBUG records of unrelated libraries (PIL, matplotlib). Imports of fairseq made on
 our behalf run inside :func:`preserve_root_logging`, which undoes that side effect only.
+
+fairseq also logs advice about optional packages this project never uses ("Please install
+tensorboardX" from its text-to-speech task, on import, in every process). :func:`drop_library_chatter`
+filters exactly those messages on the loggers that emit them; every other record of those loggers,
+warnings included, still goes through.
 """
 
 from __future__ import annotations
@@ -12,6 +17,11 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 from typing import Iterator
+
+# Logger name -> starts of the messages dropped from it.
+LIBRARY_CHATTER: dict[str, tuple[str, ...]] = {
+    "fairseq.tasks.text_to_speech": ("Please install tensorboardX",),
+}
 
 
 @contextmanager
@@ -26,3 +36,23 @@ def preserve_root_logging() -> Iterator[None]:
             if handler not in handlers:
                 root.removeHandler(handler)
         root.setLevel(level)
+
+
+class DropMessages(logging.Filter):
+    """Drop the records whose message starts with one of ``prefixes``."""
+
+    def __init__(self, prefixes: tuple[str, ...]) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefixes)
+
+
+def drop_library_chatter() -> None:
+    """Filter :data:`LIBRARY_CHATTER` on its loggers (idempotent; call before importing fairseq,
+    whose modules log it on import)."""
+    for name, prefixes in LIBRARY_CHATTER.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, DropMessages) for f in logger.filters):
+            logger.addFilter(DropMessages(prefixes))
