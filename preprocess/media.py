@@ -7,6 +7,13 @@ the source frame nearest in time to ``t0 + k / 25`` where ``t0`` is the time of 
 decoded video frame. Audio is placed on the same clock (its first sample's timestamp relative
 to ``t0``), resampled to 16 kHz mono int16 and padded or cut to exactly
 ``n_frames * SAMPLES_PER_FRAME`` samples, so the wav and the ROI video have the same duration.
+
+Frames are turned upright as a player shows them: a display matrix (phones store portrait video
+sideways with a 90° or 270° rotation in the container) is applied to every decoded frame.
+
+Both streams also report where the container says they end, so that a truncated file (a partial
+download whose index, at the front, still describes the whole video) can be told from a short
+one: :func:`shortfall` compares the decoded end with the stated end.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -31,6 +39,13 @@ SAMPLES_PER_FRAME = SAMPLE_RATE // TARGET_FPS  # 640
 # Errors PyAV raises for files FFmpeg cannot demux or decode.
 MediaError = (av.error.FFmpegError, OSError, UnicodeDecodeError)
 
+# A stream is truncated when it decodes to less than its stated duration by more than the
+# larger of these (encoder padding, edit lists and the last frame's duration differ by far less).
+TRUNCATION_TOLERANCE_S = 0.5
+TRUNCATION_TOLERANCE_FRACTION = 0.02
+
+ROI_CRF = 20  # the reference's quality for the mouth ROI videos
+
 
 class UnreadableMediaError(RuntimeError):
     """The file cannot be opened or holds no decodable video."""
@@ -43,9 +58,57 @@ class VideoStreamInfo:
     start_time: float  # seconds, time of the first decoded frame (t0)
     n_frames: int  # frames at TARGET_FPS
     source_fps: float  # average input rate (frames decoded / time spanned)
-    width: int
+    width: int  # as displayed (after the rotation)
     height: int
     decode_error: str | None  # set when decoding stopped early (truncated or damaged file)
+    end_time: float = 0.0  # seconds, where the decoded video ends (last frame + its duration)
+    stated_end: float | None = None  # seconds, where the container says the video ends
+    rotation: int = 0  # counter-clockwise degrees applied to show the frames upright
+    rotation_stored: float = 0.0  # the rotation the file states (may not be a multiple of 90)
+
+
+def stated_end(container, stream) -> float | None:
+    """Where the container says ``stream`` ends, in seconds of the stream's clock, or None when
+    it does not say. Sources, most direct first: the stream's duration, Matroska's per-track
+    ``DURATION`` tag, the frame count at the stream's rate, and the container's duration when
+    the file holds no other audio or video stream (it is the longest stream's)."""
+    start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+    if stream.duration:
+        return start + float(stream.duration * stream.time_base)
+    tag = re.fullmatch(r"(\d+):(\d\d):(\d\d(?:\.\d+)?)", stream.metadata.get("DURATION", ""))
+    if tag:
+        hours, minutes, seconds = tag.groups()
+        return start + 3600 * int(hours) + 60 * int(minutes) + float(seconds)
+    rate = getattr(stream, "average_rate", None)
+    if stream.frames and rate:
+        return start + stream.frames / float(rate)
+    if container.duration and len(container.streams.video) + len(container.streams.audio) == 1:
+        container_start = (container.start_time or 0) / av.time_base
+        return container_start + container.duration / av.time_base
+    return None
+
+
+def shortfall(decoded_end: float, stated: float | None, start: float) -> float | None:
+    """Seconds missing at the end of a stream that decoded up to ``decoded_end`` but is stated to
+    end at ``stated`` (it began at ``start``), when more than the tolerance (the larger of
+    ``TRUNCATION_TOLERANCE_S`` and ``TRUNCATION_TOLERANCE_FRACTION`` of the stated duration);
+    else None."""
+    if stated is None:
+        return None
+    missing = stated - decoded_end
+    allowed = max(TRUNCATION_TOLERANCE_S, TRUNCATION_TOLERANCE_FRACTION * (stated - start))
+    return missing if missing > allowed else None
+
+
+def display_rotation(frame: av.VideoFrame, stream) -> float:
+    """Counter-clockwise degrees by which ``frame`` must be turned to be shown upright: its
+    display matrix (``VideoFrame.rotation``; PyAV attaches the container's matrix to every
+    frame) or, where FFmpeg still exports it as a tag, the stream's ``rotate`` metadata (which
+    counts clockwise)."""
+    rotation = float(getattr(frame, "rotation", 0) or 0)
+    if not rotation and stream.metadata.get("rotate"):
+        rotation = -float(stream.metadata["rotate"])
+    return rotation
 
 
 def has_audio_stream(path: str | os.PathLike) -> bool:
@@ -106,17 +169,26 @@ class FrameStream:
         n_out = n_in = 0
         step = None
         width = height = 0
+        stored_rotation, quarter_turns = 0.0, 0
 
         def array_of(frame: av.VideoFrame) -> np.ndarray:
             nonlocal prev_array
             if prev_array is None:
                 prev_array = frame.to_ndarray(format=self.fmt)
+                if quarter_turns:
+                    prev_array = np.ascontiguousarray(np.rot90(prev_array, quarter_turns))
             return prev_array
 
         for frame, t in self._decoded(container, stream):
             if prev is None:
                 t0 = t
+                # One rotation for the whole stream (the container's matrix), so every frame
+                # has the same shape.
+                stored_rotation = display_rotation(frame, stream)
+                quarter_turns = round(stored_rotation / 90) % 4
                 width, height = frame.width, frame.height
+                if quarter_turns % 2:
+                    width, height = height, width
             else:
                 step = t - prev_t
                 # Every output time closer to prev than to this frame shows prev.
@@ -154,6 +226,10 @@ class FrameStream:
             width=width,
             height=height,
             decode_error=self._error,
+            end_time=prev_t + last_duration,
+            stated_end=stated_end(container, stream),
+            rotation=90 * (quarter_turns if quarter_turns <= 2 else quarter_turns - 4),
+            rotation_stored=stored_rotation,
         )
 
 
@@ -165,6 +241,10 @@ class AudioInfo:
     peak: int  # max |sample| of the written int16 signal (0 = silent)
     offset_samples: int  # samples padded (>0) or cut (<0) at the start to align with the video
     n_decoded: int  # samples that came from the source (the rest is padding)
+    # Seconds (source clock) where the decoded audio ended, when the stream ran out before the
+    # wav was full (None when decoding stopped because the wav was full).
+    decoded_end: float | None = None
+    stated_end: float | None = None  # seconds, where the container says the audio ends
 
 
 def write_aligned_audio(
@@ -193,6 +273,7 @@ def write_aligned_audio(
         skip = 0  # samples still to drop at the start (audio begins before the video)
         offset = None
         peak = 0
+        decoded_end = None
 
         def put(samples: np.ndarray) -> None:
             nonlocal written, decoded, skip, peak
@@ -224,25 +305,35 @@ def write_aligned_audio(
                     written += put_silence
                 else:
                     skip = -offset
+            if frame is not None and frame.time is not None and frame.sample_rate:
+                decoded_end = frame.time + frame.samples / frame.sample_rate
             for resampled in resampler.resample(frame):
                 put(resampled.to_ndarray().reshape(-1).astype(np.int16, copy=False))
             if written >= n_samples:
+                decoded_end = None  # full: where the stream would have run out is unknown
                 break
         if offset is None:
             raise UnreadableMediaError(f"{path}: no decodable audio")
         if written < n_samples:
             out.write(np.zeros(n_samples - written, np.int16))
-    return AudioInfo(n_samples, rate, channels, peak, offset, decoded)
+        stated = stated_end(container, stream)
+    return AudioInfo(n_samples, rate, channels, peak, offset, decoded, decoded_end, stated)
+
+
+def roi_codec() -> str:
+    """The encoder of the ROI videos: H.264 (libx264) when PyAV's FFmpeg has it, else MPEG-4
+    Part 2."""
+    return "libx264" if "libx264" in av.codecs_available else "mpeg4"
 
 
 class RoiWriter:
-    """Write ``uint8 [H, W, 3]`` BGR frames to an mp4 at 25 fps (H.264 via libx264 when PyAV's
-    FFmpeg has it, MPEG-4 Part 2 otherwise), readable by OpenCV. Use as a context manager."""
+    """Write ``uint8 [H, W, 3]`` BGR frames to an mp4 at 25 fps (codec: :func:`roi_codec`),
+    readable by OpenCV. Use as a context manager."""
 
-    def __init__(self, path: str | os.PathLike, width: int, height: int, crf: int = 20):
+    def __init__(self, path: str | os.PathLike, width: int, height: int, crf: int = ROI_CRF):
         self.path = Path(path)
         self._container = av.open(str(self.path), mode="w", format="mp4")
-        if "libx264" in av.codecs_available:
+        if roi_codec() == "libx264":
             stream = self._container.add_stream("libx264", rate=TARGET_FPS)
             # crf 20 as the reference; one thread: the frames are tiny and workers run in parallel.
             stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}

@@ -69,24 +69,37 @@ def make_clip(
     beep_at: float | None = None,
     codec: str = "libx264",
     face_height: int = 150,
+    rotation: int = 0,
+    faststart: bool = False,
 ) -> Path:
     """Encode a clip. ``frame_times`` (seconds) makes a variable-frame-rate clip; otherwise
     frames come every 1/``fps`` s. Audio: a quiet 220 Hz tone (zeros when ``silent``) with a
-    loud 1 kHz beep of 0.1 s at ``beep_at``, starting ``audio_start`` s after the video."""
+    loud 1 kHz beep of 0.1 s at ``beep_at``, starting ``audio_start`` s after the video.
+    ``rotation`` (a multiple of 90) stores the ``size`` canvas turned by ``-rotation`` degrees
+    with a display matrix that turns it back by ``rotation`` degrees counter-clockwise, as
+    phones store portrait video. ``faststart`` puts the mp4 index before the media data (as
+    streaming sites serve mp4), so a file cut short still opens."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if frame_times is None:
         frame_times = [i / fps for i in range(max(1, round(seconds * fps)))]
-    with av.open(str(path), "w") as container:
+    turns = rotation // 90
+    stored_size = (size[1], size[0]) if turns % 2 else size
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), "w", options=options) as container:
         video = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
-        video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
+        video.width, video.height, video.pix_fmt = stored_size[0], stored_size[1], "yuv420p"
         video.codec_context.time_base = video.time_base = Fraction(1, 1000)
         video.options = FAST_ENCODING.get(codec, {})
+        if rotation:
+            video.set_display_rotation(rotation)  # written as the mp4/mov tkhd matrix
         audio = None
         if audio_rate:
             audio = container.add_stream("aac", rate=audio_rate)
             audio.layout = "stereo" if audio_channels == 2 else "mono"
         for t in frame_times:
-            frame = av.VideoFrame.from_ndarray(frame_at(t, size, faces, face_height=face_height), format="bgr24")
+            canvas = frame_at(t, size, faces, face_height=face_height)
+            stored = np.ascontiguousarray(np.rot90(canvas, -turns))
+            frame = av.VideoFrame.from_ndarray(stored, format="bgr24")
             frame.pts = round(t * 1000)
             frame.time_base = Fraction(1, 1000)
             for packet in video.encode(frame):

@@ -9,12 +9,13 @@ import cv2
 import numpy as np
 import pytest
 import soundfile as sf
-from prepare_media import make_clip
+from prepare_media import frame_at, make_clip
 
 from sf_fairseq.preprocess.media import (
     FrameStream,
     RoiWriter,
     UnreadableMediaError,
+    shortfall,
     write_aligned_audio,
 )
 
@@ -124,3 +125,50 @@ def test_roi_writer_reads_back_in_opencv_at_25fps(tmp_path):
         decoded.append(frame)
     assert len(decoded) == 20 and decoded[0].shape == (96, 96, 3)
     np.testing.assert_allclose([f.mean() for f in decoded], [f.mean() for f in frames], atol=4.5)
+
+
+def test_a_cut_file_decodes_short_of_its_stated_duration(tmp_path):
+    # The index (moov) before the data: a download cut in half still opens and decodes.
+    full = make_clip(tmp_path / "full.mp4", seconds=3.0, fps=25, faces=0, faststart=True)
+    data = full.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    stream = FrameStream(full)
+    assert len(list(stream)) == 75
+    assert stream.info.end_time == pytest.approx(3.0) and stream.info.stated_end == pytest.approx(3.0)
+    assert shortfall(stream.info.end_time, stream.info.stated_end, 0.0) is None
+    stream = FrameStream(cut)
+    assert len(list(stream)) < 60
+    assert stream.info.stated_end == pytest.approx(3.0)
+    assert shortfall(stream.info.end_time, stream.info.stated_end, 0.0) > 1.0
+    # The audio of the cut file, asked for longer than the video, runs out where the file ends.
+    info = write_aligned_audio(cut, tmp_path / "cut.wav", 0.0, 75 * 640)
+    assert info.stated_end == pytest.approx(3.0, abs=0.05)
+    assert info.decoded_end < 2.4 and shortfall(info.decoded_end, info.stated_end, 0.0)
+    complete = write_aligned_audio(full, tmp_path / "full.wav", 0.0, 75 * 640)
+    assert complete.decoded_end is None  # filled the wav: not run out
+
+
+def test_shortfall_tolerance():
+    assert shortfall(9.6, 10.0, 0.0) is None  # 0.4 s: within 0.5 s
+    assert shortfall(9.4, 10.0, 0.0) == pytest.approx(0.6)
+    assert shortfall(98.5, 100.0, 0.0) is None  # 1.5 s of 100 s: within 2 %
+    assert shortfall(97.5, 100.0, 0.0) == pytest.approx(2.5)
+    assert shortfall(1.0, None, 0.0) is None  # nothing stated, nothing to compare
+
+
+@pytest.mark.parametrize("rotation", [90, -90, 270])
+def test_rotated_video_is_turned_upright(tmp_path, rotation):
+    # A portrait canvas stored sideways with a display matrix, as a phone writes it.
+    clip = make_clip(tmp_path / "portrait.mp4", seconds=0.2, fps=25, size=(144, 192),
+                     audio_rate=None, rotation=rotation)
+    with av.open(str(clip)) as container:  # stored sideways
+        stored = container.streams.video[0]
+        assert (stored.width, stored.height) == (192, 144)
+    stream = FrameStream(clip, "bgr24")
+    frames = list(stream)
+    assert frames[0].shape == (192, 144, 3) and frames[0].flags["C_CONTIGUOUS"]
+    upright = frame_at(0.0, (144, 192), faces=1)
+    assert np.abs(frames[0].astype(int) - upright).mean() < 6  # turned the right way
+    assert stream.info.rotation == (rotation + 180) % 360 - 180
+    assert (stream.info.width, stream.info.height) == (144, 192)
