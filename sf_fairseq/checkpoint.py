@@ -22,7 +22,9 @@ import importlib
 import logging
 import os
 import pickle
-from typing import TYPE_CHECKING, Any, Mapping
+import pickletools
+import zipfile
+from typing import IO, TYPE_CHECKING, Any, Mapping
 
 import torch
 
@@ -107,11 +109,60 @@ def is_trusted(path: str | os.PathLike, trust_checkpoint: bool = False) -> bool:
     return trust_checkpoint or os.path.realpath(path) in trusted_paths()
 
 
+# torch's legacy (non-zip) format: magic number, protocol, system info, the object and its storage
+# keys, each a pickle, then raw storage bytes. A raw pickle file is a single pickle.
+LEGACY_PICKLES = 5
+
+
+def _pickle_globals(file: IO[bytes], max_pickles: int = LEGACY_PICKLES) -> set[str]:
+    """Dotted names of the globals the first ``max_pickles`` pickles of ``file`` load, found by
+    reading their opcodes (nothing is unpickled)."""
+    found: set[str] = set()
+    for _ in range(max_pickles):
+        pushed: list[Any] = []  # values pushed so far: the names STACK_GLOBAL takes are strings
+        memo: dict[int, Any] = {}
+        try:
+            for op, arg, _ in pickletools.genops(file):
+                if op.name in ("GLOBAL", "INST"):
+                    found.add(arg.replace(" ", "."))
+                elif op.name == "STACK_GLOBAL" and len(pushed) >= 2:
+                    module, name = pushed[-2:]
+                    if isinstance(module, str) and isinstance(name, str):
+                        found.add(f"{module}.{name}")
+                elif op.name == "MEMOIZE":
+                    memo[len(memo)] = pushed[-1] if pushed else None
+                elif op.name in ("PUT", "BINPUT", "LONG_BINPUT"):
+                    memo[int(arg)] = pushed[-1] if pushed else None
+                elif op.name in ("GET", "BINGET", "LONG_BINGET"):
+                    pushed.append(memo.get(int(arg)))
+                elif op.stack_after:
+                    pushed.append(arg if isinstance(arg, str) else None)
+        except ValueError:  # the end of the file, or the raw bytes after the pickles
+            break
+    return found
+
+
 def disallowed_globals(path: str | os.PathLike) -> list[str]:
     """Globals the file needs beyond torch's defaults and our allow-list (read without running
-    anything)."""
+    anything), for zip checkpoints, torch's legacy format and raw pickles alike."""
     allowed = set(ALLOWED_GLOBAL_NAMES)
-    return [g for g in torch.serialization.get_unsafe_globals_in_checkpoint(path) if g not in allowed]
+    if zipfile.is_zipfile(path):
+        found = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    else:
+        # torch's defaults, as get_unsafe_globals_in_checkpoint reads them for zip files.
+        from torch import _weights_only_unpickler
+
+        allowed |= set(_weights_only_unpickler._get_allowed_globals())
+        with open(path, "rb") as f:
+            found = _pickle_globals(f)
+    return sorted(g for g in found if g not in allowed)
+
+
+def _torch_reason(err: BaseException) -> str:
+    """The specific part of torch's refusal message (it opens and closes with generic advice)."""
+    paragraphs = [p.strip() for p in str(err).split("\n\n") if p.strip()]
+    specific = [p for p in paragraphs[1:] if not p.startswith("Check the documentation")]
+    return " ".join(specific) or str(err)
 
 
 def load_state(path: str | os.PathLike, trust_checkpoint: bool = False) -> dict[str, Any]:
@@ -128,14 +179,18 @@ def load_state(path: str | os.PathLike, trust_checkpoint: bool = False) -> dict[
     except pickle.UnpicklingError as err:
         try:
             offending = disallowed_globals(path)
-        except Exception:  # not a zip checkpoint: torch's own message is all we have
+        except (OSError, RuntimeError, ValueError):  # e.g. a TorchScript archive
             offending = []
-        names = ", ".join(offending) if offending else "(see the cause below)"
+        if offending:
+            problem = (f"it needs globals outside the allow-list of fairseq/AV-HuBERT checkpoint "
+                       f"classes: {', '.join(offending)}")
+        else:  # e.g. a raw pickle whose opcodes the restricted unpickler does not support
+            problem = f"the restricted unpickler cannot read it ({_torch_reason(err)})"
         raise UntrustedCheckpointError(
-            f"refusing to unpickle {path}: it needs globals outside the allow-list of "
-            f"fairseq/AV-HuBERT checkpoint classes: {names}. Unpickling such a file can run "
-            f"arbitrary code. If you trust this file, pass --trust-checkpoint (trust_checkpoint=True "
-            f"in Python) or add its path to the environment variable {TRUST_ENV_VAR}."
+            f"refusing to unpickle {path}: {problem}. Unpickling such a file without restrictions "
+            f"can run arbitrary code. If you trust this file, pass --trust-checkpoint "
+            f"(trust_checkpoint=True in Python) or add its path to the environment variable "
+            f"{TRUST_ENV_VAR}."
         ) from err
 
 

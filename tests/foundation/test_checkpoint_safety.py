@@ -150,3 +150,57 @@ def test_import_leaves_the_root_logger_alone() -> None:
         "assert root.level == logging.WARNING, root.level\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True)
+
+
+def _save_legacy(obj, path: Path) -> None:
+    torch.save(obj, path, _use_new_zipfile_serialization=False)
+
+
+def _save_raw_pickle(obj, path: Path) -> None:
+    with open(path, "wb") as f:
+        pickle.dump(obj, f)
+
+
+@pytest.mark.parametrize("save", [_save_legacy, _save_raw_pickle], ids=["legacy", "raw-pickle"])
+def test_non_zip_refusal_names_the_global(save, tmp_path, monkeypatch) -> None:
+    """The CLIs print the message only: it must name the global for every format, not point to a
+    chained cause."""
+    monkeypatch.delenv(TRUST_ENV_VAR, raising=False)
+    marker = tmp_path / "code-ran"
+    path = tmp_path / "malicious.pt"
+    save({"model": {"w": torch.zeros(2)}, "payload": _RunsShellCommand(marker)}, path)
+    with pytest.raises(UntrustedCheckpointError) as excinfo:
+        load_state(path)
+    message = str(excinfo.value)
+    assert "posix.system" in message or "os.system" in message
+    assert "cause below" not in message and "--trust-checkpoint" in message
+    assert not marker.exists()
+    assert set(sf_fairseq.checkpoint.disallowed_globals(path)) & {"posix.system", "os.system"}
+
+
+def test_global_found_through_memoised_names(tmp_path) -> None:
+    """Protocol 4 pushes module and name as (memoised) strings before STACK_GLOBAL; a second use
+    of the same module fetches it from the memo."""
+    path = tmp_path / "two.pkl"
+    _save_raw_pickle([_RunsShellCommand(tmp_path / "a"), os.path.join], path)
+    names = {f"{f.__module__}.{f.__name__}" for f in (os.system, os.path.join)}  # posix.system...
+    assert names <= set(sf_fairseq.checkpoint.disallowed_globals(path))
+
+
+def test_raw_pickle_without_globals_refused_with_torchs_reason(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv(TRUST_ENV_VAR, raising=False)
+    path = tmp_path / "plain.pkl"
+    _save_raw_pickle({"a": [1, 2.0, "x"]}, path)
+    with pytest.raises(UntrustedCheckpointError, match=r"cannot read it \(.+\)") as excinfo:
+        load_state(path)
+    assert "cause below" not in str(excinfo.value) and "Weights only load failed" not in str(excinfo.value)
+
+
+def test_legacy_format_checkpoint_with_allowed_objects_loads(tmp_path) -> None:
+    import argparse
+
+    path = tmp_path / "legacy_ok.pt"
+    _save_legacy({"model": {"w": torch.ones(3)}, "args": argparse.Namespace(lr=0.1)}, path)
+    state = load_state(path)
+    assert torch.equal(state["model"]["w"], torch.ones(3)) and state["args"].lr == 0.1
+    assert sf_fairseq.checkpoint.disallowed_globals(path) == []
