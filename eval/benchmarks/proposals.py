@@ -6,8 +6,9 @@ The scorer keeps ``s_i(k)``, the cosine of the lips at frame ``i`` with the spee
 agreement at the clip's best offset drops. The method, with :class:`ProposalSettings`:
 
 1. **agreement** ``x_i = s_i(k*)`` at the clip's best offset ``k*`` (:func:`frame_agreement`);
-2. **disagreement** ``d_i = (1 - x_i) / 2`` in ``[0, 1]``, smoothed by a centred moving average
-   of ``smooth_frames`` frames (shorter at the clip's ends);
+2. **disagreement** ``d_i = (1 - x_i) / 2`` in ``[0, 1]``, smoothed by a centred running
+   median of ``smooth_frames`` frames (edges repeated at the clip's ends), which removes dips
+   shorter than half the window but keeps the edges of a longer one where they are;
 3. **relative level** ``z_i = (d_i - median(d)) / max(1.4826 * MAD(d), min_scale)``, the
    median and MAD over the speech frames (all frames without a speech mask), so a clip is judged
    against its own typical agreement, not a global threshold;
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.ndimage import median_filter
 
 _MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution -> its standard deviation
 
@@ -40,7 +42,7 @@ class ProposalSettings:
     """Settings of :func:`propose_segments` (see the module docstring).
 
     Attributes:
-        smooth_frames: moving-average length of the disagreement (frames; 5 = 0.2 s).
+        smooth_frames: running-median length of the disagreement (frames; 5 = 0.2 s).
         thresholds: relative levels ``z`` above which a frame is suspect, one proposal set each.
         min_scale: floor of the MAD-based scale (disagreement units), so that a clip of nearly
             constant agreement does not turn noise into proposals.
@@ -83,14 +85,10 @@ def frame_agreement(sims: torch.Tensor | np.ndarray, best_offset: int) -> np.nda
     return sims[:, best_offset + k]
 
 
-def _moving_average(x: np.ndarray, width: int) -> np.ndarray:
+def _running_median(x: np.ndarray, width: int) -> np.ndarray:
     if width <= 1 or x.size == 0:
         return x.copy()
-    prefix = np.concatenate([[0.0], np.cumsum(x)])
-    i = np.arange(x.size)
-    lo = np.clip(i - width // 2, 0, x.size)
-    hi = np.clip(i - width // 2 + width, 0, x.size)
-    return (prefix[hi] - prefix[lo]) / (hi - lo)
+    return median_filter(x, size=width, mode="nearest")
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -124,7 +122,7 @@ def propose_segments(
     if speech.shape != (t,):
         raise ValueError(f"speech mask of shape {speech.shape} for {t} frames")
     raw = (1.0 - x) / 2.0
-    smooth = _moving_average(raw, settings.smooth_frames)
+    smooth = _running_median(raw, settings.smooth_frames)
     reference = smooth[speech] if speech.any() else smooth
     median = float(np.median(reference))
     scale = max(_MAD_TO_SIGMA * float(np.median(np.abs(reference - median))), settings.min_scale)
