@@ -356,7 +356,7 @@ def track_section(
     }
 
 
-def _environment() -> jinja2.Environment:
+def environment() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined
     )
@@ -384,7 +384,7 @@ def render_evidence_pack(
     if not tracks:
         raise ValueError("an evidence pack needs at least one track")
     sections = [track_section(t, reference, reference_field, window_s, n_worst) for t in tracks]
-    return _environment().get_template("evidence.html").render(
+    return environment().get_template("evidence.html").render(
         title=title,
         sections=sections,
         verdict=sections[0]["verdict"],

@@ -1,0 +1,225 @@
+"""Batch index page: a sortable table of score records linking to their evidence packs.
+
+One self-contained HTML file (inline PNGs, inline styles and a few lines of inline JavaScript to
+sort the table by a click on a column header): the items (id, label, category, verdict, score,
+speech-gated score, p-value, reasons, status, link to the item's evidence pack when there is
+one), AUC with 95% bootstrap intervals overall and per fake category (each category against
+all reals, :mod:`.metrics`), the ROC curves and the score histograms per category.
+
+Example::
+
+    python -m sf_fairseq.eval.evidence_index scores/ --packs packs/ --out packs/index.html
+
+links each record ``<id>`` to ``packs/<id>.html`` when that file exists (the link is relative
+to the index file, so the folder can be moved or zipped as a whole).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from sf_fairseq.resume import atomic_write_text
+
+from . import metrics as m
+from .evidence import NOT_COMPUTED, VERDICT_STYLE, environment, fmt, png_data_uri
+from .results import OK, latest_records
+
+logger = logging.getLogger(__name__)
+
+SCORE_FIELDS = (("score", "score (paper)"), ("score_speech", "score_speech (speech only)"))
+
+
+def scored(records: Sequence[Mapping[str, Any]], field: str) -> list[Mapping[str, Any]]:
+    """Records that enter the metrics of ``field``: scored, labelled, with a finite value."""
+    out = []
+    for r in records:
+        value = r.get(field)
+        if r.get("status", OK) == OK and r.get("label") in (0, 1) and isinstance(value, (int, float)) \
+                and math.isfinite(value):
+            out.append(r)
+    return out
+
+
+def auc_rows(used: Sequence[Mapping[str, Any]], field: str, n_boot: int) -> list[dict[str, Any]]:
+    """AUC with its 95% bootstrap interval, all fakes and each fake category against all reals."""
+    labels = np.array([r["label"] for r in used], dtype=int)
+    scores = np.array([r[field] for r in used], dtype=np.float64)
+    cats = np.array([r.get("category") or "unknown" for r in used], dtype=object)
+    n_real = int((labels == 1).sum())
+    groups = [("all fakes", labels == 0)] + [(c, (labels == 0) & (cats == c)) for c in sorted(set(cats[labels == 0]))]
+    rows = []
+    for name, fake in groups:
+        sel = fake | (labels == 1)
+        n_fake = int(fake.sum())
+        if n_real == 0 or n_fake == 0:
+            continue
+        auc = m.roc_auc(labels[sel], scores[sel])
+        lo, hi = m.bootstrap_intervals(labels[sel], scores[sel], n_boot=n_boot)["auc"] if n_boot else (None, None)
+        rows.append({"group": name, "auc": fmt(auc), "low": fmt(lo), "high": fmt(hi), "n_real": n_real,
+                     "n_fake": n_fake})
+    return rows
+
+
+def roc_figure(used: Sequence[Mapping[str, Any]], field: str) -> str:
+    """ROC of each fake category against all reals (fakes are the positives)."""
+    from sklearn.metrics import roc_curve
+
+    labels = np.array([r["label"] for r in used], dtype=int)
+    scores = np.array([r[field] for r in used], dtype=np.float64)
+    cats = np.array([r.get("category") or "unknown" for r in used], dtype=object)
+    fig = Figure(figsize=(4.6, 4.2))
+    ax = fig.add_subplot()
+    for cat in ["all fakes", *sorted(set(cats[labels == 0]))]:
+        fake = (labels == 0) if cat == "all fakes" else (labels == 0) & (cats == cat)
+        sel = fake | (labels == 1)
+        fpr, tpr, _ = roc_curve(labels[sel] == 0, -scores[sel])
+        ax.plot(fpr, tpr, lw=2 if cat == "all fakes" else 1, label=f"{cat} (n={int(fake.sum())})")
+    ax.plot([0, 1], [0, 1], ls=":", c="grey")
+    ax.set(xlabel="reals called fake (FPR)", ylabel="fakes detected (TPR)", title=f"ROC, {field}")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return png_data_uri(fig)
+
+
+def histogram_figure(used: Sequence[Mapping[str, Any]], field: str) -> str:
+    """Score histograms: reals against each fake category."""
+    labels = np.array([r["label"] for r in used], dtype=int)
+    scores = np.array([r[field] for r in used], dtype=np.float64)
+    cats = np.array([r.get("category") or "unknown" for r in used], dtype=object)
+    fake_cats = sorted(set(cats[labels == 0])) or ["(no fakes)"]
+    bins = np.histogram_bin_edges(scores, bins=30)
+    fig = Figure(figsize=(6, 1.0 + 1.5 * len(fake_cats)))
+    axes = fig.subplots(len(fake_cats), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, cat in zip(axes, fake_cats):
+        ax.hist(scores[labels == 1], bins=bins, alpha=0.6, label=f"real (n={int((labels == 1).sum())})")
+        fake = scores[(labels == 0) & (cats == cat)]
+        if fake.size:
+            ax.hist(fake, bins=bins, alpha=0.6, label=f"{cat} (n={fake.size})")
+        ax.legend(fontsize=7)
+    axes[-1].set_xlabel(f"{field} (higher = more likely real)")
+    fig.tight_layout()
+    return png_data_uri(fig)
+
+
+def table_row(record: Mapping[str, Any], href: str | None) -> dict[str, Any]:
+    """One item of the table: display text and sort key of each column."""
+
+    def number(field: str) -> dict[str, Any]:
+        value = record.get(field)
+        ok = isinstance(value, (int, float)) and math.isfinite(value)
+        return {"text": fmt(float(value)) if ok else "", "key": value if ok else ""}
+
+    verdict = record.get("verdict")
+    reasons = record.get("reasons")
+    status = record.get("status", OK)
+    return {
+        "id": str(record["id"]),
+        "href": href,
+        "label": {1: "real", 0: "fake"}.get(record.get("label"), ""),
+        "category": record.get("category") or "",
+        "verdict": verdict or "",
+        "verdict_class": VERDICT_STYLE.get(verdict, "none"),
+        "score": number("score"),
+        "score_speech": number("score_speech"),
+        "p_value": number("p_value"),
+        "reasons": ", ".join(reasons) if reasons else "",
+        "status": status if status == OK else f"{status}: {record.get('error_type') or ''} {record.get('error') or ''}",
+    }
+
+
+def render_index(
+    records: Sequence[Mapping[str, Any]],
+    links: Mapping[str, str] | None = None,
+    title: str = "Evidence index",
+    n_boot: int = 1000,
+) -> str:
+    """The index page as an HTML string.
+
+    Args:
+        records: score records (one per item; see :mod:`.results`).
+        links: item id -> href of its evidence pack (relative to the index file).
+        title: page title.
+        n_boot: bootstrap replicates of the AUC intervals (0: no intervals).
+    """
+    links = links or {}
+    metrics = []
+    for field, label in SCORE_FIELDS:
+        used = scored(records, field)
+        labels = {r["label"] for r in used}
+        if labels != {0, 1}:
+            continue
+        metrics.append({"field": label, "n": len(used), "auc": auc_rows(used, field, n_boot),
+                        "roc": roc_figure(used, field), "hist": histogram_figure(used, field)})
+    return environment().get_template("index.html").render(
+        title=title,
+        rows=[table_row(r, links.get(str(r["id"]))) for r in records],
+        metrics=metrics,
+        not_computed=NOT_COMPUTED,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def pack_links(ids: Sequence[str], packs_dir: str | os.PathLike, index_path: str | os.PathLike) -> dict[str, str]:
+    """``{id: href}`` for the ids whose pack ``<packs_dir>/<id>.html`` exists, relative to the
+    index file's folder."""
+    base = Path(index_path).resolve().parent
+    links = {}
+    for item_id in ids:
+        pack = Path(packs_dir) / f"{item_id}.html"
+        if pack.is_file():
+            links[item_id] = Path(os.path.relpath(pack.resolve(), base)).as_posix()
+    return links
+
+
+def write_index(
+    path: str | os.PathLike,
+    records: Sequence[Mapping[str, Any]],
+    packs_dir: str | os.PathLike | None = None,
+    title: str = "Evidence index",
+    n_boot: int = 1000,
+) -> Path:
+    """Write the index page of ``records`` to ``path`` (atomically), linking the packs found in
+    ``packs_dir``; returns the path."""
+    links = {} if packs_dir is None else pack_links([str(r["id"]) for r in records], packs_dir, path)
+    atomic_write_text(path, render_index(records, links, title, n_boot))
+    return Path(path)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m sf_fairseq.eval.evidence_index",
+        description="Write a self-contained HTML index of score records (sortable table, AUC per "
+        "category with intervals, ROC, histograms) linking to their evidence packs.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("results", nargs="+", help="score files (*.jsonl) or folders of them")
+    p.add_argument("--out", required=True, help="index HTML file to write")
+    p.add_argument("--packs", help="folder of evidence packs named <id>.html (linked when present)")
+    p.add_argument("--title", default="Evidence index", help="page title")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates of the AUC intervals (0: none)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
+    try:
+        records = list(latest_records(args.results).values())
+    except FileNotFoundError as err:
+        raise SystemExit(f"error: {err}") from err
+    path = write_index(args.out, records, args.packs, args.title, args.n_boot)
+    print(f"wrote {path} ({len(records)} items)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
