@@ -9,18 +9,26 @@ Examples::
     # an already prepared 96x96 mouth ROI at 25 fps with its wav
     python -m sf_fairseq.eval.score_video roi/clip.mp4 --audio roi/clip.wav --checkpoint X
 
-Input kind (``--input-kind auto``): a video is taken as a mouth ROI when its frames are at most
-128x128 pixels and a wav is given (``--audio``) or sits beside it (same name, ``.wav``);
-otherwise it is a raw video and goes through :mod:`sf_fairseq.preprocess.prepare` (one ROI per
-face track, most-seen face first; every track is scored, the first gives the verdict).
+Input kind (``--input-kind auto``): a video whose frames are at most 128x128 pixels is taken
+as a mouth ROI, and its wav is ``--audio`` or the one beside it (same name, ``.wav``; without
+it the video is refused with "no audio for this ROI", not preprocessed as a raw video); a
+larger one is a raw video and goes through :mod:`sf_fairseq.preprocess.prepare` (one ROI per
+face track, most-seen face first; every track is scored, the first gives the verdict). A clip
+too short to score or whose video and audio durations disagree is refused
+(:func:`.encode.check_clip_lengths`).
 
 The score is SpeechForensics' (see :mod:`.score`): higher = more likely real. It has no
 absolute meaning until a threshold is set on real videos (``metrics_cli --calibrate-fpr``);
 pass it with ``--calibration`` (or ``--threshold``) to get a verdict. Writes
 ``<out>/<name>.score.json`` (score, offset, S(k) curve, windows, dynamic-offset score, verdict,
 settings), ``<out>/<name>.score.png`` (S(k) curve and per-window scores) and
-``<out>/<name>.score.md`` (a readable summary). Exit status: 0 when scored, 2 when the video
-could not be scored.
+``<out>/<name>.score.md`` (a readable summary), ``<name>`` being the video's file name without
+its extension. The JSON records a ``fingerprint`` of the settings (checkpoint hash, layer,
+offsets, cap, precision, windows, threshold, input files): a rerun rescores and replaces the
+outputs, saying in the log which settings changed. Outputs of *another* input with the same
+name (``a.mp4`` then ``a.mkv``, or two folders' ``001.mp4``) are not replaced unless
+``--overwrite`` is given. Exit status: 0 when scored, 2 when the video could not be scored
+(the reason on stderr).
 
 With ``--transcribe CKPT`` (a fine-tuned AVSR seq2seq checkpoint), each face track is also
 decoded from its lips alone and from its audio alone; the record (top level: the first track's)
@@ -38,11 +46,15 @@ import json
 import logging
 import os
 import pickle
+import sys
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import cv2
+
+from sf_fairseq import resume
 
 from . import score as sc
 from .encode import load_clip
@@ -60,16 +72,20 @@ class ScoreVideoError(RuntimeError):
     """The video cannot be scored (the message says why)."""
 
 
-def looks_like_roi(video: str, audio: str | None) -> bool:
-    """``auto`` input kind: small frames (<= 128 px) and a wav to go with them."""
+def roi_sized(video: str) -> bool:
+    """``auto`` input kind: frames of at most ``ROI_MAX_SIDE`` pixels make a mouth ROI."""
     capture = cv2.VideoCapture(video)
     try:
         width = capture.get(cv2.CAP_PROP_FRAME_WIDTH)
         height = capture.get(cv2.CAP_PROP_FRAME_HEIGHT)
     finally:
         capture.release()
-    wav = audio or os.path.splitext(video)[0] + ".wav"
-    return 0 < max(width, height) <= ROI_MAX_SIDE and os.path.isfile(wav)
+    return 0 < max(width, height) <= ROI_MAX_SIDE
+
+
+def roi_wav(video: str, audio: str | None) -> str:
+    """The wav of a ROI video: ``audio``, else the ``.wav`` beside the video."""
+    return audio or os.path.splitext(video)[0] + ".wav"
 
 
 def prepare_raw(video: str, work_dir: str) -> list[tuple[str, str, str]]:
@@ -164,15 +180,20 @@ def score_video(
     Raises:
         ScoreVideoError: missing input, failed preprocessing, unreadable ROI or wav.
     """
-    if not os.path.isfile(video):
+    if os.path.isdir(video):
+        raise ScoreVideoError(f"video path is not a file (a directory): {video!r}")
+    if not os.path.exists(video):
         raise ScoreVideoError(f"video file not found: {video!r}")
     kind = input_kind
     if kind == "auto":
-        kind = "roi" if looks_like_roi(video, audio) else "raw"
+        kind = "roi" if roi_sized(video) else "raw"
     if kind == "roi":
-        wav = audio or os.path.splitext(video)[0] + ".wav"
-        if not os.path.isfile(wav):
-            raise ScoreVideoError(f"no audio for the ROI video: {wav!r} not found (give --audio)")
+        wav = roi_wav(video, audio)
+        if not os.path.exists(wav):
+            raise ScoreVideoError(
+                f"no audio for this ROI: expected {wav!r} (give --audio; --input-kind raw if this "
+                "is a small full-frame video)"
+            )
         clips = [(Path(video).stem, video, wav)]
     else:
         if work_dir is None:
@@ -233,11 +254,65 @@ def summary_markdown(result: dict[str, Any], name: str, png_name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    """Write through a temporary file, so a killed run never leaves a half-written output."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+def output_fingerprint(args: argparse.Namespace, scorer: Scorer, result: dict[str, Any],
+                       threshold: float | None) -> dict[str, Any]:
+    """Everything that changes ``<name>.score.*``: recorded in the JSON, compared on reruns."""
+    roi_audio = result["tracks"][0]["audio"] if result["input_kind"] == "roi" else None
+    return resume.normalise({
+        "checkpoint_sha256": resume.file_sha256(args.checkpoint),
+        "layer": args.layer,
+        "max_offset": scorer.options.max_offset,
+        "max_seconds": scorer.options.max_seconds,
+        "precision": scorer.encoder.precision,
+        "input_settings": asdict(scorer.settings),
+        "input_kind": result["input_kind"],
+        "input": resume.file_identity(args.video),
+        "audio": None if roi_audio is None else resume.file_identity(roi_audio),
+        "windows": {"window_s": args.window, "hop_s": args.hop, "smooth_frames": args.smooth_frames},
+        "threshold": threshold,
+        "transcribe": None if not args.transcribe else {
+            "checkpoint_sha256": resume.file_sha256(args.transcribe), "beam": args.beam, "lenpen": args.lenpen},
+    })
+
+
+def previous_output(json_path: Path, video: str, overwrite: bool) -> dict[str, Any] | None:
+    """The record already at ``json_path`` (None if there is none or it is unreadable).
+
+    Raises:
+        ScoreVideoError: it holds the score of another input with the same name, and not
+            ``overwrite``.
+    """
+    try:
+        old = json.loads(json_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as err:
+        logger.warning("%s is unreadable (%s); replacing it", json_path, err)
+        return None
+    if not isinstance(old, dict):
+        logger.warning("%s is not a score record; replacing it", json_path)
+        return None
+    if old.get("input") != os.path.abspath(video) and not overwrite:
+        raise ScoreVideoError(
+            f"{json_path} holds the score of another input ({old.get('input')}) with the same name; "
+            "use another --out, or --overwrite to replace it"
+        )
+    return old
+
+
+def log_replacement(json_path: Path, old: dict[str, Any] | None, fingerprint: dict[str, Any]) -> None:
+    """Say what a rerun replaces: outputs of other settings, of another input or of an older version."""
+    if old is None:
+        return
+    if "fingerprint" not in old:
+        logger.warning("%s: replacing an output without a settings record (older version)", json_path)
+        return
+    differing = resume.differing_keys(old["fingerprint"], fingerprint)
+    if differing:
+        logger.warning("%s was made with other settings (differing: %s); replacing it",
+                       json_path, ", ".join(differing))
+    else:
+        logger.info("%s: same settings; replacing it with this run's", json_path)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -251,8 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_scorer_arguments(p, checkpoint_flag="--checkpoint")
     p.add_argument("--audio", help="16 kHz mono wav of a ROI video (default: <video>.wav)")
     p.add_argument("--input-kind", default="auto", choices=["auto", "roi", "raw"],
-                   help="auto: ROI if frames <= 128 px and a wav is available, else raw")
-    p.add_argument("--out", default=".", help="directory for <name>.score.json and <name>.score.png")
+                   help="auto: ROI (with its wav) if frames <= 128 px, else raw")
+    p.add_argument("--out", default=".", help="directory for <name>.score.json, .png and .md")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace outputs in --out that another input with the same name left there")
     p.add_argument("--work-dir", help="keep the preprocessing output of a raw video here "
                    "(default: a temporary directory, removed afterwards)")
     verdict = p.add_mutually_exclusive_group()
@@ -270,6 +347,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # force: importing fairseq leaves a DEBUG root handler behind (matplotlib floods it).
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
+    out = Path(args.out)
+    name = Path(args.video).stem
+    json_path, png_path, md_path = (out / f"{name}.score.{ext}" for ext in ("json", "png", "md"))
+    resume.remove_stale_temporaries(out, recursive=False)  # left by a killed run
+    try:
+        previous = previous_output(json_path, args.video, args.overwrite)
+    except ScoreVideoError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     device = pick_device(args.cpu)
     try:
         calibration = Calibration.load(args.calibration) if args.calibration else None
@@ -288,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
                 result = score_video(scorer, args.video, args.audio, args.input_kind, tmp,
                                      args.window, args.hop, args.smooth_frames, **transcribe)
     except ScoreVideoError as err:
-        print(f"error: {err}")
+        print(f"error: {err}", file=sys.stderr)
         return 2
     main_track = result["tracks"][0]
     verdict = None if threshold is None else ("fake" if main_track["score"] < threshold else "real")
@@ -306,13 +392,12 @@ def main(argv: list[str] | None = None) -> int:
     if transcriber is not None:
         result["transcripts"] = main_track["transcripts"]
         result["transcribe"] = {"checkpoint": transcriber_name, "beam": args.beam, "lenpen": args.lenpen}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    name = Path(args.video).stem
-    json_path, png_path, md_path = (out / f"{name}.score.{ext}" for ext in ("json", "png", "md"))
-    _write_text_atomic(json_path, json.dumps(result, indent=2) + "\n")
-    plot_result(main_track, png_path, threshold, f"{name} ({result['input_kind']})")
-    _write_text_atomic(md_path, summary_markdown(result, name, png_path.name))
+    result["fingerprint"] = output_fingerprint(args, scorer, result, threshold)
+    log_replacement(json_path, previous, result["fingerprint"])
+    resume.atomic_write_text(json_path, json.dumps(result, indent=2) + "\n")
+    with resume.atomic_path(png_path) as tmp:
+        plot_result(main_track, tmp, threshold, f"{name} ({result['input_kind']})")
+    resume.atomic_write_text(md_path, summary_markdown(result, name, png_path.name))
     verdict_text = verdict or "n/a (no --calibration or --threshold given)"
     print(f"verdict: {verdict_text}")
     print(f"score: {main_track['score']:.4f}" + ("" if threshold is None else f" (threshold {threshold:.4f})"))

@@ -38,15 +38,15 @@ def test_own_audio_beats_other_audio_and_offsets_are_found(tmp_path: Path, envel
 def test_input_kind_and_errors(tmp_path: Path, roi_clip, envelope_encoder) -> None:
     scorer = Scorer(StreamEncoder(envelope_encoder))
     video, wav = roi_clip(tmp_path / "r.mp4", n_frames=10)
-    assert sv.looks_like_roi(str(video), None)
+    assert sv.roi_sized(str(video))
     wav.unlink()
-    assert not sv.looks_like_roi(str(video), None)
-    with pytest.raises(sv.ScoreVideoError, match="r.wav"):
-        sv.score_video(scorer, str(video), input_kind="roi")
+    for kind in ("roi", "auto"):  # a ROI-sized video without its wav is not taken for a raw one
+        with pytest.raises(sv.ScoreVideoError, match="no audio for this ROI: expected .*r.wav"):
+            sv.score_video(scorer, str(video), input_kind=kind)
     with pytest.raises(sv.ScoreVideoError, match="not found"):
         sv.score_video(scorer, str(tmp_path / "nothing.mp4"))
     big, _ = roi_clip(tmp_path / "big.mp4", n_frames=3, size=256)
-    assert not sv.looks_like_roi(str(big), None)
+    assert not sv.roi_sized(str(big))
 
 
 @pytest.mark.slow
