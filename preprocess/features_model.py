@@ -10,6 +10,8 @@ projected front-end output (``ret_conv``). One feature row per video frame.
 
 Unlike the reference (one clip at a time), clips are batched: up to ``max_batch_frames`` padded
 frames per forward pass, with a padding mask, which gives the same features for every real frame.
+Clips of similar length share a batch (:func:`length_batches` within windows of a few batches'
+worth of frames), so a long clip does not pad the short ones; features come out in input order.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ logger = logging.getLogger(__name__)
 
 MODEL_FEATURE_RATE = 25
 AUDIO_SAMPLE_RATE = 16000
+# Clips are sorted by length within windows of this many batches' worth of frames: enough for
+# batches of similar lengths, while the window's inputs and features stay small in memory.
+SORT_WINDOW_BATCHES = 4
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -44,6 +49,27 @@ def align_audio_to_video(audio: np.ndarray, n_video_frames: int) -> np.ndarray:
     if diff < 0:
         return np.concatenate([audio, np.zeros((-diff, audio.shape[1]), dtype=audio.dtype)])
     return audio[:n_video_frames]
+
+
+def length_batches(lengths: Sequence[int], max_frames: int) -> list[list[int]]:
+    """Group clip indices into batches of similar length for padded forward passes.
+
+    Clips are taken shortest first (ties in input order); a batch grows while its size times its
+    longest clip stays within ``max_frames``. A clip longer than ``max_frames`` is a batch alone.
+
+    Returns:
+        the batches, as lists of indices into ``lengths``, shortest clips first.
+    """
+    batches: list[list[int]] = []
+    batch: list[int] = []
+    for i in sorted(range(len(lengths)), key=lengths.__getitem__):
+        if batch and (len(batch) + 1) * lengths[i] > max_frames:  # lengths[i] is the longest
+            batches.append(batch)
+            batch = []
+        batch.append(i)
+    if batch:
+        batches.append(batch)
+    return batches
 
 
 def _ordered_prefetch(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
@@ -144,14 +170,20 @@ class ModelFeatureReader:
     def iter_features(self, manifest: Manifest, items: Sequence[ManifestItem]) -> Iterator[np.ndarray]:
         """Features of ``items`` in order, float32 ``[n_video_frames_i, D]`` each."""
         inputs = _ordered_prefetch(lambda item: self.load_inputs(manifest, item), items, self.workers)
-        batch: list[tuple[np.ndarray, np.ndarray]] = []
-        longest = 0
+        window: list[tuple[np.ndarray, np.ndarray]] = []
+        frames = 0
         for pair in inputs:
-            longest_with = max(longest, len(pair[0]))
-            if batch and longest_with * (len(batch) + 1) > self.max_batch_frames:
-                yield from self.features(batch)
-                batch, longest_with = [], len(pair[0])
-            batch.append(pair)
-            longest = longest_with
-        if batch:
-            yield from self.features(batch)
+            window.append(pair)
+            frames += len(pair[0])
+            if frames >= SORT_WINDOW_BATCHES * self.max_batch_frames:
+                yield from self._window_features(window)
+                window, frames = [], 0
+        if window:
+            yield from self._window_features(window)
+
+    def _window_features(self, window: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+        """Features of ``window``'s clips in its order, computed in length-sorted batches."""
+        out: dict[int, np.ndarray] = {}
+        for batch in length_batches([len(video) for video, _ in window], self.max_batch_frames):
+            out.update(zip(batch, self.features([window[i] for i in batch])))
+        return [out[i] for i in range(len(window))]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -14,7 +15,7 @@ import torch.nn.functional as F
 
 from sf_fairseq.data.manifest import ManifestItem, read_label_lines, read_manifest, write_manifest
 from sf_fairseq.preprocess import iteration
-from sf_fairseq.preprocess.features_model import ModelFeatureReader, align_audio_to_video
+from sf_fairseq.preprocess.features_model import ModelFeatureReader, align_audio_to_video, length_batches
 
 # (video frames, audio samples): audio shorter (padded), longer (trimmed), exact.
 CLIPS = [(12, 12 * 640 - 1500), (18, 18 * 640 + 3000), (15, 15 * 640)]
@@ -103,6 +104,49 @@ def test_model_features_match_reference_recipe(av_manifest_dir, checkpoint, laye
         single = ModelFeatureReader(checkpoint, layer, max_batch_frames=1, workers=0)
         for got, want in zip(single.iter_features(manifest, manifest.items), feats):
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_length_batches() -> None:
+    # Shortest first, ties in input order; batch size x longest clip within the budget.
+    assert length_batches([60, 6, 6, 6], 60) == [[1, 2, 3], [0]]
+    assert length_batches([40, 10, 40, 10], 80) == [[1, 3], [0, 2]]
+    assert length_batches([100, 5], 50) == [[1], [0]]  # a clip over the budget goes alone
+    assert length_batches([], 10) == []
+
+
+def test_batches_group_similar_lengths_in_input_order(av_manifest_dir, checkpoint) -> None:
+    """Long and short clips alternate: batched in list order, each short clip would be padded to
+    the long one. Grouped by length, nothing is padded and features match one clip at a time."""
+    torch.set_num_threads(2)
+    manifest = read_manifest(av_manifest_dir / "train.tsv")
+    short, long_ = manifest.items[0], manifest.items[1]  # 12 and 18 frames
+    items = [short, long_, replace(short, id="short2"), replace(long_, id="long2")]
+    reader = ModelFeatureReader(checkpoint, 1, max_batch_frames=36, workers=0)
+    batch_lengths: list[list[int]] = []
+    features = reader.features
+
+    def spy(batch):
+        batch_lengths.append([len(video) for video, _ in batch])
+        return features(batch)
+
+    reader.features = spy
+    feats = list(reader.iter_features(manifest, items))
+    assert sorted(batch_lengths) == [[12, 12], [18, 18]]
+    assert [len(f) for f in feats] == [12, 18, 12, 18]  # input order
+    single = ModelFeatureReader(checkpoint, 1, max_batch_frames=1, workers=0)
+    for got, want in zip(feats, single.iter_features(manifest, items)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_float_wav_gives_the_features_of_its_int16_copy(av_manifest_dir, checkpoint, tmp_path) -> None:
+    manifest = read_manifest(av_manifest_dir / "train.tsv")
+    item = manifest.items[0]
+    samples, _ = sf.read(manifest.resolve(item.audio), dtype="int16")
+    sf.write(tmp_path / "float.wav", samples / 32768.0, 16000, subtype="FLOAT")
+    reader = ModelFeatureReader(checkpoint, 1, workers=0)
+    _, want = reader.load_inputs(manifest, item)
+    _, got = reader.load_inputs(manifest, replace(item, audio=str(tmp_path / "float.wav")))
+    np.testing.assert_allclose(got, want, atol=1e-5)
 
 
 def test_fine_tuned_checkpoint_encoder(av_manifest_dir, shared_dir) -> None:
