@@ -1,0 +1,380 @@
+"""One command per benchmark: the dataset's own metadata in, the paper-style table and the
+challenge files out.
+
+::
+
+    sf-benchmark --dataset avdeepfake1m --root /data/AV-Deepfake1M --path large_vox_iter5.pt \\
+        --out runs/av1m_val --bf16
+
+Stages, each resumable (rerun the same command after an interruption):
+
+1. **read** the dataset with its reader (:mod:`.benchmarks.readers`); entries without a video
+   (or excluded by the protocol) are listed in ``<out>/dataset.json`` and counted in the report;
+2. **prepare** the raw videos into 25 fps mouth ROIs and 16 kHz wavs with
+   :mod:`sf_fairseq.preprocess.prepare` (``<out>/prepared``; its settings record refuses a rerun
+   with other settings); SpeechForensics lists are already prepared and skip this;
+3. **score** with :func:`.score_batch.score_items` into ``<out>/scores/scores[.<i>-of-<n>].jsonl``
+   (the settings fingerprint of :mod:`.score_batch` refuses a rerun with another checkpoint or
+   score setting unless ``--overwrite``); for AV-Deepfake1M and LAV-DF every record also keeps
+   ``frame_agreement``, the per-frame lip-speech agreement at the clip's best offset;
+4. **report**, once every shard has finished (or with ``--report-only``): ``<out>/report/``
+   ``report.md`` and ``report.json`` (AUC overall and per category with 95% bootstrap intervals,
+   AP, EER, what was left out and why, what the numbers compare with) and, for AV-Deepfake1M and
+   LAV-DF, ``challenge/``: ``classification.txt`` and ``localisation.json`` in the official SDK's
+   formats, ``metadata.json`` (the scored files' labels, for the SDK), and localisation AP/AR in
+   the report (:mod:`.benchmarks.localisation`, proposals from :mod:`.benchmarks.proposals`).
+
+``--num-shards N --shard-id I`` splits the items (every I-th); run the shards anywhere that
+shares ``--out``, then once more with ``--report-only``. Items that cannot be prepared or scored
+get a failed record naming the reason; the exit status is 0 when every item of the shard is
+scored, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import logging
+import os
+import pickle
+import sys
+from argparse import Namespace
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Sequence
+
+from sf_fairseq import resume
+from sf_fairseq.preprocess import prepare
+
+from . import lists
+from .benchmarks import challenge, localisation, readers
+from .benchmarks import report as bench_report
+from .benchmarks.items import BenchmarkItem, BenchmarkSet, MetadataError
+from .benchmarks.proposals import ProposalSettings, frame_agreement, propose_segments
+from .pipeline import ClipResult, Scorer, add_scorer_arguments, load_scorer_from_arguments, pick_device
+from .results import OK, ResultWriter, latest_records
+from .score_batch import Terminated, accept_settings, error_text, failed_record, score_fingerprint, score_items
+from .score_batch import sigterm_as_interrupt
+
+logger = logging.getLogger(__name__)
+
+DATASETS = tuple(readers.READERS)
+DEFAULT_SPLITS = {"ffpp": "test", "kodf": "validation", "avdeepfake1m": "val", "lavdf": "test"}
+# Datasets with ground-truth segments: (metadata key of the segments, AP IoU thresholds, AR N).
+LOCALISATION = {
+    "avdeepfake1m": ("fake_segments", localisation.AP_IOU_THRESHOLDS, localisation.AR_N_PROPOSALS),
+    "lavdf": ("fake_periods", (0.5, 0.75, 0.95), (100, 50, 20, 10)),
+}
+FRAME_FIELD = "frame_agreement"
+
+
+# ---- scoring with per-frame agreement ---------------------------------------------------------
+
+
+class AgreementResult(ClipResult):
+    """A :class:`ClipResult` whose record also keeps the per-frame agreement at the best offset."""
+
+    def as_record(self) -> dict[str, Any]:
+        agreement = frame_agreement(self.sims, self.best_offset)
+        return {**super().as_record(), FRAME_FIELD: [round(float(x), 5) for x in agreement]}
+
+
+class AgreementScorer(Scorer):
+    """A :class:`Scorer` returning :class:`AgreementResult` (same scores)."""
+
+    def score_clips(self, clips):
+        return [AgreementResult(**{f.name: getattr(r, f.name) for f in fields(r)}) for r in super().score_clips(clips)]
+
+
+# ---- read -------------------------------------------------------------------------------------
+
+
+def read_dataset(args: Namespace) -> BenchmarkSet:
+    """The dataset's items and problems, from the options."""
+    root = args.root
+    if args.dataset == "fakeavceleb":
+        return readers.read_fakeavceleb(root, args.metadata)
+    if args.dataset == "ffpp":
+        methods = args.methods or readers.FFPP_DEFAULT_METHODS
+        return readers.read_ffpp(root, args.split, args.compression, methods, args.ffpp_splits, args.audio_dir)
+    if args.dataset == "kodf":
+        return readers.read_kodf(root, args.split, args.methods or readers.KODF_DEFAULT_METHODS)
+    if args.dataset == "avdeepfake1m":
+        return readers.read_avdeepfake1m(root, args.split)
+    if args.dataset == "lavdf":
+        return readers.read_lavdf(root, args.split)
+    if args.list is None:
+        raise SystemExit("error: --dataset speechforensics needs --list (its test_list.txt; --root = the mouth folder)")
+    return readers.read_speechforensics(args.list, root)
+
+
+def dataset_record(found: BenchmarkSet, args: Namespace) -> dict[str, Any]:
+    return {
+        "dataset": found.dataset,
+        "root": os.path.abspath(args.root),
+        "split": args.split,
+        "sources": found.sources,
+        "n_items": len(found.items),
+        "problems": [vars(p) for p in found.problems],
+    }
+
+
+# ---- prepare ----------------------------------------------------------------------------------
+
+
+def prepare_id(item: BenchmarkItem) -> str:
+    """Output name of an item in the prepare folder (its id without the extension)."""
+    return Path(item.id).with_suffix("").as_posix()
+
+
+def _prepared(record: dict | None, out_dir: Path) -> bool:
+    """Whether a prepare record is final: not an ``error`` (retried), and its files present."""
+    if record is None or record["status"] == "error":
+        return False
+    files = [record.get("audio")] + [t["video"] for t in record.get("tracks") or ()]
+    return all((out_dir / f).is_file() for f in files if f)
+
+
+def prepare_items(
+    items: Sequence[BenchmarkItem], out_dir: Path, options: prepare.PrepareOptions, workers: int, overwrite: bool
+) -> dict[str, dict]:
+    """Prepare the raw videos of ``items`` (skipping finished ones); ``{item id: record}``."""
+    todo_items = [it for it in items if not it.prepared]
+    if not todo_items:
+        return {}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prepare.prepare_output_folder(out_dir, options, overwrite)
+    resume.remove_stale_temporaries(out_dir)
+    records, todo = {}, []
+    for item in todo_items:
+        record = prepare.read_status(out_dir, prepare_id(item))
+        if _prepared(record, out_dir):
+            records[item.id] = record
+        else:
+            todo.append(prepare.InputItem(prepare_id(item), item.video))
+    by_prepare_id = {prepare_id(it): it.id for it in todo_items}
+    if todo:
+        logger.info("preparing %d videos (%d already done)", len(todo), len(todo_items) - len(todo))
+    for record in prepare.process_items(todo, out_dir, options, workers):
+        records[by_prepare_id[record["id"]]] = record
+    return records
+
+
+def eval_item(item: BenchmarkItem, record: dict | None, out_dir: Path) -> tuple[lists.EvalItem, str | None]:
+    """The scorer's input for ``item`` and, when it cannot be scored, why."""
+    if item.prepared:
+        return lists.EvalItem(item.id, item.video, item.audio or "", item.label, item.category), None
+    tracks = (record or {}).get("tracks") or []
+    status = (record or {}).get("status", "missing")
+    # A separate audio (FF++) makes a silent video usable: its ROI is written all the same.
+    usable = status == "ok" or (item.audio is not None and status == "no_audio" and tracks)
+    if not usable or not tracks:
+        reason = f"prepare: {status}: {(record or {}).get('reason', '')}".rstrip(": ")
+        if status == "no_audio" and item.audio is None and item.id.startswith("manipulated_sequences/"):
+            reason += " (FaceForensics++ videos have no sound: give --audio-dir)"
+        return lists.EvalItem(item.id, item.video, "", item.label, item.category), reason
+    video = str(out_dir / tracks[0]["video"])  # the most-seen face
+    audio = item.audio if item.audio is not None else str(out_dir / record["audio"])
+    return lists.EvalItem(item.id, video, audio, item.label, item.category), None
+
+
+# ---- score ------------------------------------------------------------------------------------
+
+
+def score_stage(args: Namespace, found: BenchmarkSet, mine: list[BenchmarkItem], out: Path, suffix: str) -> int:
+    """Prepare and score this shard's items; returns the number not scored successfully."""
+    prepared_dir = out / "prepared"
+    options = prepare.PrepareOptions(detect_every=args.detect_every, cnn_detector=args.cnn_detector)
+    try:
+        records = prepare_items(mine, prepared_dir, options, args.prepare_workers, args.overwrite)
+    except resume.SettingsMismatch as err:
+        raise SystemExit(f"error: {err}") from None
+    inputs = [eval_item(item, records.get(item.id), prepared_dir) for item in mine]
+
+    scores_dir = out / "scores"
+    scores_dir.mkdir(parents=True, exist_ok=True)
+    scores = scores_dir / f"scores{suffix}.jsonl"
+    # The scored inputs as a list file: its content hash keys the settings fingerprint.
+    listing = scores_dir / f"items{suffix}.tsv"
+    resume.atomic_write_text(listing, "".join(f"{e.id}\t{e.video}\t{e.audio}\t{e.label}\n" for e, _ in inputs))
+    device = pick_device(args.cpu)
+    try:
+        base = load_scorer_from_arguments(args, args.path, device)
+        fingerprint_args = Namespace(**{**vars(args), "list": str(listing), "data_root": None,
+                                        "category_rule": "none", "transcribe": None, "calibration": None})
+        fingerprint = score_fingerprint(fingerprint_args, base, None)
+    except (OSError, ValueError, pickle.UnpicklingError) as err:
+        raise SystemExit(error_text(err)) from err
+    fingerprint["frame_agreement"] = args.dataset in LOCALISATION
+    accept_settings(scores, scores_dir / f"fingerprint{suffix}.json", fingerprint, args.overwrite)
+    scorer = AgreementScorer(base.encoder, base.settings, base.options) if args.dataset in LOCALISATION else base
+
+    lock = resume.RunLock(scores_dir / f"scores{suffix}.lock", f"scoring into {scores}")
+    try:
+        lock.acquire()
+    except resume.RunLocked as err:
+        raise SystemExit(f"error: {err}") from None
+    try:
+        previous = latest_records([scores]) if scores.is_file() else {}
+        with ResultWriter(scores) as writer:
+            for item, reason in inputs:
+                if reason is not None and previous.get(item.id, {}).get("error") != reason:
+                    writer.write(failed_record(item, "prepare", reason))
+            ready = [item for item, reason in inputs if reason is None]
+            counts = score_items(ready, scorer, writer, args.batch_size, args.max_frames, args.num_workers,
+                                 progress=not args.no_progress)
+    finally:
+        lock.release()
+    latest = latest_records([scores])
+    n_ok = sum(latest.get(it.id, {}).get("status") == OK for it in mine)
+    logger.info("%d items: %d scored now, %d already done, %d failed, %d not prepared; %d ok in total",
+                len(mine), counts["scored"], counts["skipped"], counts["failed"],
+                sum(r is not None for _, r in inputs), n_ok)
+    return len(mine) - n_ok
+
+
+# ---- report -----------------------------------------------------------------------------------
+
+
+def localisation_outputs(
+    dataset: str, items: Sequence[BenchmarkItem], records: dict[str, dict], out: Path, settings: ProposalSettings
+) -> dict[str, Any] | None:
+    """Write the challenge files; returns the localisation metrics (None without labels)."""
+    key, ap_thresholds, ar_n = LOCALISATION[dataset]
+    scored = [it for it in items if records.get(it.id, {}).get("status") == OK]
+    proposals = {}
+    for it in scored:
+        agreement = records[it.id].get(FRAME_FIELD)
+        if agreement is None:
+            raise SystemExit(f"error: the record of {it.id} has no {FRAME_FIELD} (scored by another command?)")
+        proposals[it.id] = propose_segments(agreement, settings)  # a scored clip has frames: never empty
+    folder = out / "challenge"
+    challenge.write_classification(folder / "classification.txt", {it.id: records[it.id]["score"] for it in scored})
+    challenge.write_localisation(folder / "localisation.json", proposals)
+    labelled = [it for it in scored if it.label is not None and it.fake_segments is not None]
+    if not labelled:
+        return None
+    challenge.write_metadata_subset(folder / "metadata.json", [(it.id, it.fake_segments) for it in labelled], key)
+    rows = {it.id: [p.as_row() for p in proposals[it.id]] for it in labelled}
+    results = localisation.ap_ar_1d(rows, [(it.id, it.fake_segments) for it in labelled], 1.0, ap_thresholds, ar_n)
+    return {"n_files": len(labelled), **results, "score": localisation.challenge_score(results),
+            "proposals": vars(settings)}
+
+
+def report_stage(args: Namespace, found: BenchmarkSet, out: Path) -> dict[str, Any]:
+    scores_dir = out / "scores"
+    records = latest_records([scores_dir]) if any(scores_dir.glob("*.jsonl")) else {}
+    loc = None
+    if args.dataset in LOCALISATION:
+        loc = localisation_outputs(args.dataset, found.items, records, out, ProposalSettings())
+    summary = bench_report.summarise(args.dataset, found.items, found.problems, records, args.n_boot, args.seed, loc)
+    header = {"root": os.path.abspath(args.root), "split": args.split, "checkpoint": os.path.abspath(args.path),
+              "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    resume.atomic_write_json(out / "report" / "report.json", {**header, **summary})
+    resume.atomic_write_text(out / "report" / "report.md", bench_report.markdown(summary, header))
+    return summary
+
+
+# ---- CLI --------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sf-benchmark",
+        description="Evaluate a checkpoint on a benchmark from the dataset's own metadata: prepare, score, "
+        "report (paper-style table; AV-Deepfake1M / LAV-DF challenge files). Resumable and shardable.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--dataset", required=True, choices=DATASETS)
+    p.add_argument("--root", required=True, help="dataset root as downloaded (speechforensics: the mouth-ROI folder)")
+    p.add_argument("--out", required=True, help="output directory (prepared clips, scores, report)")
+    p.add_argument("--split", help="split to evaluate (default: ffpp test, kodf validation, avdeepfake1m val, "
+                   "lavdf test; avdeepfake1m test/testA/testB: challenge files only)")
+    p.add_argument("--list", help="speechforensics: its test_list.txt")
+    p.add_argument("--metadata", help="fakeavceleb: meta_data.csv (default <root>/meta_data.csv)")
+    p.add_argument("--compression", default="c23", choices=readers.FFPP_COMPRESSIONS, help="ffpp: compression level")
+    p.add_argument("--methods", nargs="+", help="ffpp: manipulation methods (default the four of FF++); "
+                   "kodf: models (default all but fsgan, as SpeechForensics)")
+    p.add_argument("--ffpp-splits", help="ffpp: the official <split>.json (default <root>/splits/<split>.json)")
+    p.add_argument("--audio-dir", help="ffpp: <NNN>.wav (16 kHz mono) per original sequence; fakes use their "
+                   "target's (FF++ videos have no sound)")
+    add_scorer_arguments(p)
+    p.add_argument("--batch-size", type=int, default=8, help="clips per model call")
+    p.add_argument("--max-frames", type=int, default=None, help="cap on clips x longest clip (frames) per call")
+    p.add_argument("--num-workers", type=int, default=2, help="clip loading processes")
+    p.add_argument("--prepare-workers", type=int, default=1, help="video preparation processes")
+    p.add_argument("--detect-every", type=int, default=prepare.PrepareOptions.detect_every,
+                   help="prepare: run the face detector every N frames")
+    p.add_argument("--cnn-detector", action="store_true", help="prepare: dlib's CNN face detector")
+    p.add_argument("--num-shards", type=int, default=1, help="split the items into this many shards")
+    p.add_argument("--shard-id", type=int, default=0, help="which shard this run prepares and scores")
+    p.add_argument("--report-only", action="store_true", help="only write the report from the scores present")
+    p.add_argument("--overwrite", action="store_true", help="discard prepared clips or scores made with other settings")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates of the intervals")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def run(args: Namespace) -> int:
+    if not 0 <= args.shard_id < args.num_shards:
+        raise SystemExit(f"error: --shard-id must be in [0, {args.num_shards})")
+    if args.split is None:
+        args.split = DEFAULT_SPLITS.get(args.dataset)
+    if args.dataset == "ffpp" and args.audio_dir is None and not args.report_only:
+        raise SystemExit("error: --dataset ffpp needs --audio-dir: FaceForensics++ videos have no sound; give "
+                         "<NNN>.wav per original sequence (SpeechForensics' README says where to get them)")
+    try:
+        found = read_dataset(args)
+    except (OSError, MetadataError, ValueError, lists.ListFormatError) as err:
+        raise SystemExit(error_text(err)) from err
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    resume.atomic_write_json(out / "dataset.json", dataset_record(found, args))
+    for reason, n in sorted(_count(p.reason for p in found.problems).items()):
+        logger.warning("%d metadata entries without an item: %s (see %s)", n, reason, out / "dataset.json")
+    missing = 0
+    if not args.report_only:
+        suffix = "" if args.num_shards == 1 else f".{args.shard_id}-of-{args.num_shards}"
+        mine = found.items[args.shard_id :: args.num_shards]
+        missing = score_stage(args, found, mine, out, suffix)
+        scored = latest_records([out / "scores"])
+        if args.num_shards > 1 and any(it.id not in scored for it in found.items):
+            print(f"shard {args.shard_id} done; run with --report-only once every shard has finished")
+            return 1 if missing else 0
+    summary = report_stage(args, found, out)
+    overall = summary["overall"]
+    if "auc" in overall:
+        print(f"{args.dataset} {args.split or ''}: AUC {overall['auc']:.4f} on {summary['n_used']} items "
+              f"({overall['n_real']} real, {overall['n_fake']} fake); report in {out / 'report' / 'report.md'}")
+    else:
+        print(f"{args.dataset}: no AUC ({overall.get('note', 'no scored items')}); report in {out / 'report'}")
+    if summary.get("localisation"):
+        loc = summary["localisation"]
+        print("localisation: " + ", ".join(f"AP@{t} {v:.4f}" for t, v in loc["ap"].items()) + "; "
+              + ", ".join(f"AR@{n} {v:.4f}" for n, v in loc["ar"].items()))
+    return 1 if missing else 0
+
+
+def _count(values) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for value in values:
+        out[value] = out.get(value, 0) + 1
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # force: importing fairseq leaves a DEBUG root handler behind.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    with sigterm_as_interrupt():
+        try:
+            return run(args)
+        except KeyboardInterrupt as stop:
+            name, status = ("SIGTERM", 143) if isinstance(stop, Terminated) else ("Ctrl-C", 130)
+            print(f"sf-benchmark: stopped by {name}; rerun the same command to resume", file=sys.stderr)
+            return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
