@@ -7,40 +7,64 @@ audio) this writes, under the output folder::
     video/<id>.mp4          mouth ROI, 96×96 BGR, exactly 25 fps (one file per face track;
                             with several faces: video/<id>__track<k>.mp4, k = 0 the most seen)
     audio/<id>.wav          16 kHz mono int16, exactly n_frames × 640 samples (same duration)
-    landmarks/<id>.npz      ``landmarks`` float32 [K, T, 68, 2] per track in source pixels (NaN
-                            where the face was not followed), ``mouth_centres`` [K, T, 2] in
-                            the 256×256 aligned frame, ``start_time`` (s, first frame)
+    landmarks/<id>.npz      ``landmarks`` float32 [K, T, 68, 2] per track in pixels of the
+                            upright frame (NaN where the face was not followed),
+                            ``mouth_centres`` [K, T, 2] in the 256×256 aligned frame,
+                            ``start_time`` (s, first frame)
     status/<id>.json        the item's record
     <split>.tsv             manifest of the items that succeeded (AV-HuBERT format)
-    <split>.log.jsonl       one record per input for this run (<split>.log.<rank>.jsonl when
-                            sharded)
+    <split>.log.jsonl       one record per input of this run, rewritten by every run
+                            (<split>.log.<rank>.jsonl when sharded)
+    prepare_settings.json   the settings the outputs were made with
+
+Ids are input paths relative to the input folder (or ``--root``) without the extension; inputs
+that would share an id (``a.mp4`` and ``a.mkv``) keep their extension in it (``a.mp4``,
+``a.mkv``). An output folder inside the input folder is not searched.
 
 Every input gets a record with a ``status``: ``ok``; ``no_face`` (no face followed on enough
 frames); ``no_audio`` (no audio stream or no decodable audio: the ROI is still written, the item
-stays out of the manifest); ``unreadable`` (cannot be opened or no decodable video);
-``too_short`` (fewer than ``--min-frames`` frames at 25 fps); ``error`` (an unexpected failure,
-with the exception). Bad input never stops the batch. Files are written to temporary names and
-renamed into place, the status file last, so a killed run leaves no half-written output and a
-rerun skips every input that has a status file (``error`` ones are retried; ``--retry-failed``
-retries every status except ``ok``). The exit status is 0 when every input is ``ok``, else 1.
+stays out of the manifest); ``unreadable`` (no such file, not a file, cannot be opened or no
+decodable video); ``too_short`` (fewer than ``--min-frames`` frames at 25 fps); ``truncated``
+(the video or audio decodes to less than the container states, by more than the larger of
+0.5 s and 2 % of the stated duration, as a partial download does: every output is written but
+the item stays out of the manifest unless ``--keep-truncated``); ``bad_name`` (the file name
+holds a tab or line break, which the manifest cannot, or gives the id of another input: not
+processed, reported in the log of every run, no status file); ``error`` (an unexpected failure,
+with the exception). Bad input never stops the batch. Records also say the ``rotation``
+applied (counter-clockwise degrees: phones store portrait video sideways with a display matrix,
+which is applied before face detection), ``truncated`` (decoded and stated seconds per stream,
+when short), ``silent_audio`` and free-text ``notes`` (e.g. "silent audio (all samples are
+zero)").
+
+Reruns: the settings that change the outputs (detector, landmark model, mean face and crop,
+frame and sample rates, ROI codec, ``--min-frames``, ...) are recorded in
+``prepare_settings.json``; a rerun with other settings is refused with a message naming them,
+unless ``--overwrite``, which first discards the outputs made with the old ones. With the same
+settings a rerun skips every input that has a status file and is unchanged (same size and
+modification time as recorded); ``error`` ones are retried, ``--retry-failed`` retries every
+status except ``ok``. Files are written to temporary names and renamed into place, the status
+file last, so a killed run leaves no half-written output; the temporary files of killed runs
+are removed by the next run. The exit status is 0 when every input is ``ok``, 1 when some are
+not, 2 on a usage error or refused settings.
 
 Pipeline per video (two streaming passes, memory independent of the video's length):
-pass 1 decodes grayscale frames resampled to 25 fps by timestamps and follows every face with
-dlib (detection every ``--detect-every`` frames on a downscaled frame, 68 landmarks on every
-frame); the landmarks are interpolated, smoothed and aligned to the mean face
-(:mod:`.mouth_align`); pass 2 decodes colour frames again and writes the crops.
+pass 1 decodes grayscale frames resampled to 25 fps by timestamps and turned upright, and
+follows every face with dlib (detection every ``--detect-every`` frames on a downscaled frame,
+68 landmarks on every frame); the landmarks are interpolated, smoothed and aligned to the mean
+face (:mod:`.mouth_align`); pass 2 decodes colour frames again and writes the crops.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import multiprocessing
 import os
 import sys
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -52,33 +76,67 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from sf_fairseq.data.manifest import ManifestItem, write_manifest
+from sf_fairseq.resume import (
+    SettingsMismatch,
+    atomic_path,
+    atomic_write_json,
+    check_fingerprint,
+    file_sha256,
+    remove_stale_temporaries,
+    write_fingerprint,
+)
 
-from .faces import FaceDetector, FaceTrack, FaceTracker, LandmarkPredictor
-from .mean_face import load_mean_face
+from .faces import (
+    CNN_DETECTOR,
+    LANDMARKS_68,
+    FaceDetector,
+    FaceTrack,
+    FaceTracker,
+    LandmarkPredictor,
+    model_path,
+)
+from .mean_face import MEAN_FACE_PATH, load_mean_face
 from .media import (
+    ROI_CRF,
     SAMPLE_RATE,
     SAMPLES_PER_FRAME,
     TARGET_FPS,
+    TRUNCATION_TOLERANCE_FRACTION,
+    TRUNCATION_TOLERANCE_S,
     FrameStream,
     RoiWriter,
     UnreadableMediaError,
     has_audio_stream,
+    roi_codec,
+    shortfall,
     write_aligned_audio,
 )
-from .mouth_align import CROP_SIZE, crop_mouth, mouth_crop_matrices
+from .mouth_align import (
+    CROP_SIZE,
+    SMOOTHING_WINDOW,
+    STABLE_POINTS,
+    crop_mouth,
+    mouth_crop_matrices,
+)
 
 logger = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".flv", ".mpg", ".mpeg", ".wmv", ".ts"}
 )
-STATUSES = ("ok", "no_face", "no_audio", "unreadable", "too_short", "error")
+STATUSES = (
+    "ok", "no_face", "no_audio", "unreadable", "too_short", "truncated", "bad_name", "error"
+)
+SETTINGS_FILE = "prepare_settings.json"
+# Bump when a change of this code changes what is written for the same input and settings.
+OUTPUT_VERSION = 1
 
 
 @dataclass(frozen=True)
 class InputItem:
     id: str  # output name: input path relative to the input root, without extension
     path: str
+    problem: str | None = None  # why the input cannot be processed under any id (bad_name)
 
 
 @dataclass(frozen=True)
@@ -93,6 +151,35 @@ class PrepareOptions:
     min_track_fraction: float = 0.25
 
 
+def settings_fingerprint(options: PrepareOptions) -> dict:
+    """Everything that changes what is written for an input: the options, the model files'
+    content, the alignment and output formats, and the truncation tolerance."""
+    return {
+        "version": OUTPUT_VERSION,
+        "detector": {
+            "detect_every": options.detect_every,
+            "detect_size": options.detect_size,
+            "upsample": options.upsample,
+            "cnn_detector": file_sha256(model_path(CNN_DETECTOR)) if options.cnn_detector else None,
+        },
+        "landmark_model": file_sha256(model_path(LANDMARKS_68)),
+        "tracks": {"min_track_fraction": options.min_track_fraction},
+        "alignment": {
+            "mean_face": file_sha256(MEAN_FACE_PATH),
+            "stable_points": list(STABLE_POINTS),
+            "smoothing_window": SMOOTHING_WINDOW,
+            "crop_size": CROP_SIZE,
+        },
+        "video": {"fps": TARGET_FPS, "codec": roi_codec(), "crf": ROI_CRF},
+        "audio": {"sample_rate": SAMPLE_RATE},
+        "min_frames": options.min_frames,
+        "truncation_tolerance": {
+            "seconds": TRUNCATION_TOLERANCE_S,
+            "fraction": TRUNCATION_TOLERANCE_FRACTION,
+        },
+    }
+
+
 class ItemFailed(Exception):
     """An input that cannot be processed for a known reason (``status`` says which)."""
 
@@ -102,12 +189,18 @@ class ItemFailed(Exception):
         self.result = result or {}  # what was learned or written before the failure
 
 
-def _temp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
 def _track_id(item_id: str, rank: int, n_tracks: int) -> str:
     return item_id if n_tracks == 1 else f"{item_id}__track{rank}"
+
+
+def input_identity(path: str | os.PathLike) -> dict:
+    """What a record keeps of its input to notice a changed file: size and modification time
+    (empty when the input is missing)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return {}
+    return {"input_size": stat.st_size, "input_mtime_ns": stat.st_mtime_ns}
 
 
 def select_tracks(
@@ -136,6 +229,27 @@ def roi_frame_count(path: str | os.PathLike) -> tuple[int, float]:
         capture.release()
 
 
+def _truncation(
+    stream: str, decoded_end: float, stated: float | None, start: float
+) -> dict | None:
+    """``{stream: {decoded_s, stated_s}}`` when the stream is shorter than stated beyond the
+    tolerance (:func:`.media.shortfall`), else None."""
+    missing = shortfall(decoded_end, stated, start)
+    if missing is None:
+        return None
+    return {
+        stream: {"decoded_s": round(decoded_end - start, 3), "stated_s": round(stated - start, 3)}
+    }
+
+
+def _describe_truncation(truncated: dict) -> str:
+    parts = [
+        f"{stream} decodes to {t['decoded_s']:.2f} s of the {t['stated_s']:.2f} s the container "
+        "states" for stream, t in truncated.items()
+    ]
+    return "; ".join(parts) + " (truncated file, e.g. a partial download)"
+
+
 class VideoPreprocessor:
     """Turns one video into ROI video(s), a wav, landmarks and a status record."""
 
@@ -151,6 +265,7 @@ class VideoPreprocessor:
         out_dir = Path(out_dir)
         start = time.perf_counter()
         record: dict = {"id": item.id, "input": item.path, "status": "ok", "reason": ""}
+        record.update(input_identity(item.path))
         try:
             record.update(self._process(item, out_dir))
         except ItemFailed as failure:
@@ -161,15 +276,15 @@ class VideoPreprocessor:
             logger.exception("%s: unexpected failure", item.path)
             record.update(status="error", reason=f"{type(err).__name__}: {err}")
         record["seconds"] = round(time.perf_counter() - start, 3)
-        status_path = out_dir / "status" / f"{item.id}.json"
-        status_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _temp_path(status_path)
-        tmp.write_text(json.dumps(record, ensure_ascii=False, indent=1), encoding="utf-8")
-        os.replace(tmp, status_path)
+        atomic_write_json(out_dir / "status" / f"{item.id}.json", record)
         return record
 
     def _process(self, item: InputItem, out_dir: Path) -> dict:
         opts = self.options
+        if not os.path.isfile(item.path):
+            kind = "a directory" if os.path.isdir(item.path) else "missing"
+            what = "no such file" if kind == "missing" else f"not a file ({kind})"
+            raise UnreadableMediaError(f"{item.path}: {what}")
         # Pass 1: landmarks for every face on every 25 fps frame.
         tracker = FaceTracker(self.detector, self.predictor, detect_every=opts.detect_every)
         frames = FrameStream(item.path, "gray")
@@ -181,10 +296,20 @@ class VideoPreprocessor:
             "source_fps": round(info.source_fps, 3),
             "width": info.width,
             "height": info.height,
+            "rotation": info.rotation,
             "notes": [],
         }
         if info.decode_error:
             result["notes"].append(info.decode_error)
+        if info.rotation != info.rotation_stored:
+            result["notes"].append(
+                f"the file asks for a {info.rotation_stored:g}° rotation; turned by "
+                f"{info.rotation}° (quarter turns only)"
+            )
+        truncated = _truncation("video", info.end_time, info.stated_end, info.start_time) or {}
+        if truncated:
+            result["truncated"] = truncated
+            result["notes"].append(_describe_truncation(truncated))
         if info.n_frames < opts.min_frames:
             raise ItemFailed(
                 "too_short",
@@ -206,106 +331,119 @@ class VideoPreprocessor:
 
         # Audio on the video's clock, exactly n_frames * 640 samples.
         n_samples = info.n_frames * SAMPLES_PER_FRAME
-        wav_path = out_dir / "audio" / f"{item.id}.wav"
-        wav_tmp = _temp_path(wav_path)
         audio_problem = None
-        wav_path.parent.mkdir(parents=True, exist_ok=True)
         try:
             if not has_audio_stream(item.path):
-                audio_problem = "no audio stream"
-            else:
+                raise UnreadableMediaError("no audio stream")
+            with atomic_path(out_dir / "audio" / f"{item.id}.wav") as wav_tmp:
                 audio = write_aligned_audio(item.path, wav_tmp, info.start_time, n_samples)
-                result.update(
-                    n_samples=n_samples,
-                    source_sample_rate=audio.source_rate,
-                    source_channels=audio.source_channels,
-                    audio_offset_s=round(audio.offset_samples / SAMPLE_RATE, 4),
-                )
-                if audio.peak == 0:
-                    result["notes"].append("silent audio (all samples are zero)")
-                if audio.n_decoded < 0.9 * n_samples:
-                    result["notes"].append(
-                        f"audio covers {audio.n_decoded / SAMPLE_RATE:.2f} s of the "
-                        f"{n_samples / SAMPLE_RATE:.2f} s video; the rest is silence"
-                    )
         except UnreadableMediaError as err:
             audio_problem = str(err)
-        if audio_problem:
-            wav_tmp.unlink(missing_ok=True)
-
-        # Pass 2: the crops, one ROI video per track.
-        outputs = []
-        writers: list[RoiWriter] = []
-        try:
-            for k, track in enumerate(tracks):
-                track_id = _track_id(item.id, k, len(tracks))
-                path = out_dir / "video" / f"{track_id}.mp4"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                writers.append(RoiWriter(_temp_path(path), CROP_SIZE, CROP_SIZE))
-                outputs.append(
-                    {
-                        "track": k,
-                        "id": track_id,
-                        "video": f"video/{track_id}.mp4",
-                        "face_frames": int(len(track.frames)),
-                    }
-                )
-            for t, bgr in enumerate(FrameStream(item.path, "bgr24", max_frames=info.n_frames)):
-                for writer, (matrices, _) in zip(writers, aligned):
-                    writer.write(crop_mouth(bgr, matrices[t]))
-            for writer in writers:
-                writer.close()
-        except BaseException:
-            for writer in writers:
-                writer.path.unlink(missing_ok=True)
-            wav_tmp.unlink(missing_ok=True)
-            raise
-        for writer, output in zip(writers, outputs):
-            n, fps = roi_frame_count(writer.path)
-            if n != info.n_frames or round(fps) != TARGET_FPS:
-                writer.path.unlink(missing_ok=True)
-                raise RuntimeError(
-                    f"written ROI reads back as {n} frames at {fps} fps, "
-                    f"expected {info.n_frames} at {TARGET_FPS}"
-                )
-
-        lm_path = out_dir / "landmarks" / f"{item.id}.npz"
-        lm_path.parent.mkdir(parents=True, exist_ok=True)
-        lm_tmp = _temp_path(lm_path)
-        with open(lm_tmp, "wb") as f:
-            np.savez_compressed(
-                f,
-                landmarks=landmarks,
-                mouth_centres=np.stack([centres for _, centres in aligned]).astype(np.float32),
-                fps=np.float64(TARGET_FPS),
-                start_time=np.float64(info.start_time),
+        else:
+            result.update(
+                audio=f"audio/{item.id}.wav",
+                n_samples=n_samples,
+                source_sample_rate=audio.source_rate,
+                source_channels=audio.source_channels,
+                audio_offset_s=round(audio.offset_samples / SAMPLE_RATE, 4),
+                silent_audio=audio.peak == 0,
             )
-        os.replace(lm_tmp, lm_path)
-        for writer, output in zip(writers, outputs):
-            os.replace(writer.path, out_dir / output["video"])
+            if audio.peak == 0:
+                result["notes"].append("silent audio (all samples are zero)")
+            if audio.n_decoded < 0.9 * n_samples:
+                result["notes"].append(
+                    f"audio covers {audio.n_decoded / SAMPLE_RATE:.2f} s of the "
+                    f"{n_samples / SAMPLE_RATE:.2f} s video; the rest is silence"
+                )
+            if audio.decoded_end is not None and audio.stated_end is not None:
+                # The stream ran out early: short of what it states, within the video's span?
+                expected = min(audio.stated_end, info.end_time)
+                audio_cut = _truncation("audio", audio.decoded_end, expected, info.start_time)
+                if audio_cut:
+                    truncated.update(audio_cut)
+                    result["truncated"] = truncated
+                    result["notes"].append(_describe_truncation(audio_cut))
+
+        # Pass 2: the crops, one ROI video per track; everything renamed into place together.
+        outputs = []
+        for k, track in enumerate(tracks):
+            track_id = _track_id(item.id, k, len(tracks))
+            outputs.append(
+                {
+                    "track": k,
+                    "id": track_id,
+                    "video": f"video/{track_id}.mp4",
+                    "face_frames": int(len(track.frames)),
+                }
+            )
+        with contextlib.ExitStack() as renames:
+            video_tmps = [
+                renames.enter_context(atomic_path(out_dir / output["video"])) for output in outputs
+            ]
+            with contextlib.ExitStack() as open_writers:
+                writers = [
+                    open_writers.enter_context(RoiWriter(tmp, CROP_SIZE, CROP_SIZE))
+                    for tmp in video_tmps
+                ]
+                for t, bgr in enumerate(FrameStream(item.path, "bgr24", max_frames=info.n_frames)):
+                    for writer, (matrices, _) in zip(writers, aligned):
+                        writer.write(crop_mouth(bgr, matrices[t]))
+            for tmp in video_tmps:
+                n, fps = roi_frame_count(tmp)
+                if n != info.n_frames or round(fps) != TARGET_FPS:
+                    raise RuntimeError(
+                        f"written ROI reads back as {n} frames at {fps} fps, "
+                        f"expected {info.n_frames} at {TARGET_FPS}"
+                    )
+            lm_path = out_dir / "landmarks" / f"{item.id}.npz"
+            with atomic_path(lm_path) as lm_tmp, open(lm_tmp, "wb") as f:
+                np.savez_compressed(
+                    f,
+                    landmarks=landmarks,
+                    mouth_centres=np.stack([centres for _, centres in aligned]).astype(np.float32),
+                    fps=np.float64(TARGET_FPS),
+                    start_time=np.float64(info.start_time),
+                )
         result.update(landmarks=f"landmarks/{item.id}.npz", tracks=outputs)
         if audio_problem:
             raise ItemFailed("no_audio", audio_problem, result)
-        os.replace(wav_tmp, wav_path)
-        result["audio"] = f"audio/{item.id}.wav"
+        if truncated:
+            raise ItemFailed("truncated", _describe_truncation(truncated), result)
         return result
 
 
 # ---- inputs, sharding, resume ----------------------------------------------------------------
 
 
+def _bad_characters(name: str) -> bool:
+    """A tab, or anything ``str.splitlines`` breaks a line at: the manifest cannot hold it."""
+    return "\t" in name or len(f"x{name}x".splitlines()) > 1
+
+
+def _inside(path: Path, folder: Path | None) -> bool:
+    return folder is not None and (path == folder or folder in path.parents)
+
+
 def discover_inputs(
-    source: str | os.PathLike, root: str | os.PathLike | None = None
+    source: str | os.PathLike,
+    root: str | os.PathLike | None = None,
+    exclude: str | os.PathLike | None = None,
 ) -> list[InputItem]:
-    """Inputs from a directory (searched recursively for video extensions) or a list file (one
-    path per line; blank lines and ``#`` comments skipped; relative paths are relative to
-    ``root``, by default the list file's folder). Ids are paths relative to the directory (or
-    root) without extension. Sorted by id; raises ``ValueError`` on duplicate ids."""
+    """Inputs from a directory (searched recursively for names with a video extension, files
+    or not: a folder named ``x.mp4`` gets an ``unreadable`` record, not silence; nothing under
+    ``exclude``, the output folder, is taken) or a list file (one path per line; blank lines and
+    ``#`` comments skipped; relative paths are relative to ``root``, by default the list file's
+    folder; a path listed twice is taken once). Ids are paths relative to the directory (or
+    root) without extension; inputs that would share an id keep their extension in it. An
+    input whose id still clashes, or whose name holds a tab or line break, gets a ``problem``.
+    Sorted by id."""
     source = Path(source)
+    excluded = Path(exclude).resolve() if exclude is not None else None
     if source.is_dir():
         base = Path(root) if root is not None else source
         paths = sorted(
-            p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
+            p for p in source.rglob("*")
+            if p.suffix.lower() in VIDEO_EXTENSIONS and not _inside(p.resolve(), excluded)
         )
     elif source.is_file():
         base = Path(root) if root is not None else source.parent
@@ -314,20 +452,34 @@ def discover_inputs(
     else:
         raise FileNotFoundError(f"{source}: no such directory or list file")
     base = base.resolve()
-    items: dict[str, InputItem] = {}
-    for path in paths:
-        path = path.resolve()
+    by_stem: dict[str, list[tuple[Path, Path]]] = defaultdict(list)
+    for path in dict.fromkeys(p.resolve() for p in paths):
         try:
             rel = path.relative_to(base)
         except ValueError:
             rel = path.relative_to(path.anchor)
-        item_id = rel.with_suffix("").as_posix()
-        if item_id in items:
-            raise ValueError(
-                f"two inputs give the output id {item_id!r}: {items[item_id].path} and {path}"
+        by_stem[rel.with_suffix("").as_posix()].append((path, rel))
+    named: list[tuple[str, Path]] = []
+    for stem_id, group in by_stem.items():
+        for path, rel in group:
+            named.append((stem_id if len(group) == 1 else rel.as_posix(), path))
+    items: list[InputItem] = []
+    taken: dict[str, Path] = {}
+    for item_id, path in sorted(named, key=lambda pair: (pair[0], str(pair[1]))):
+        problem = None
+        if _bad_characters(item_id):
+            problem = (
+                f"the name holds a tab or line break, which the manifest cannot hold: "
+                f"{item_id!r}; rename the file"
             )
-        items[item_id] = InputItem(item_id, str(path))
-    return sorted(items.values(), key=lambda it: it.id)
+        elif item_id in taken:
+            problem = (
+                f"its output id {item_id!r} is also that of {taken[item_id]}; rename one of them"
+            )
+        else:
+            taken[item_id] = path
+        items.append(InputItem(item_id, str(path), problem))
+    return items
 
 
 def shard(items: list[InputItem], nshard: int, rank: int) -> list[InputItem]:
@@ -346,13 +498,87 @@ def read_status(out_dir: Path, item_id: str) -> dict | None:
         return None
 
 
-def _is_finished(record: dict | None, out_dir: Path, retry_failed: bool) -> bool:
+def _outputs(record: dict) -> list[str]:
+    """Paths (relative to the output folder) of the files a record lists."""
+    paths = [record[key] for key in ("audio", "landmarks") if record.get(key)]
+    return paths + [t["video"] for t in record.get("tracks") or ()]
+
+
+def _is_finished(record: dict | None, item: InputItem, out_dir: Path, retry_failed: bool) -> bool:
     if record is None or record["status"] == "error":
         return False
-    if record["status"] != "ok":
-        return not retry_failed
-    paths = [record["audio"], record["landmarks"]] + [t["video"] for t in record["tracks"]]
-    return all((out_dir / p).is_file() for p in paths)
+    recorded = {k: record[k] for k in ("input_size", "input_mtime_ns") if k in record}
+    if input_identity(item.path) != recorded:
+        return False  # the input changed since its record was written
+    if record["status"] != "ok" and retry_failed:
+        return False
+    if record["status"] in ("ok", "truncated"):
+        return all((out_dir / p).is_file() for p in _outputs(record))
+    return True
+
+
+def _bad_name_record(item: InputItem) -> dict:
+    return {"id": item.id, "input": item.path, "status": "bad_name", "reason": item.problem}
+
+
+def _made_here(path: Path, out_dir: Path) -> bool:
+    """Whether ``path`` (a manifest) has ``out_dir`` as its root line."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.readline().rstrip("\n") == str(out_dir)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def has_outputs(out_dir: Path) -> bool:
+    status = out_dir / "status"
+    return status.is_dir() and any(p.is_file() for p in status.rglob("*.json"))
+
+
+def discard_outputs(out_dir: Path) -> int:
+    """Remove what earlier runs wrote into ``out_dir`` (the files the status records list, the
+    records, manifests rooted here, logs and the settings record); other files are left
+    alone. Returns the number of records removed."""
+    n = 0
+    for status in sorted((out_dir / "status").rglob("*.json")):
+        try:
+            record = json.loads(status.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            record = {}
+        for rel in _outputs(record):
+            target = (out_dir / rel).resolve()
+            if _inside(target, out_dir):
+                target.unlink(missing_ok=True)
+        status.unlink()
+        n += 1
+    for path in out_dir.glob("*.tsv"):
+        if _made_here(path, out_dir):
+            path.unlink()
+    for pattern in ("*.log.jsonl", "*.log.*.jsonl"):
+        for path in out_dir.glob(pattern):
+            path.unlink()
+    (out_dir / SETTINGS_FILE).unlink(missing_ok=True)
+    return n
+
+
+def prepare_output_folder(out_dir: Path, options: PrepareOptions, overwrite: bool) -> None:
+    """Check (or record) the settings of ``out_dir``'s outputs; with ``overwrite``, discard
+    outputs made with other settings. Raises :class:`SettingsMismatch` when they differ, or
+    when outputs exist without a settings record (made by an older version), and
+    ``overwrite`` is off."""
+    fingerprint = settings_fingerprint(options)
+    record = out_dir / SETTINGS_FILE
+    if check_fingerprint(record, fingerprint, "sf-prepare's output", overwrite=overwrite):
+        return
+    if has_outputs(out_dir):
+        if not overwrite and not record.exists():
+            raise SettingsMismatch(
+                "sf-prepare's output", record, [f"<no {SETTINGS_FILE}: made by an older version>"],
+                "pass --overwrite to discard them, or write to another directory",
+            )
+        n = discard_outputs(out_dir)
+        logger.warning("--overwrite: discarded the outputs of %d inputs (other settings)", n)
+    write_fingerprint(record, fingerprint)
 
 
 # ---- worker pool -----------------------------------------------------------------------------
@@ -388,44 +614,54 @@ def process_items(
 # ---- manifest --------------------------------------------------------------------------------
 
 
-def manifest_items(out_dir: Path, item_ids: Iterable[str]) -> tuple[list[ManifestItem], int]:
-    """Manifest rows for the ``ok`` items among ``item_ids`` (one per face track), with frame
-    and sample counts checked against the files on disk. Returns (rows, items not ready)."""
+def manifest_items(
+    out_dir: Path, item_ids: Iterable[str], keep_truncated: bool = False
+) -> tuple[list[ManifestItem], int]:
+    """Manifest rows for the ``ok`` items among ``item_ids`` (and the ``truncated`` ones with
+    ``keep_truncated``), one per face track, with frame and sample counts checked against the
+    files on disk (an item whose files disagree is left out, with an error logged). Returns
+    (rows, items not ready)."""
+    wanted = {"ok", "truncated"} if keep_truncated else {"ok"}
     rows, pending = [], 0
     for item_id in item_ids:
         record = read_status(out_dir, item_id)
-        if record is None or record["status"] != "ok":
+        if record is None or record["status"] not in wanted:
             pending += record is None
             continue
-        audio = out_dir / record["audio"]
-        n_samples = sf.info(str(audio)).frames
-        if n_samples != record["n_samples"]:
-            raise RuntimeError(
-                f"{audio}: {n_samples} samples, its record says {record['n_samples']}"
-            )
-        for track in record["tracks"]:
-            n_frames, _ = roi_frame_count(out_dir / track["video"])
-            if n_frames != record["n_frames"]:
-                raise RuntimeError(
-                    f"{out_dir / track['video']}: {n_frames} frames, its record says "
-                    f"{record['n_frames']}"
-                )
-            rows.append(
-                ManifestItem(track["id"], track["video"], record["audio"], n_frames, n_samples)
-            )
+        try:
+            item_rows = _checked_rows(out_dir, record)
+        except (OSError, RuntimeError) as err:
+            logger.error("%s: left out of the manifest: %s", item_id, err)
+            continue
+        rows += item_rows
     return rows, pending
 
 
+def _checked_rows(out_dir: Path, record: dict) -> list[ManifestItem]:
+    audio = out_dir / record["audio"]
+    n_samples = sf.info(str(audio)).frames
+    if n_samples != record["n_samples"]:
+        raise RuntimeError(f"{audio}: {n_samples} samples, its record says {record['n_samples']}")
+    rows = []
+    for track in record["tracks"]:
+        n_frames, _ = roi_frame_count(out_dir / track["video"])
+        if n_frames != record["n_frames"]:
+            raise RuntimeError(
+                f"{out_dir / track['video']}: {n_frames} frames, its record says "
+                f"{record['n_frames']}"
+            )
+        rows.append(ManifestItem(track["id"], track["video"], record["audio"], n_frames, n_samples))
+    return rows
+
+
 def write_split_manifest(
-    out_dir: Path, split: str, item_ids: Iterable[str], writer: str = ""
+    out_dir: Path, split: str, item_ids: Iterable[str], keep_truncated: bool = False
 ) -> int:
     """Write ``<split>.tsv`` (root = ``out_dir``, relative paths) for the ``ok`` items among
-    ``item_ids`` and return its row count. ``writer`` (e.g. the shard rank) names the
-    temporary file, so shards finishing together cannot mix their writes."""
-    rows, pending = manifest_items(out_dir, item_ids)
-    staged = out_dir / f".{split}.tsv.{writer or os.getpid()}"
-    write_manifest(staged, str(out_dir.resolve()), rows)
-    os.replace(staged, out_dir / f"{split}.tsv")
+    ``item_ids`` (and ``truncated`` ones with ``keep_truncated``) and return its row count."""
+    rows, pending = manifest_items(out_dir, item_ids, keep_truncated)
+    with atomic_path(out_dir / f"{split}.tsv") as tmp:
+        write_manifest(tmp, str(out_dir.resolve()), rows)
     if pending:
         logger.info("%d inputs have no record yet (other shards still running?)", pending)
     return len(rows)
@@ -439,20 +675,24 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m sf_fairseq.preprocess.prepare",
         description=(
             "Raw videos -> 96x96 mouth-ROI videos at 25 fps, 16 kHz mono wavs, landmarks, "
-            "status records and an AV-HuBERT manifest <split>.tsv. Reruns skip finished inputs."
+            "status records and an AV-HuBERT manifest <split>.tsv. Reruns with the same "
+            "settings skip finished, unchanged inputs; reruns with other settings are refused "
+            "(see --overwrite)."
         ),
         epilog=(
             "Outputs under OUT_DIR: video/<id>.mp4 (video/<id>__track<k>.mp4 with several "
             "faces), audio/<id>.wav, landmarks/<id>.npz, status/<id>.json, <split>.tsv, "
-            "<split>.log.jsonl. Statuses: ok, no_face, no_audio, unreadable, too_short, error. "
-            "Exit status 1 if any input is not ok. With --nshard N run ranks 0..N-1 (e.g. a job "
-            "array); each writes the manifest of every item finished so far, so the last to end "
-            "writes the full one (or rerun any rank with --manifest-only)."
+            f"<split>.log.jsonl (this run's records), {SETTINGS_FILE}. Statuses: "
+            + ", ".join(STATUSES) + ". Exit status 1 if any input is not ok, 2 on a usage "
+            "error or refused settings. With --nshard N run ranks 0..N-1 (e.g. a job array); "
+            "each writes the manifest of every item finished so far, so the last to end writes "
+            "the full one (or rerun any rank with --manifest-only)."
         ),
     )
     parser.add_argument("inputs", help="directory searched recursively for videos, or a list "
                         "file with one video path per line")
-    parser.add_argument("out_dir", help="output folder")
+    parser.add_argument("out_dir", help="output folder (if inside the input directory, it is "
+                        "not searched)")
     parser.add_argument("--root", help="folder that relative paths in a list file (and output "
                         "ids) are relative to (default: the list file's folder)")
     parser.add_argument("--split", default="test", help="manifest name: <split>.tsv "
@@ -484,6 +724,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: %(default)s)")
     parser.add_argument("--retry-failed", action="store_true", help="reprocess inputs whose "
                         "record is not ok (by default only 'error' records are retried)")
+    parser.add_argument("--overwrite", action="store_true", help="if OUT_DIR holds outputs "
+                        f"made with other settings (see {SETTINGS_FILE}), discard them and "
+                        "start again instead of refusing")
+    parser.add_argument("--keep-truncated", action="store_true", help="list 'truncated' inputs "
+                        "(shorter than their container states, e.g. partial downloads) in the "
+                        "manifest with what they hold, instead of leaving them out")
     parser.add_argument("--manifest-only", action="store_true", help="process nothing; "
                         "rewrite <split>.tsv from the records on disk")
     return parser
@@ -496,18 +742,19 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True
     )
     out_dir = Path(args.out_dir).resolve()
+    if args.detect_every < 1 or args.workers < 1 or args.min_frames < 1:
+        logger.error("--detect-every, --workers and --min-frames must be >= 1")
+        return 2
     try:
-        items = discover_inputs(args.inputs, args.root)
+        items = discover_inputs(args.inputs, args.root, exclude=out_dir)
         mine = shard(items, args.nshard, args.rank)
     except (OSError, ValueError) as err:
         logger.error("%s", err)
         return 2
-    if args.detect_every < 1 or args.workers < 1 or args.min_frames < 1:
-        logger.error("--detect-every, --workers and --min-frames must be >= 1")
-        return 2
     out_dir.mkdir(parents=True, exist_ok=True)
+    valid_ids = [it.id for it in items if it.problem is None]
     if args.manifest_only:
-        n = write_split_manifest(out_dir, args.split, (it.id for it in items))
+        n = write_split_manifest(out_dir, args.split, valid_ids, args.keep_truncated)
         logger.info("wrote %s with %d rows", out_dir / f"{args.split}.tsv", n)
         return 0
     options = PrepareOptions(
@@ -518,38 +765,44 @@ def main(argv: list[str] | None = None) -> int:
         min_frames=args.min_frames,
         min_track_fraction=args.min_track_fraction,
     )
+    try:
+        prepare_output_folder(out_dir, options, args.overwrite)
+    except SettingsMismatch as err:
+        logger.error("%s", err)
+        return 2
+    remove_stale_temporaries(out_dir)
     suffix = "" if args.nshard == 1 else f".{args.rank}"
     log_path = out_dir / f"{args.split}.log{suffix}.jsonl"
     todo, counts = [], Counter()
-    with open(log_path, "a", encoding="utf-8") as log:
+    with open(log_path, "w", encoding="utf-8") as log:
 
         def emit(record: dict) -> None:
             log.write(json.dumps(record, ensure_ascii=False) + "\n")
             log.flush()
             counts[record["status"]] += 1
+            if record["status"] != "ok" and not record.get("resumed"):
+                logger.warning("%s: %s: %s", record["input"], record["status"], record["reason"])
 
         for item in mine:
+            if item.problem is not None:
+                emit(_bad_name_record(item))
+                continue
             record = read_status(out_dir, item.id)
-            if _is_finished(record, out_dir, args.retry_failed):
+            if _is_finished(record, item, out_dir, args.retry_failed):
                 emit({**record, "resumed": True})
             else:
                 todo.append(item)
-        if len(todo) < len(mine):
-            logger.info("resuming: %d of %d inputs already done", len(mine) - len(todo), len(mine))
+        n_valid = sum(it.problem is None for it in mine)
+        if len(todo) < n_valid:
+            logger.info("resuming: %d of %d inputs already done", n_valid - len(todo), n_valid)
         with logging_redirect_tqdm(), tqdm(
             total=len(todo), unit="video", desc=f"prepare {args.split}"
         ) as progress:
             for record in process_items(todo, out_dir, options, args.workers):
                 emit(record)
-                if record["status"] != "ok":
-                    logger.warning(
-                        "%s: %s: %s", record["input"], record["status"], record["reason"]
-                    )
                 progress.update()
                 progress.set_postfix(failed=sum(counts.values()) - counts["ok"])
-    n_rows = write_split_manifest(
-        out_dir, args.split, (it.id for it in items), writer=f"rank{args.rank}"
-    )
+    n_rows = write_split_manifest(out_dir, args.split, valid_ids, args.keep_truncated)
     failed = len(mine) - counts["ok"]
     detail = ", ".join(f"{s}={counts[s]}" for s in STATUSES[1:] if counts[s])
     logger.info(
