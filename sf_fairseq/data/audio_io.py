@@ -35,6 +35,15 @@ class AudioFormatError(ValueError):
     """A wav file is readable but not in the format the model needs (16 kHz mono)."""
 
 
+def _unreadable(path: str, err: Exception) -> OSError:
+    """The error for a file libsndfile cannot open, saying plainly when it is not there."""
+    if not os.path.exists(path):
+        return FileNotFoundError(f"audio file not found: {path!r}")
+    if os.path.isdir(path):
+        return IsADirectoryError(f"audio file {path!r} is a directory")
+    return OSError(f"cannot read audio file {path!r}: {err}")
+
+
 def _read_int16_scale(path: str) -> tuple[np.ndarray, int]:
     """``(samples [n, channels] int16 or float32, rate)`` on the int16 scale."""
     with sf.SoundFile(path) as f:
@@ -56,13 +65,14 @@ def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
         the int16 scale for the others.
 
     Raises:
-        OSError: naming ``path`` if it is missing or not a readable sound file.
+        OSError: naming ``path`` if it is not a readable sound file (``FileNotFoundError`` if it
+            is missing, ``IsADirectoryError`` for a directory).
     """
     path = os.fspath(path)
     try:
         data, rate = _read_int16_scale(path)
     except (sf.LibsndfileError, RuntimeError, OSError) as err:
-        raise OSError(f"cannot read audio file {path!r}: {err}") from err
+        raise _unreadable(path, err) from err
     if data.dtype == np.float32 and data.size and path not in _beyond_full_scale_reported:
         peak = float(np.abs(data).max())
         if peak > INT16_FULL_SCALE:
@@ -85,13 +95,13 @@ def read_wav_checked(path: str | os.PathLike, sample_rate: int = 16000) -> np.nd
         24/32-bit integer and float encodings (see the module docstring).
 
     Raises:
-        OSError: unreadable file (naming it).
+        OSError: unreadable file, naming it (as :func:`read_wav`).
         AudioFormatError: naming the file and what it holds if it is not mono at ``sample_rate``.
     """
     try:
         info = sf.info(os.fspath(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as err:
-        raise OSError(f"cannot read audio file {os.fspath(path)!r}: {err}") from err
+        raise _unreadable(os.fspath(path), err) from err
     if info.samplerate != sample_rate or info.channels != 1:
         raise AudioFormatError(
             f"{os.fspath(path)!r}: expected mono {sample_rate} Hz audio, found "

@@ -142,3 +142,12 @@ def test_mfcc_reader_reads_every_encoding_at_its_level(tmp_path) -> None:
     for subtype, fmt in LOSSLESS:
         wav = read_mono_wav(_write(tmp_path / f"{subtype}.{fmt.lower()}", k, subtype, fmt))
         np.testing.assert_allclose(mfcc_features(wav), want, atol=1e-4)
+
+
+def test_missing_file_and_directory_say_so(tmp_path) -> None:
+    # libsndfile says "System error" and "Format not recognised" for these.
+    with pytest.raises(FileNotFoundError, match=r"audio file not found: '.*gone\.wav'"):
+        read_wav_checked(tmp_path / "gone.wav", RATE)
+    (tmp_path / "x.wav").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"x\.wav' is a directory"):
+        read_wav(tmp_path / "x.wav")
