@@ -381,7 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu",
                         help="torch device for model features, e.g. cuda (default: cpu)")
     parser.add_argument("--batch-frames", type=int, default=1000, metavar="N",
-                        help="padded video frames per forward pass (default: 1000)")
+                        help="padded video frames per forward pass; clips of similar length share a "
+                             "batch (default: 1000)")
     parser.add_argument("--workers", type=int, default=2, metavar="N",
                         help="threads decoding clips ahead of the model (default: 2)")
     parser.add_argument("--trust-checkpoint", action="store_true",
