@@ -351,8 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     name = Path(args.video).stem
     json_path, png_path, md_path = (out / f"{name}.score.{ext}" for ext in ("json", "png", "md"))
     resume.remove_stale_temporaries(out, recursive=False)  # left by a killed run
-    try:
-        previous = previous_output(json_path, args.video, args.overwrite)
+    try:  # (a missing video is reported by score_video, not as a name clash)
+        previous = previous_output(json_path, args.video, args.overwrite) if os.path.isfile(args.video) else None
     except ScoreVideoError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
