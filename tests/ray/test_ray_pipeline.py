@@ -1,0 +1,113 @@
+"""sf-score-ray: raw videos scored as one Ray Data pipeline give the records of sf-prepare +
+sf-score-batch; failures are records; reruns resume; a worker that dies is replaced and its item
+retried. One local Ray for the whole module."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from ray_media import crash_once_stage, write_talking_faces  # noqa: E402
+
+from sf_fairseq.eval import ray_pipeline, score_batch, score_ray  # noqa: E402
+from sf_fairseq.eval.pipeline import BatchLimits  # noqa: E402
+from sf_fairseq.eval.results import latest_records  # noqa: E402
+from sf_fairseq.preprocess import prepare  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+FIXTURE = "fixtures/avhubert_tiny/checkpoint.pt"
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, object_store_memory=256 * 1024 * 1024, include_dashboard=False,
+             logging_level=logging.WARNING)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("raw")
+    write_talking_faces(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def two_step(tmp_path_factory, videos: Path, shared_dir: Path) -> dict[str, dict]:
+    """Records of sf-prepare then sf-score-batch on the same videos."""
+    work = tmp_path_factory.mktemp("two_step")
+    assert prepare.main([str(videos), str(work / "prepared")]) == 1  # the broken file
+    assert score_batch.main([str(work / "prepared"), "--gen-subset", "test", "--path", str(shared_dir / FIXTURE),
+                             "--results-path", str(work / "scores"), "--cpu", "--num-workers", "0",
+                             "--no-progress"]) == 0
+    return latest_records([work / "scores"])
+
+
+def test_scores_equal_the_two_step_path_and_reruns_resume(local_ray, videos, two_step, shared_dir, tmp_path):
+    out = tmp_path / "scores"
+    args = [str(videos), "--path", str(shared_dir / FIXTURE), "--results-path", str(out), "--cpu", "--no-progress"]
+    assert score_ray.main(args + ["--roi-dir", str(tmp_path / "rois")]) == 1  # the broken file
+
+    records = latest_records([out])
+    assert set(records) == {"real/a", "dubbed/a", "broken/b"}
+    assert set(two_step) == {"real/a", "dubbed/a"}
+    for item_id, expected in two_step.items():
+        got = records[item_id]
+        assert got["status"] == "ok"
+        assert got["score"] == pytest.approx(expected["score"], abs=1e-6)
+        assert got["curve"] == pytest.approx(expected["curve"], abs=1e-6)
+        assert (got["best_offset"], got["n_frames"], got["category"]) == (
+            expected["best_offset"], expected["n_frames"], expected["category"])
+        assert got["track"] == {"input": item_id, "index": 0, "count": 1}
+        assert set(got) == set(expected) | {"track"}  # the records of sf-score-batch
+    broken = records["broken/b"]
+    assert (broken["status"], broken["error_type"], broken["track"]) == ("failed", "unreadable", None)
+    # ROIs were asked for: laid out as sf-prepare writes them, with a manifest of the scored ones.
+    assert (tmp_path / "rois" / "video" / "real" / "a.mp4").is_file()
+    assert len((tmp_path / "rois" / "test.tsv").read_text().splitlines()) == 3
+
+    # A rerun skips the scored inputs and retries the failed one.
+    n_lines = len((out / "scores.jsonl").read_text().splitlines())
+    assert score_ray.main(args + ["--roi-dir", str(tmp_path / "rois")]) == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["skipped"], summary["failed"], summary["scored"]) == (2, 1, 0)
+    assert len((out / "scores.jsonl").read_text().splitlines()) == n_lines + 1
+
+    # Other settings are refused, naming them; nothing is scored.
+    assert score_ray.main(args + ["--max-offset", "10"]) == 2
+    assert score_ray.main(args + ["--detect-every", "5"]) == 2
+    assert len((out / "scores.jsonl").read_text().splitlines()) == n_lines + 1
+
+
+def test_a_worker_killed_mid_item_is_replaced_and_the_item_retried(local_ray, videos, two_step, shared_dir,
+                                                                  tmp_path):
+    checkpoint = str(shared_dir / FIXTURE)
+    scorer_args = score_ray.build_parser().parse_args([str(videos), "--path", checkpoint, "--results-path",
+                                                       str(tmp_path), "--cpu"])
+    scorer = score_ray.load_scorer_from_arguments(scorer_args, checkpoint, "cpu")
+    settings = ray_pipeline.StageSettings(prepare.PrepareOptions(), scorer.settings, scorer.options)
+    plan = ray_pipeline.WorkerPlan(cpu_workers=1, model_workers=1, model_gpus=0, model_cpus=1, max_retries=2)
+    items = [it for it in ray_pipeline.read_videos(videos) if it.id == "real/a"]
+    marker = tmp_path / "crashed"
+
+    records = list(ray_pipeline.run_pipeline(items, settings, scorer_args, "fp32",
+                                             BatchLimits(), plan, prepare_stage=crash_once_stage(marker)))
+    assert marker.exists()  # the first worker died on the item
+    assert [r["id"] for r in records] == ["real/a"]
+    assert records[0]["status"] == "ok"
+    assert records[0]["score"] == pytest.approx(two_step["real/a"]["score"], abs=1e-6)
+
+
+def test_worker_plan_sizing():
+    cpu_only = ray_pipeline.plan_workers(16, 0, None, None, None, use_gpu=True)
+    assert (cpu_only.cpu_workers, cpu_only.model_workers, cpu_only.model_cpus, cpu_only.model_gpus) == (8, 1, 8, 0)
+    gpus = ray_pipeline.plan_workers(32, 2, None, None, None, use_gpu=True)
+    assert (gpus.cpu_workers, gpus.model_workers, gpus.model_cpus, gpus.model_gpus) == (30, 2, 1, 1.0)
+    assert ray_pipeline.plan_workers(2, 0, None, None, None, use_gpu=False).cpu_workers == 1
