@@ -326,6 +326,13 @@ def perturb_video_file(
     return asdict(source)
 
 
+def read_wav_int16(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """A sound file of any sample encoding as int16 ``[n, channels]`` at its true level
+    (soundfile's ``dtype="int16"`` would read a float wav as values in {-1, 0, 1})."""
+    samples, rate = sf.read(str(path), dtype="float64", always_2d=True)  # [-1, 1) for every encoding
+    return np.clip(np.rint(samples * 32768.0), -32768, 32767).astype(np.int16), rate
+
+
 def perturb_roi_clip(
     video: str | os.PathLike, wav: str | os.PathLike, dst_video: str | os.PathLike,
     dst_wav: str | os.PathLike, code: str, level: int, key: str,
@@ -349,7 +356,7 @@ def perturb_roi_clip(
             check_timing(source, probe(tmp_video), dst_video)
             shutil.copyfile(wav, tmp_wav)
         else:
-            samples, rate = sf.read(str(wav), dtype="int16", always_2d=True)
+            samples, rate = read_wav_int16(wav)
             out = audio_perturbation(code, level, rng)(np.ascontiguousarray(samples.T), rate).T
             sf.write(str(tmp_wav), out, rate, subtype="PCM_16", format="WAV")
             if sf.info(str(tmp_wav)).frames != samples.shape[0]:

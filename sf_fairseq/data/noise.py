@@ -96,11 +96,12 @@ def mix_at_snr(clean: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarra
         noise = np.tile(noise, -(-len(speech) // len(noise)))
     noise = noise[: len(speech)]
     noise_rms = np.sqrt(np.mean(np.square(noise, dtype=np.float64)))
-    if noise_rms == 0:
-        return np.asarray(clean, dtype=np.int16).copy()
-    speech_rms = np.sqrt(np.mean(np.square(speech, dtype=np.float64)))
-    target_rms = speech_rms / 10.0 ** (snr_db / 20.0)
-    mixed = speech + noise * np.float32(target_rms / noise_rms)
+    if noise_rms == 0:  # silent noise adds nothing; still rounded and range-checked below
+        mixed = speech
+    else:
+        speech_rms = np.sqrt(np.mean(np.square(speech, dtype=np.float64)))
+        target_rms = speech_rms / 10.0 ** (snr_db / 20.0)
+        mixed = speech + noise * np.float32(target_rms / noise_rms)
     peak, trough = float(mixed.max()), float(mixed.min())
     if peak > INT16_MAX or trough < INT16_MIN:
         scale = INT16_MAX / peak if peak >= abs(trough) else INT16_MIN / trough

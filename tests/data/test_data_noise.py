@@ -75,6 +75,15 @@ def test_mix_with_silent_noise_returns_clean():
     np.testing.assert_array_equal(mix_at_snr(clean, np.zeros(10), 0.0), clean)
 
 
+def test_mix_with_silent_noise_keeps_float_speech_level():
+    """Speech read from a 24-bit/float wav is float on the int16 scale: rounded, not truncated,
+    and rescaled rather than wrapped around when beyond full scale."""
+    clean = np.array([0.6, -0.6, 1000.4, 40000.0, -20000.0], dtype=np.float32)
+    mixed = mix_at_snr(clean, np.zeros(10), 0.0)
+    scale = 32767.0 / 40000.0
+    np.testing.assert_array_equal(mixed, np.rint(clean * np.float32(scale)).astype(np.int16))
+
+
 def test_average_noises_trims_and_floors():
     out = average_noises([np.array([1, 2, 3, 4], np.int16), np.array([2, 2, 2], np.int16)])
     np.testing.assert_array_equal(out, [1, 2, 2])

@@ -120,6 +120,20 @@ def test_roi_clip_video_and_audio_types(tmp_path):
     assert rate == 16000 and signal.shape == (16000,) and not np.array_equal(signal, sf.read(wav, dtype="int16")[0])
 
 
+@pytest.mark.parametrize("subtype", ["FLOAT", "PCM_24"])
+def test_roi_audio_perturbation_reads_float_and_24_bit_wavs_at_their_level(tmp_path, subtype):
+    src = write_raw_video(tmp_path / "roi.mp4", width=96, height=96, fps=25, n_frames=25)
+    t = np.arange(16000) / 16000
+    tone = 0.15 * np.sin(2 * np.pi * 300 * t)
+    wav = tmp_path / "roi.wav"
+    sf.write(wav, tone, 16000, subtype=subtype)
+    out_v, out_w = tmp_path / "o" / "roi.mp4", tmp_path / "o" / "roi.wav"
+    pt.perturb_roi_clip(src, wav, out_v, out_w, "noise", 1, "roi", FAST)
+    noisy, _ = sf.read(out_w, dtype="float64")
+    snr = 10 * np.log10(np.mean(tone**2) / np.mean((noisy - tone) ** 2))
+    assert snr == pytest.approx(20.0, abs=0.5)  # level 1 on the real signal (read as {-1, 0, 1}: ~0 dB)
+
+
 def test_check_timing_refuses_changed_copies(tmp_path, monkeypatch):
     good = pt.MediaTiming(20, 30.0, 0.0, 44100, 29400, 0.1)
     pt.check_timing(good, good, "x")
