@@ -11,13 +11,17 @@ per-frame similarities ``s_i(k)`` of the scorer (:mod:`.score`):
    edge of the search (``|k_w| < K``), and (with a speech mask) at least ``min_speech_fraction``
    of its frames are speech. Silence and still lips give flat curves, hence no confident window.
 3. **Segments.** Consecutive confident windows whose offsets stay within ``max_disagreement``
-   frames of the segment's first window form a segment (offset: their median).
-4. **Flag.** The clip drifts when two confident windows differ by more than
-   ``max_disagreement`` frames (default 3 frames = 120 ms: larger than the one- or two-frame
-   jitter of a clean clip's windows, smaller than any audible re-timing). Each change between
-   consecutive segments is placed at the frame ``t`` that maximises
+   frames of the run's first window form a run; runs of at least ``min_segment_windows``
+   windows are segments (offset: their median). Shorter runs (an isolated window locking
+   onto a side peak of rhythmic speech) are not evidence of anything and are dropped;
+   neighbouring segments within ``max_disagreement`` of each other merge.
+4. **Flag.** The clip drifts when two segments differ by more than ``max_disagreement``
+   frames (default 3 frames = 120 ms: larger than the one- or two-frame jitter of a clean
+   clip's windows, smaller than any audible re-timing). Each change between consecutive
+   segments is placed at the frame ``t`` that maximises
    ``sum_{i<t} s_i(k_a) + sum_{i>=t} s_i(k_b)`` between the two segments (a one-change-point
-   fit), reported in seconds.
+   fit), reported in seconds. ``max_disagreement`` reports the largest offset difference
+   between segments.
 """
 
 from __future__ import annotations
@@ -46,7 +50,10 @@ class DriftSettings:
         default=0.5, metadata={"help": "a confident window has at least this fraction of speech frames"}
     )
     max_disagreement: int = field(
-        default=3, metadata={"help": "flag drift when confident windows' offsets differ by more (frames)"}
+        default=3, metadata={"help": "flag drift when segments' offsets differ by more (frames)"}
+    )
+    min_segment_windows: int = field(
+        default=3, metadata={"help": "confident consecutive windows needed to form a segment"}
     )
 
 
@@ -66,7 +73,7 @@ class DriftResult:
     """Per-window offsets, segments and the drift flag of one clip."""
 
     drifting: bool
-    max_disagreement: int  # largest offset difference between confident windows (frames)
+    max_disagreement: int  # largest offset difference between segments (frames)
     change_times_s: list[float]
     segments: list[DriftSegment]
     window_start_s: list[float]
@@ -144,22 +151,29 @@ def offset_drift(
         confident &= fraction >= settings.min_speech_fraction
 
     offsets = best - max_offset
-    sure = np.flatnonzero(confident)
-    disagreement = int(offsets[sure].max() - offsets[sure].min()) if sure.size else 0
-
-    # Segments: runs of confident windows staying within max_disagreement of the run's first.
+    # Runs of confident windows staying within max_disagreement of the run's first window.
     runs: list[list[int]] = []
-    for w in sure:
-        if runs and abs(offsets[w] - offsets[runs[-1][0]]) <= settings.max_disagreement:
+    for w in np.flatnonzero(confident):
+        if runs and runs[-1][-1] == w - 1 and abs(offsets[w] - offsets[runs[-1][0]]) <= settings.max_disagreement:
             runs[-1].append(int(w))
         else:
             runs.append([int(w)])
-    run_offsets = [int(np.median(offsets[r])) for r in runs]
-    # Boundaries: one change point between consecutive runs, searched from the first frame of
-    # the earlier run's last window to the last frame of the later run's first window.
+    # Segments: long enough runs; neighbours that agree merge.
+    kept: list[list[int]] = []
+    for run in (r for r in runs if len(r) >= settings.min_segment_windows):
+        if kept and abs(np.median(offsets[run]) - np.median(offsets[kept[-1]])) <= settings.max_disagreement:
+            kept[-1] = kept[-1] + run
+        else:
+            kept.append(run)
+    runs = kept
+    run_offsets = [int(np.round(np.median(offsets[r]))) for r in runs]
+    disagreement = max(run_offsets) - min(run_offsets) if run_offsets else 0
+    # Boundaries: one change point between consecutive segments, searched from the first frame
+    # of the earlier one's last window to the last frame of the later one's first window.
     bounds = [0]
     for (a, b), k_a, k_b in zip(zip(runs, runs[1:]), run_offsets, run_offsets[1:]):
-        lo, hi = int(starts[a[-1]]), int(starts[b[0]] + win)
+        lo = max(int(starts[a[-1]]), bounds[-1])
+        hi = max(int(starts[b[0]] + win), lo)
         bounds.append(change_point(s, lo, hi, k_a + max_offset, k_b + max_offset))
     bounds.append(t)
     segments = [

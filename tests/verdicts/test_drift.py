@@ -102,3 +102,14 @@ def test_short_and_empty_clips():
     assert not offset_drift(np.zeros((0, 2 * K + 1))).drifting
     short = offset_drift(peaked_sims(np.full(20, 3)))
     assert len(short.window_offset) == 1 and not short.drifting
+
+
+def test_an_isolated_window_is_not_a_segment():
+    offsets = np.zeros(250, int)
+    offsets[120:150] = 9  # 1.2 s at another offset: two 2 s windows lock onto it
+    result = offset_drift(peaked_sims(offsets), settings=DriftSettings(min_segment_windows=3))
+    assert result.window_offset.count(9) == 2
+    assert not result.drifting and [s.offset for s in result.segments] == [0]
+    strict = offset_drift(peaked_sims(np.r_[np.zeros(125), np.full(125, 9)].astype(int)),
+                          settings=DriftSettings(min_segment_windows=3))
+    assert strict.drifting and all(s.start_s < s.end_s for s in strict.segments)
