@@ -301,7 +301,7 @@ class VideoPreprocessor:
         }
         if info.decode_error:
             result["notes"].append(info.decode_error)
-        if info.rotation != info.rotation_stored:
+        if abs(info.rotation - info.rotation_stored) > 1:
             result["notes"].append(
                 f"the file asks for a {info.rotation_stored:g}° rotation; turned by "
                 f"{info.rotation}° (quarter turns only)"
@@ -745,8 +745,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.detect_every < 1 or args.workers < 1 or args.min_frames < 1:
         logger.error("--detect-every, --workers and --min-frames must be >= 1")
         return 2
+    # Outputs are not inputs: skip the output folder, or only its ROIs when it holds the inputs.
+    exclude = out_dir / "video" if _inside(Path(args.inputs).resolve(), out_dir) else out_dir
     try:
-        items = discover_inputs(args.inputs, args.root, exclude=out_dir)
+        items = discover_inputs(args.inputs, args.root, exclude=exclude)
         mine = shard(items, args.nshard, args.rank)
     except (OSError, ValueError) as err:
         logger.error("%s", err)

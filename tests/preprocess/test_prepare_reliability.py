@@ -117,6 +117,14 @@ def test_odd_names_same_stems_folders_and_the_output_inside_the_input(tmp_path):
     assert (out / "status" / "same.mp4.json").is_file() and (out / "status" / "same.mkv.json").is_file()
 
 
+def test_an_output_folder_that_holds_the_inputs_still_finds_them(tmp_path):
+    corrupt(tmp_path / "a.mp4")
+    (tmp_path / "video").mkdir()
+    corrupt(tmp_path / "video" / "roi.mp4")  # where ROIs go: not an input
+    assert main([str(tmp_path), str(tmp_path)]) == 1
+    assert [r["id"] for r in read_log(tmp_path / "test.log.jsonl")] == ["a"]
+
+
 def test_an_id_that_still_clashes_is_a_per_item_error(tmp_path):
     listing = tmp_path / "list.txt"
     for name in ("a.mp4", "a.mkv", "a.mp4.mov"):  # a.mp4 keeps its extension: a.mp4.mov's id
