@@ -234,8 +234,7 @@ def _truncation(
 ) -> dict | None:
     """``{stream: {decoded_s, stated_s}}`` when the stream is shorter than stated beyond the
     tolerance (:func:`.media.shortfall`), else None."""
-    missing = shortfall(decoded_end, stated, start)
-    if missing is None:
+    if shortfall(decoded_end, stated, start) is None:
         return None
     return {
         stream: {"decoded_s": round(decoded_end - start, 3), "stated_s": round(stated - start, 3)}
@@ -301,7 +300,7 @@ class VideoPreprocessor:
         }
         if info.decode_error:
             result["notes"].append(info.decode_error)
-        if abs(info.rotation - info.rotation_stored) > 1:
+        if abs((info.rotation - info.rotation_stored + 180) % 360 - 180) > 1:
             result["notes"].append(
                 f"the file asks for a {info.rotation_stored:g}° rotation; turned by "
                 f"{info.rotation}° (quarter turns only)"
