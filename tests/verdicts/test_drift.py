@@ -106,7 +106,7 @@ def test_short_and_empty_clips():
 
 def test_an_isolated_window_is_not_a_segment():
     offsets = np.zeros(250, int)
-    offsets[120:150] = 9  # 1.2 s at another offset: two 2 s windows lock onto it
+    offsets[121:147] = 9  # 1.04 s at another offset: two 2 s windows lock onto it
     result = offset_drift(peaked_sims(offsets), settings=DriftSettings(min_segment_windows=3))
     assert result.window_offset.count(9) == 2
     assert not result.drifting and [s.offset for s in result.segments] == [0]
