@@ -78,18 +78,19 @@ class Windows:
     speech_fraction: np.ndarray  # NaN without a speech mask
 
     def ranked(self, n_worst: int) -> tuple[list[int], int | None]:
-        """Indices of the ``n_worst`` lowest windows and of the highest one. With a speech mask
-        only windows that are mostly speech are ranked (silence says nothing about the lips),
-        unless none is."""
+        """Indices of the (at most) ``n_worst`` lowest windows and of the highest one (None with
+        a single window). With a speech mask only windows that are mostly speech are ranked
+        (silence says nothing about the lips), unless none is."""
         if self.score.size == 0:
             return [], None
         candidates = np.flatnonzero(self.speech_fraction >= 0.5)
         if candidates.size == 0:
             candidates = np.arange(self.score.size)
         order = candidates[np.argsort(self.score[candidates], kind="stable")]
-        worst = [int(i) for i in order[:n_worst]]
-        best = int(order[-1])
-        return worst, (None if best in worst else best)
+        if order.size == 1:
+            return [int(order[0])], None
+        # Always leave the best window out of the worst ones, so a short clip shows both.
+        return [int(i) for i in order[: min(n_worst, order.size - 1)]], int(order[-1])
 
 
 def best_offset_windows(

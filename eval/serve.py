@@ -406,7 +406,7 @@ def create_app(config: ServeConfig, process: Callable[..., dict[str, Any]] | Non
         response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "SAMEORIGIN"
-        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["Referrer-Policy"] = "same-origin"  # no-referrer would make form posts Origin: null
         return response
 
     @app.before_request

@@ -77,8 +77,6 @@ class PageParser(HTMLParser):
                 self.external.append(f"{tag} {name}={value}")
         if tag == "a":
             self.links.append(attrs.get("href") or "")
-        if tag == "link":
-            self.external.append(f"link {attrs}")
 
     def handle_data(self, data):
         self.text.append(data)

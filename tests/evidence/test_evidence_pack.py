@@ -63,6 +63,8 @@ def test_worst_windows_are_the_dip_and_skip_silence():
     assert windows.score.size == 5
     worst, best = windows.ranked(1)
     assert worst == [2] and best is not None and best != 2
+    worst, best = windows.ranked(10)  # a short clip still shows its best window
+    assert len(worst) == 4 and worst[0] == 2 and best not in worst
     # with the dip in silence, the worst speech window is another one
     speech = np.ones(125, dtype=bool)
     speech[50:75] = False
