@@ -47,7 +47,16 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import av
-from flask import Flask, Response, abort, jsonify, redirect, render_template, request, send_file, url_for
+from flask import (
+    Flask,
+    Response,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
 from werkzeug.exceptions import HTTPException
 from werkzeug.utils import secure_filename
 
@@ -378,7 +387,7 @@ class Workers:
             self.store.update(job_id, status=FAILED, stage="failed", error=f"{type(err).__name__}: {err}",
                               finished=_now())
             return
-        except Exception:  # noqa: BLE001 - a worker must survive any job
+        except Exception:  # a worker must survive any job
             logger.exception("job %s failed", job_id)
             self.store.update(job_id, status=FAILED, stage="failed",
                               error="internal error while scoring (details are in the server log)",

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from sf_fairseq.eval.pipeline import ClipResult
 from sf_test_media import write_clip
 

@@ -16,12 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
+from conftest import clip_result, full_record
 from sf_fairseq.eval.evidence import TrackEvidence, write_evidence_pack
 from sf_fairseq.eval.evidence_index import write_index
 from sf_fairseq.eval.serve import ServeConfig, create_app
-
-from conftest import clip_result, full_record
 from test_evidence_index import batch_records
 
 pytestmark = pytest.mark.slow
@@ -83,7 +81,11 @@ def full_page_screenshot(driver, path: Path) -> None:
 @pytest.fixture
 def talking_clip(tmp_path) -> Path:
     """A synthetic talking-face video (H.264 + AAC) made with the project's generator."""
-    from sf_fairseq.preprocess.synthetic.clips import plan_real, render_frames, write_mp4
+    from sf_fairseq.preprocess.synthetic.clips import (
+        plan_real,
+        render_frames,
+        write_mp4,
+    )
     from sf_fairseq.preprocess.synthetic.speech import Voice, speak
 
     size = (224, 224)

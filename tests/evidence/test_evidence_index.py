@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 
 import numpy as np
-
+from conftest import check_self_contained
 from sf_fairseq.eval import evidence_index
 from sf_fairseq.eval.metrics import roc_auc
-
-from conftest import check_self_contained
 
 
 def batch_records(n: int = 30, seed: int = 0) -> list[dict]:

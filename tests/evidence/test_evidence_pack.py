@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
-
-from sf_fairseq.eval import evidence
-from sf_fairseq.eval.evidence import TrackEvidence, best_offset_windows, render_evidence_pack, write_evidence_pack
-
 from conftest import check_self_contained, clip_result, full_record
+from sf_fairseq.eval import evidence
+from sf_fairseq.eval.evidence import (
+    TrackEvidence,
+    best_offset_windows,
+    render_evidence_pack,
+    write_evidence_pack,
+)
 
 
 def test_full_pack_is_self_contained_and_shows_every_section(roi_media, tmp_path):

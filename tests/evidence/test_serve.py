@@ -10,14 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-pytest.importorskip("flask", reason="sf-serve needs the serve extra (Flask)")
-
-from sf_fairseq.eval import serve  # noqa: E402
-from sf_fairseq.eval.serve import ServeConfig, create_app  # noqa: E402
-from sf_test_media import write_clip  # noqa: E402
-
-from conftest import check_self_contained  # noqa: E402
+from conftest import check_self_contained
+from sf_fairseq.eval import serve
+from sf_fairseq.eval.serve import ServeConfig, create_app
+from sf_test_media import write_clip
 
 TINY = "tiny"
 
