@@ -78,7 +78,7 @@ from . import lists
 from .encode import SAMPLE_RATE, ClipInputs, InputSettings, load_clip
 from .metrics import Calibration
 from .pipeline import (
-    BatchLimits, ScoreOptions, Scorer, add_scorer_arguments, length_order, load_scorer_from_arguments, pick_device,
+    BatchLimits, ClipResult, ScoreOptions, Scorer, add_scorer_arguments, length_order, load_scorer_from_arguments, pick_device,
 )
 from .report import write_report
 from .results import (
@@ -192,6 +192,24 @@ def model_batches(
         yield batch, []
 
 
+def score_or_each(scorer: Scorer, clips: Sequence[ClipInputs]) -> list[ClipResult | Exception]:
+    """Results of one model call on ``clips``; if it fails (e.g. out of memory), of one call per
+    clip, a clip that fails alone getting its exception instead of a result."""
+    try:
+        return scorer.score_clips(clips)
+    except (RuntimeError, ValueError) as err:
+        if len(clips) == 1:
+            return [err]
+        logger.warning("batch of %d failed (%s); scoring its clips one at a time", len(clips), err)
+    results: list[ClipResult | Exception] = []
+    for clip in clips:
+        try:
+            results.append(scorer.score_clips([clip])[0])
+        except (RuntimeError, ValueError) as err:
+            results.append(err)
+    return results
+
+
 def score_items(
     items: Sequence[lists.EvalItem],
     scorer: Scorer,
@@ -259,17 +277,11 @@ def score_items(
                                       [(pending[i].video, pending[i].audio) for i in indices], scorer)
             transcripts.update(zip(indices, fields))
         if batch:
-            try:
-                results = scorer.score_clips([clip for _, clip in batch])
-                for (index, _), result in zip(batch, results):
+            for (index, _), result in zip(batch, score_or_each(scorer, [clip for _, clip in batch])):
+                if isinstance(result, Exception):
+                    write_failed(index, type(result).__name__, str(result))
+                else:
                     write_ok(index, result)
-            except (RuntimeError, ValueError) as err:  # e.g. out of memory: retry one by one
-                logger.warning("batch of %d failed (%s); scoring its clips one at a time", len(batch), err)
-                for index, clip in batch:
-                    try:
-                        write_ok(index, scorer.score_clips([clip])[0])
-                    except (RuntimeError, ValueError) as one_err:
-                        write_failed(index, type(one_err).__name__, str(one_err))
         bar.update(len(batch) + len(failures))
     bar.close()
     return counts

@@ -40,7 +40,8 @@ import torch
 from sf_fairseq.checkpoint import load_checkpoint_to_cpu
 from sf_fairseq.data.manifest import read_label_lines, read_manifest
 
-from .encode import ClipInputs, InputSettings, load_clip, pad_batch, padding_mask
+from .encode import FPS, SAMPLE_RATE, ClipInputs, InputSettings, load_clip, pad_batch, padding_mask
+from .pipeline import BatchLimits, length_batches
 
 logger = logging.getLogger(__name__)
 
@@ -217,11 +218,6 @@ class Transcriber:
 # ---- CLI ----------------------------------------------------------------------------------------
 
 
-def _batches(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def transcribe_manifest(
     transcriber: Transcriber,
     manifest_path: str | os.PathLike,
@@ -229,26 +225,33 @@ def transcribe_manifest(
     references: Sequence[str] | None = None,
     batch_size: int = 8,
     max_seconds: float | None = 50.0,
+    max_padding: float | None = BatchLimits.max_padding,
 ) -> list[dict[str, Any]]:
-    """One record per manifest item: ``{"id", "<stream>": transcript, ..., "ref"?}``."""
+    """One record per manifest item, in manifest order: ``{"id", "<stream>": transcript, ...,
+    "ref"?}``. Items are decoded in batches of similar length (:func:`.pipeline.length_batches`
+    on the manifest's frame counts), so a long clip does not pad a batch of short ones."""
     from tqdm import tqdm
 
     manifest = read_manifest(manifest_path)
     if references is not None and len(references) != len(manifest):
         raise ValueError(f"{manifest_path}: {len(manifest)} items but {len(references)} reference lines")
-    records: list[dict[str, Any]] = []
+    cap = None if max_seconds is None else int(round(max_seconds * FPS))
+    lengths = [max(it.n_video_frames, it.n_audio_samples * int(FPS) // SAMPLE_RATE) for it in manifest.items]
+    lengths = [n if cap is None else min(n, cap) for n in lengths]
+    records: list[dict[str, Any] | None] = [None] * len(manifest)
     with tqdm(total=len(manifest), unit="clip", desc="transcribing") as bar:
-        for items in _batches(manifest.items, batch_size):
+        for batch in length_batches(lengths, BatchLimits(batch_size, max_padding=max_padding)):
+            items = [manifest.items[i] for i in batch]
             clips = [
                 load_clip(manifest.resolve(it.video), manifest.resolve(it.audio), transcriber.settings, max_seconds)
                 for it in items
             ]
             texts = {stream: transcriber.transcribe(clips, stream) for stream in streams}
-            for row, item in enumerate(items):
+            for row, (index, item) in enumerate(zip(batch, items)):
                 record: dict[str, Any] = {"id": item.id, **{s: texts[s][row] for s in streams}}
                 if references is not None:
-                    record["ref"] = references[len(records)]
-                records.append(record)
+                    record["ref"] = references[index]
+                records[index] = record
             bar.update(len(items))
     return records
 

@@ -112,6 +112,7 @@ def test_cli_end_to_end_with_the_fixture_checkpoint(tmp_path: Path, shared_dir: 
     roi_clip(root / "fake/Deepfakes/videos/001_002.mp4", n_frames=35, seed=2)
     roi_clip(root / "fake/FaceSwap/videos/003_004.mp4", n_frames=20, seed=3)
     (root / "fake/FaceSwap/videos/bad.mp4").write_bytes(b"\0" * 100)
+    shutil.copy(root / "real/videos/002.wav", root / "fake/FaceSwap/videos/bad.wav")  # the video is what fails
     listing = tmp_path / "test_list.txt"
     listing.write_text(
         "real/videos/001 a.mp4 1\nreal/videos/002.mp4 1\nfake/Deepfakes/videos/001_002.mp4 0\n"
