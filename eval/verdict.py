@@ -52,7 +52,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
@@ -168,6 +170,13 @@ def face_stats(landmarks: np.ndarray) -> FaceStats:
     return FaceStats(float(followed.mean()), size, jitter)
 
 
+def face_stats_from_prepare(out_dir: str | os.PathLike, record: Mapping[str, Any], track: int = 0) -> FaceStats:
+    """:class:`FaceStats` of face track ``track`` of a preprocessing status record (its
+    ``landmarks`` file, ``[K, T, 68, 2]`` source pixels, under ``out_dir``)."""
+    with np.load(Path(out_dir) / record["landmarks"]) as data:
+        return face_stats(data["landmarks"][track])
+
+
 @dataclass
 class MediaChecks:
     """Stream facts the verdict checks (None: unknown, not checked).
@@ -187,28 +196,38 @@ class MediaChecks:
 
 def media_checks_from_prepare(record: Mapping[str, Any], **loaded: Any) -> MediaChecks:
     """:class:`MediaChecks` from a preprocessing status record (:mod:`..preprocess.prepare`):
-    source size, and truncation from its notes (decode errors, audio shorter than the video).
-    ``loaded`` adds ``video_frames``/``audio_frames``."""
-    notes = " ".join(record.get("notes") or ())
-    truncated = "audio covers" in notes or "decod" in notes
+    the source size, and truncation (its ``truncated`` field, or a note that decoding stopped
+    early or that the audio covers less than the video). ``loaded`` adds
+    ``video_frames``/``audio_frames``."""
+    notes = record.get("notes") or ()
+    truncated = bool(record.get("truncated")) or any(
+        n.startswith(("decoding stopped", "audio covers")) for n in notes)
     width, height = record.get("width"), record.get("height")
     short = min(width, height) if width and height else None
     return MediaChecks(source_short_side=short, truncated=truncated, **loaded)
 
 
 def input_reasons(
-    evidence_score: tuple[float | None, int | None],
-    max_offset: int,
     n_frames: int,
     fps: float,
+    max_offset: int,
+    judged_offset: int | None,
     audio: AudioAnalysis | None,
     gated: GatedScore | None,
     settings: VerdictSettings,
     face: FaceStats | None = None,
     media: MediaChecks | None = None,
 ) -> list[str]:
-    """Input reason codes of one clip (see the table). ``evidence_score`` is the
-    ``(score, best offset)`` the verdict judges."""
+    """Input reason codes of one clip (see the table).
+
+    Args:
+        n_frames, fps: scored frames and their rate.
+        max_offset: ``K`` of the offset search.
+        judged_offset: best offset of the score the verdict judges (None: no score).
+        audio, gated: the wav analysis and the speech-gated score (None: no audio).
+        settings: thresholds.
+        face, media: optional face-track and stream checks.
+    """
     reasons = []
     if audio is None or audio.stats.n_samples == 0:
         reasons.append("no_audio")
@@ -240,8 +259,7 @@ def input_reasons(
         )
         if media.truncated or mismatch:
             reasons.append("truncated_input")
-    score, offset = evidence_score
-    if score is not None and offset is not None and abs(offset) >= max_offset:
+    if judged_offset is not None and abs(judged_offset) >= max_offset:
         reasons.append("offset_at_edge")
     return reasons
 
@@ -328,7 +346,7 @@ def assess_clip(
     else:
         judged = (result.score, result.best_offset)
     drift = offset_drift(sims, fps, drift_settings, speech)
-    reasons = input_reasons(judged, max_offset, n_frames, fps, audio, gated, settings, face, media)
+    reasons = input_reasons(n_frames, fps, max_offset, judged[1], audio, gated, settings, face, media)
     p_value, calib_reasons, ref_summary = calibration(judged[0], reference, record or {}, provenance,
                                                       settings.alpha)
     reasons += calib_reasons
@@ -356,12 +374,15 @@ def assess_clip(
 
 def unscored_verdict(reasons: list[str]) -> dict[str, Any]:
     """Verdict fields of an input that could not be scored for a known input reason (e.g. the
-    preprocessing found no face or no audio): ``inconclusive`` with those reasons."""
+    preprocessing found no face or no audio: :data:`PREPARE_STATUS_REASONS`): ``inconclusive``
+    with those reasons, every other verdict field None."""
     unknown = [r for r in reasons if r not in REASONS]
     if unknown or not reasons:
         raise ValueError(f"unknown or missing reason codes: {unknown or reasons}")
-    return {"verdict": INCONCLUSIVE, "reasons": list(reasons), "p_value": None, "score_speech": None,
-            "speech_seconds": None, "drift": None}
+    return {**dict.fromkeys(VERDICT_FIELDS), "verdict": INCONCLUSIVE, "reasons": list(reasons)}
 
 
+# Preprocessing statuses (sf-prepare) that are input reasons rather than failures.
 PREPARE_STATUS_REASONS = {"no_face": "no_face", "no_audio": "no_audio", "too_short": "clip_too_short"}
+VERDICT_FIELDS = ("verdict", "reasons", "p_value", "alpha", "reference", "score_speech", "best_offset_speech",
+                  "curve_speech", "speech_frames", "speech_seconds", "speech_fraction", "audio_stats", "drift")

@@ -155,7 +155,10 @@ def test_media_checks_from_prepare_record():
     rec = {"width": 640, "height": 360, "notes": ["audio covers 2.00 s of the 5.00 s video; the rest is silence"]}
     m = verdict.media_checks_from_prepare(rec, video_frames=125, audio_frames=125)
     assert m.truncated and m.source_short_side == 360 and m.video_frames == 125
-    assert not verdict.media_checks_from_prepare({"width": 96, "height": 96, "notes": []}).truncated
+    assert verdict.media_checks_from_prepare({"notes": ["decoding stopped at 1.20 s: EOF"]}).truncated
+    cut = {"truncated": {"video": {"decoded_s": 1.0, "stated_s": 4.0}}, "notes": []}
+    assert verdict.media_checks_from_prepare(cut).truncated
+    assert not verdict.media_checks_from_prepare({"width": 96, "height": 96, "notes": [], "truncated": {}}).truncated
 
 
 def test_unscored_verdict_and_prepare_statuses():
@@ -173,3 +176,20 @@ def test_settings_arguments():
     assert settings.alpha == 0.05 and settings.min_speech_seconds == 1.0
     assert settings.min_frames == verdict.VerdictSettings().min_frames
     assert "false-positive" in parser.format_help()
+
+
+def test_verdict_fields_are_the_same_scored_or_not():
+    scored = verdict.assess_clip(clip(), OPTIONS, audio())
+    assert tuple(scored) == verdict.VERDICT_FIELDS
+    unscored = verdict.unscored_verdict(["no_audio"])
+    assert set(unscored) == set(verdict.VERDICT_FIELDS) and unscored["p_value"] is None
+
+
+def test_face_stats_from_a_prepare_record(tmp_path):
+    lm = np.full((2, 50, 68, 2), np.nan, np.float32)
+    lm[1, :40] = np.random.default_rng(0).uniform(0, 80, (68, 2))
+    (tmp_path / "landmarks").mkdir()
+    np.savez_compressed(tmp_path / "landmarks/x.npz", landmarks=lm)
+    stats = verdict.face_stats_from_prepare(tmp_path, {"landmarks": "landmarks/x.npz"}, track=1)
+    assert stats.face_fraction == 0.8 and stats.jitter == pytest.approx(0, abs=1e-6)
+    assert verdict.face_stats_from_prepare(tmp_path, {"landmarks": "landmarks/x.npz"}).face_fraction == 0
