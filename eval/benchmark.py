@@ -160,19 +160,19 @@ def prepare_items(
     return records
 
 
-def eval_item(item: BenchmarkItem, record: dict | None, out_dir: Path) -> tuple[lists.EvalItem, str | None]:
-    """The scorer's input for ``item`` and, when it cannot be scored, why."""
+def eval_item(
+    item: BenchmarkItem, record: dict | None, out_dir: Path
+) -> tuple[lists.EvalItem, tuple[str, str] | None]:
+    """The scorer's input for ``item`` and, when it cannot be scored, ``(error type, why)``."""
     if item.prepared:
         return lists.EvalItem(item.id, item.video, item.audio or "", item.label, item.category), None
     tracks = (record or {}).get("tracks") or []
     status = (record or {}).get("status", "missing")
     # A separate audio (FF++) makes a silent video usable: its ROI is written all the same.
-    usable = status == "ok" or (item.audio is not None and status == "no_audio" and tracks)
+    usable = status == "ok" or (item.audio is not None and status == "no_audio")
     if not usable or not tracks:
-        reason = f"prepare: {status}: {(record or {}).get('reason', '')}".rstrip(": ")
-        if status == "no_audio" and item.audio is None and item.id.startswith("manipulated_sequences/"):
-            reason += " (FaceForensics++ videos have no sound: give --audio-dir)"
-        return lists.EvalItem(item.id, item.video, "", item.label, item.category), reason
+        reason = f"{item.video}: prepare gave {status}: {(record or {}).get('reason', '')}".rstrip(": ")
+        return lists.EvalItem(item.id, item.video, "", item.label, item.category), (f"prepare_{status}", reason)
     video = str(out_dir / tracks[0]["video"])  # the most-seen face
     audio = item.audio if item.audio is not None else str(out_dir / record["audio"])
     return lists.EvalItem(item.id, video, audio, item.label, item.category), None
@@ -194,13 +194,19 @@ def score_stage(args: Namespace, found: BenchmarkSet, mine: list[BenchmarkItem],
     scores_dir = out / "scores"
     scores_dir.mkdir(parents=True, exist_ok=True)
     scores = scores_dir / f"scores{suffix}.jsonl"
-    # The scored inputs as a list file: its content hash keys the settings fingerprint.
-    listing = scores_dir / f"items{suffix}.tsv"
-    resume.atomic_write_text(listing, "".join(f"{e.id}\t{e.video}\t{e.audio}\t{e.label}\n" for e, _ in inputs))
+    # What the items come from (metadata content, root, reader options, shard): its hash keys
+    # the settings fingerprint, so scores of another dataset or selection are never mixed in.
+    identity = scores_dir / f"dataset{suffix}.json"
+    resume.atomic_write_json(identity, {
+        "dataset": args.dataset, "root": os.path.abspath(args.root), "split": args.split,
+        "sources_sha256": {source: resume.file_sha256(source) for source in found.sources},
+        "options": {k: getattr(args, k) for k in ("metadata", "compression", "methods", "ffpp_splits", "audio_dir")},
+        "shard": [args.shard_id, args.num_shards],
+    })
     device = pick_device(args.cpu)
     try:
         base = load_scorer_from_arguments(args, args.path, device)
-        fingerprint_args = Namespace(**{**vars(args), "list": str(listing), "data_root": None,
+        fingerprint_args = Namespace(**{**vars(args), "list": str(identity), "data_root": None,
                                         "category_rule": "none", "transcribe": None, "calibration": None})
         fingerprint = score_fingerprint(fingerprint_args, base, None)
     except (OSError, ValueError, pickle.UnpicklingError) as err:
@@ -217,10 +223,10 @@ def score_stage(args: Namespace, found: BenchmarkSet, mine: list[BenchmarkItem],
     try:
         previous = latest_records([scores]) if scores.is_file() else {}
         with ResultWriter(scores) as writer:
-            for item, reason in inputs:
-                if reason is not None and previous.get(item.id, {}).get("error") != reason:
-                    writer.write(failed_record(item, "prepare", reason))
-            ready = [item for item, reason in inputs if reason is None]
+            for item, failure in inputs:
+                if failure is not None and previous.get(item.id, {}).get("error") != failure[1]:
+                    writer.write(failed_record(item, *failure))
+            ready = [item for item, failure in inputs if failure is None]
             counts = score_items(ready, scorer, writer, args.batch_size, args.max_frames, args.num_workers,
                                  progress=not args.no_progress)
     finally:
@@ -345,7 +351,7 @@ def run(args: Namespace) -> int:
     summary = report_stage(args, found, out)
     overall = summary["overall"]
     if "auc" in overall:
-        print(f"{args.dataset} {args.split or ''}: AUC {overall['auc']:.4f} on {summary['n_used']} items "
+        print(f"{args.dataset}{' ' + args.split if args.split else ''}: AUC {overall['auc']:.4f} on {summary['n_used']} items "
               f"({overall['n_real']} real, {overall['n_fake']} fake); report in {out / 'report' / 'report.md'}")
     else:
         print(f"{args.dataset}: no AUC ({overall.get('note', 'no scored items')}); report in {out / 'report'}")
