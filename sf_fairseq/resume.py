@@ -9,7 +9,7 @@ iterations, the robustness grid, the demo) follows one rule, implemented here:
   refused with :class:`SettingsMismatch`, which names every differing setting, unless the user
   asked to overwrite (then the old outputs are discarded first, never mixed);
 * files appear complete or not at all (:func:`atomic_write_text`, :func:`atomic_path`): written
-  to ``.<name>.<pid>.tmp`` beside the target, then renamed; temporaries left by killed runs are
+  to ``.<name>.<host>-<pid>.tmp`` beside the target, then renamed; temporaries left by killed runs are
   removed by :func:`remove_stale_temporaries` on the next run;
 * one process at a time works on an output (:class:`RunLock`); a second one is refused with a
   message naming the holder.
@@ -25,12 +25,18 @@ import json
 import logging
 import os
 import re
+import socket
+import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 logger = logging.getLogger(__name__)
 
-_TEMP_NAME = re.compile(r"^\..+\.(?P<pid>\d+)\.tmp(\.[A-Za-z0-9]+)?$")
+# ``.<name>.<host>-<pid>.tmp<suffix>``; names without ``<host>-`` (older runs) count as local.
+_TEMP_NAME = re.compile(r"^\..+\.(?:(?P<host>[A-Za-z0-9_]+)-)?(?P<pid>\d+)\.tmp(\.[A-Za-z0-9]+)?$")
+# A temporary of another host (shards on several machines sharing a folder) cannot be checked
+# for a live writer: it is removed only when nothing has written to it for this long.
+FOREIGN_TEMPORARY_AGE_S = 24 * 3600.0
 
 
 class SettingsMismatch(RuntimeError):
@@ -134,11 +140,16 @@ def write_fingerprint(record: str | os.PathLike, fingerprint: Mapping[str, Any])
 # -- atomic files ----------------------------------------------------------------------------
 
 
+def _host_tag() -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname()) or "host"
+
+
 def temporary_path(path: str | os.PathLike) -> Path:
-    """``.<name>.<pid>.tmp<suffix>`` beside ``path`` (the suffix kept so that writers that
-    pick a format by extension still can)."""
+    """``.<name>.<host>-<pid>.tmp<suffix>`` beside ``path`` (the suffix kept so that writers
+    that pick a format by extension still can; the host lets a cleanup on another machine
+    sharing the folder leave it alone)."""
     path = Path(path)
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
+    return path.with_name(f".{path.name}.{_host_tag()}-{os.getpid()}.tmp{path.suffix}")
 
 
 @contextlib.contextmanager
@@ -175,16 +186,23 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _is_stale(tmp: Path, match: re.Match) -> bool:
+    if match["host"] in (None, _host_tag()):
+        return not _pid_alive(int(match["pid"]))
+    return time.time() - tmp.stat().st_mtime > FOREIGN_TEMPORARY_AGE_S
+
+
 def remove_stale_temporaries(directory: str | os.PathLike, recursive: bool = True) -> int:
-    """Remove ``.<name>.<pid>.tmp*`` files left in ``directory`` by processes that no longer
-    run (killed runs); returns how many were removed. Files of live processes are kept."""
+    """Remove the temporary files (:func:`temporary_path`) left in ``directory`` by killed
+    runs: this host's whose process no longer runs, and other hosts' untouched for
+    :data:`FOREIGN_TEMPORARY_AGE_S`. Returns how many were removed."""
     directory = Path(directory)
     if not directory.is_dir():
         return 0
     removed = 0
     for tmp in directory.rglob(".*.tmp*") if recursive else directory.glob(".*.tmp*"):
         match = _TEMP_NAME.match(tmp.name)
-        if match is None or not tmp.is_file() or _pid_alive(int(match["pid"])):
+        if match is None or not tmp.is_file() or not _is_stale(tmp, match):
             continue
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from ..resume import atomic_path
+
 
 @dataclass(frozen=True)
 class ManifestItem:
@@ -72,9 +74,7 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
 
 def write_manifest(path: str | os.PathLike, root: str, items: Iterable[ManifestItem]) -> None:
     """Write atomically (a temporary file renamed into place)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write(f"{root}\n")
         for item in items:
             for field in (item.id, item.video, item.audio):
@@ -84,7 +84,6 @@ def write_manifest(path: str | os.PathLike, root: str, items: Iterable[ManifestI
                 f"{item.id}\t{item.video}\t{item.audio}\t"
                 f"{item.n_video_frames}\t{item.n_audio_samples}\n"
             )
-    os.replace(tmp, path)
 
 
 def read_label_lines(path: str | os.PathLike) -> list[str]:
@@ -93,12 +92,9 @@ def read_label_lines(path: str | os.PathLike) -> list[str]:
 
 
 def write_label_lines(path: str | os.PathLike, lines: Iterable[str]) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for line in lines:
             f.write(f"{line}\n")
-    os.replace(tmp, path)
 
 
 def write_cluster_dictionary(path: str | os.PathLike, n_clusters: int, count: int = 1) -> None:

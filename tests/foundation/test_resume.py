@@ -1,14 +1,14 @@
 """The shared resume rules: fingerprints refuse other settings, atomic files, locks, temporaries."""
 
-import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
 from sf_fairseq.resume import (
-    RunLock, RunLocked, SettingsMismatch, atomic_path, check_fingerprint, differing_keys, file_sha256,
+    FOREIGN_TEMPORARY_AGE_S, RunLock, RunLocked, SettingsMismatch, atomic_path, check_fingerprint, differing_keys, file_sha256,
     remove_stale_temporaries, temporary_path, write_fingerprint,
 )
 
@@ -54,8 +54,17 @@ def test_stale_temporaries_of_dead_processes_removed(tmp_path):
     live.write_bytes(b"y")
     unrelated = tmp_path / ".hidden.tmp"
     unrelated.write_bytes(b"z")
-    assert remove_stale_temporaries(tmp_path) == 1
-    assert not stale.exists() and live.exists() and unrelated.exists()
+    old_style = tmp_path / f".c.wav.{dead.stdout.strip()}.tmp"  # written before host tags
+    old_style.write_bytes(b"x")
+    foreign = tmp_path / f".d.wav.otherhost-{dead.stdout.strip()}.tmp"  # a shard on another machine
+    foreign.write_bytes(b"x")
+    foreign_old = tmp_path / f".e.wav.otherhost-{dead.stdout.strip()}.tmp.wav"
+    foreign_old.write_bytes(b"x")
+    long_ago = time.time() - FOREIGN_TEMPORARY_AGE_S - 60
+    os.utime(foreign_old, (long_ago, long_ago))
+    assert remove_stale_temporaries(tmp_path) == 3
+    assert not stale.exists() and not old_style.exists() and not foreign_old.exists()
+    assert live.exists() and unrelated.exists() and foreign.exists()
 
 
 def test_lock_refuses_second_holder_names_it(tmp_path):
@@ -83,3 +92,12 @@ def test_file_sha256_follows_content(tmp_path):
     first = file_sha256(f)
     f.write_bytes(b"bb")
     assert file_sha256(f) != first
+
+
+def test_manifest_refusing_a_field_leaves_no_temporary(tmp_path):
+    from sf_fairseq.data.manifest import ManifestError, ManifestItem, write_manifest
+
+    items = [ManifestItem("a\tb", "a.mp4", "a.wav", 10, 6400)]
+    with pytest.raises(ManifestError):
+        write_manifest(tmp_path / "train.tsv", str(tmp_path), items)
+    assert list(tmp_path.iterdir()) == []
