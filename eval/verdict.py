@@ -386,3 +386,50 @@ def unscored_verdict(reasons: list[str]) -> dict[str, Any]:
 PREPARE_STATUS_REASONS = {"no_face": "no_face", "no_audio": "no_audio", "too_short": "clip_too_short"}
 VERDICT_FIELDS = ("verdict", "reasons", "p_value", "alpha", "reference", "score_speech", "best_offset_speech",
                   "curve_speech", "speech_frames", "speech_seconds", "speech_fraction", "audio_stats", "drift")
+
+
+def summary_lines(record: Mapping[str, Any]) -> list[str]:
+    """An analyst's reading of one record: verdict, p-value, scores, reasons (with their
+    meaning), speech, drift segments and what produced it."""
+    lines = [f"verdict: {record.get('verdict')}"]
+    p = record.get("p_value")
+    ref = record.get("reference") or {}
+    if p is not None:
+        lines.append(f"p-value: {p:.4g} (alpha {record.get('alpha'):g}; against {ref.get('n')} real clips, "
+                     f"group {ref.get('group')!r}, field {ref.get('score_field')})")
+    lines.append(f"score (paper's rule): {record['score']:.4f} at offset {record['best_offset']:+d} frames")
+    if record.get("score_speech") is not None:
+        lines.append(f"score over speech only: {record['score_speech']:.4f} at offset "
+                     f"{record['best_offset_speech']:+d} frames")
+    if record.get("speech_seconds") is not None:
+        lines.append(f"speech: {record['speech_seconds']:.2f} s ({record['speech_fraction']:.0%} of the clip)")
+    for code in record.get("reasons") or ():
+        kind, meaning = REASONS.get(code, ("?", "unknown code"))
+        lines.append(f"reason: {code} ({kind}): {meaning}")
+    drift = record.get("drift") or {}
+    for seg in drift.get("segments") or ():
+        lines.append(f"offset segment {seg['start_s']:.2f}-{seg['end_s']:.2f} s: {seg['offset']:+d} frames "
+                     f"({seg['offset_ms']:+.0f} ms)")
+    prov = record.get("provenance") or {}
+    if prov:
+        code = prov.get("code_version") or {}
+        lines.append(f"input sha256 {prov.get('input_sha256')}, checkpoint sha256 {prov.get('checkpoint_sha256')}, "
+                     f"code {code.get('version')} {code.get('git_commit') or ''}".rstrip())
+    return lines
+
+
+def reason_table(records: list[Mapping[str, Any]]) -> str:
+    """Markdown table: per category, how many records are real / fake / inconclusive and how
+    often each reason code occurs (for the report)."""
+    by_category: dict[str, list[Mapping[str, Any]]] = {}
+    for r in records:
+        if r.get("verdict") is not None:
+            by_category.setdefault(str(r.get("category")), []).append(r)
+    codes = [c for c in REASONS if any(c in (r.get("reasons") or ()) for r in records)]
+    header = ["category", "n", REAL, FAKE, INCONCLUSIVE, *codes]
+    rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for category, group in sorted(by_category.items()):
+        counts = [sum(r["verdict"] == v for r in group) for v in (REAL, FAKE, INCONCLUSIVE)]
+        reasons = [sum(c in (r.get("reasons") or ()) for r in group) for c in codes]
+        rows.append("| " + " | ".join(map(str, [category, len(group), *counts, *reasons])) + " |")
+    return "\n".join(rows) + "\n"

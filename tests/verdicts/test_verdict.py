@@ -193,3 +193,22 @@ def test_face_stats_from_a_prepare_record(tmp_path):
     stats = verdict.face_stats_from_prepare(tmp_path, {"landmarks": "landmarks/x.npz"}, track=1)
     assert stats.face_fraction == 0.8 and stats.jitter == pytest.approx(0, abs=1e-6)
     assert verdict.face_stats_from_prepare(tmp_path, {"landmarks": "landmarks/x.npz"}).face_fraction == 0
+
+
+def test_summary_lines_and_reason_table():
+    result = clip(level=0.2)
+    record = {"score": result.score, "best_offset": result.best_offset, "category": "dubbed",
+              **verdict.assess_clip(result, OPTIONS, audio(), reference=reference()),
+              "provenance": {"input_sha256": "ab", "checkpoint_sha256": "cd", "code_version": {"version": "0.1.0"}}}
+    text = "\n".join(verdict.summary_lines(record))
+    assert "verdict: fake" in text and "p-value: 0.004975" in text and "against 200 real clips" in text
+    assert "input sha256 ab, checkpoint sha256 cd, code 0.1.0" in text
+    silent = {"score": 0.1, "best_offset": 0, "category": "real",
+              **verdict.assess_clip(clip(), OPTIONS, audio(peak=0.0, speech_frames=0))}
+    assert "reason: silent_audio (input): audio peak below silent_peak_dbfs" in "\n".join(verdict.summary_lines(silent))
+    table = verdict.reason_table([record, silent, {"category": "real"}])
+    lines = table.splitlines()
+    assert lines[0] == ("| category | n | real | fake | inconclusive | silent_audio | too_little_speech "
+                        "| uncalibrated |")
+    assert lines[2] == "| dubbed | 1 | 0 | 1 | 0 | 0 | 0 | 0 |"
+    assert lines[3] == "| real | 1 | 0 | 0 | 1 | 1 | 1 | 1 |"
