@@ -64,8 +64,9 @@ setup(
         "joblib>=1.3",
         "soundfile>=0.12",
         # FFmpeg bindings with FFmpeg inside the wheel: timestamp-correct decoding of any input
-        # and H.264 encoding of mouth ROIs, without a system FFmpeg.
-        "av>=12",
+        # and H.264 encoding of mouth ROIs, without a system FFmpeg. 18: frame.rotation (display
+        # matrices of phone videos) and the tests' rotated clips (set_display_rotation).
+        "av>=18",
         # espeak-ng's C library and voices in a wheel: the speech of the synthetic demo corpus.
         "espeakng-loader>=0.2",
         "tqdm>=4.60",
