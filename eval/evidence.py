@@ -357,6 +357,30 @@ def track_section(
     }
 
 
+def rescore_for_evidence(scorer: Any, record: Mapping[str, Any], tolerance: float = 1e-3) -> TrackEvidence:
+    """A batch record's :class:`TrackEvidence`: its clip (``video``, ``audio``) scored again to
+    get what records do not keep (the per-frame similarities and the speech mask).
+
+    Raises:
+        OSError, ValueError: the clip cannot be read again, or its new score differs from the
+            record's by more than ``tolerance`` (another checkpoint, layer or settings: the pack
+            would contradict the record).
+    """
+    from .encode import load_clip
+    from .speech import analyse_wav
+
+    options = scorer.options
+    clip = load_clip(record["video"], record["audio"], scorer.settings, options.max_seconds, options.fps)
+    result = scorer.score_clips([clip])[0]
+    if record.get("score") is not None and abs(result.score - record["score"]) > tolerance:
+        raise ValueError(
+            f"{record['id']}: scored again {result.score:.6f}, the record says {record['score']:.6f}; "
+            "give the checkpoint, layer and settings the record was scored with"
+        )
+    speech = analyse_wav(record["audio"], max_seconds=options.max_seconds).speech
+    return TrackEvidence({"fps": options.fps, **record}, result, record["video"], record["audio"], speech)
+
+
 def environment() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined

@@ -8,10 +8,15 @@ all reals, :mod:`.metrics`), the ROC curves and the score histograms per categor
 
 Example::
 
-    python -m sf_fairseq.eval.evidence_index scores/ --packs packs/ --out packs/index.html
+    python -m sf_fairseq.eval.evidence_index scores/ --packs packs/ --out packs/index.html \
+        --checkpoint base_lrs3_iter5.pt --worst 20 --pack clip_0042
 
 links each record ``<id>`` to ``packs/<id>.html`` when that file exists (the link is relative
-to the index file, so the folder can be moved or zipped as a whole).
+to the index file, so the folder can be moved or zipped as a whole). With ``--checkpoint``, the
+chosen items (``--pack ID``, and the ``--worst N`` lowest scores) first get their evidence packs:
+their clips are scored again with that checkpoint (records keep no per-frame similarities) and
+a pack is refused when the new score differs from the record's
+(:func:`.evidence.rescore_for_evidence`).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import datetime as _dt
 import logging
 import math
 import os
+import pickle
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -30,7 +36,15 @@ from matplotlib.figure import Figure
 from sf_fairseq.resume import atomic_write_text
 
 from . import metrics as m
-from .evidence import NOT_COMPUTED, VERDICT_STYLE, environment, fmt, png_data_uri
+from .evidence import (
+    NOT_COMPUTED,
+    VERDICT_STYLE,
+    environment,
+    fmt,
+    png_data_uri,
+    rescore_for_evidence,
+    write_evidence_pack,
+)
 from .results import OK, latest_records
 
 logger = logging.getLogger(__name__)
@@ -194,6 +208,39 @@ def write_index(
     return Path(path)
 
 
+def chosen_items(records: Sequence[Mapping[str, Any]], ids: Sequence[str], worst: int) -> list[Mapping[str, Any]]:
+    """The records named in ``ids`` and the ``worst`` scored ones with the lowest scores, in
+    that order, each once.
+
+    Raises:
+        ValueError: an id with no record.
+    """
+    by_id = {str(r["id"]): r for r in records}
+    missing = [i for i in ids if i not in by_id]
+    if missing:
+        raise ValueError(f"no record for: {', '.join(missing)}")
+    ok = [r for r in records if r.get("status", OK) == OK and isinstance(r.get("score"), (int, float))]
+    lowest = sorted(ok, key=lambda r: r["score"])[:worst]
+    chosen: dict[str, Mapping[str, Any]] = {}
+    for record in [by_id[i] for i in ids] + lowest:
+        chosen.setdefault(str(record["id"]), record)
+    return list(chosen.values())
+
+
+def write_packs(scorer: Any, records: Sequence[Mapping[str, Any]], packs_dir: str | os.PathLike) -> list[Path]:
+    """An evidence pack ``<packs_dir>/<id>.html`` for each record (a record whose clip cannot be
+    scored again is logged and skipped)."""
+    written = []
+    for record in records:
+        try:
+            track = rescore_for_evidence(scorer, record)
+        except (OSError, ValueError) as err:
+            logger.error("no evidence pack for %s: %s", record["id"], err)
+            continue
+        written.append(write_evidence_pack(Path(packs_dir) / f"{record['id']}.html", [track], title=str(record["id"])))
+    return written
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m sf_fairseq.eval.evidence_index",
@@ -206,6 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--packs", help="folder of evidence packs named <id>.html (linked when present)")
     p.add_argument("--title", default="Evidence index", help="page title")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates of the AUC intervals (0: none)")
+    packs = p.add_argument_group("evidence packs of chosen items (written to --packs)")
+    packs.add_argument("--checkpoint", help="score the chosen items again with this checkpoint (safe loader)")
+    packs.add_argument("--layer", type=int, default=None, help="layer the records were scored with")
+    packs.add_argument("--pack", action="append", default=[], metavar="ID", help="an item to write a pack for")
+    packs.add_argument("--worst", type=int, default=0, metavar="N", help="also the N items with the lowest scores")
+    packs.add_argument("--cpu", action="store_true", help="run on CPU even if a GPU is available")
     return p
 
 
@@ -216,6 +269,20 @@ def main(argv: list[str] | None = None) -> int:
         records = list(latest_records(args.results).values())
     except FileNotFoundError as err:
         raise SystemExit(f"error: {err}") from err
+    if args.pack or args.worst:
+        if not (args.checkpoint and args.packs):
+            raise SystemExit("error: --pack/--worst need --checkpoint and --packs")
+        from .pipeline import ScoreOptions, load_scorer, pick_device
+
+        try:
+            chosen = chosen_items(records, args.pack, args.worst)
+            k = {(len(r["curve"]) - 1) // 2 for r in chosen if r.get("curve")}
+            options = ScoreOptions(max_offset=k.pop()) if len(k) == 1 else ScoreOptions()
+            scorer = load_scorer(args.checkpoint, pick_device(args.cpu), args.layer, options=options)
+        except (OSError, ValueError, pickle.UnpicklingError) as err:
+            raise SystemExit(f"error: {err}") from err
+        written = write_packs(scorer, chosen, args.packs)
+        print(f"wrote {len(written)} of {len(chosen)} evidence packs to {args.packs}")
     path = write_index(args.out, records, args.packs, args.title, args.n_boot)
     print(f"wrote {path} ({len(records)} items)")
     return 0

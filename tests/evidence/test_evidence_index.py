@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from conftest import check_self_contained
 from sf_fairseq.eval import evidence_index
 from sf_fairseq.eval.metrics import roc_auc
@@ -61,3 +62,43 @@ def test_cli_reads_result_files(tmp_path):
     html = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
     check_self_contained(html)
     assert "item11" in html
+
+
+def test_chosen_items_named_then_lowest_each_once():
+    records = batch_records(12)
+    lowest = sorted((r for r in records if r["status"] == "ok"), key=lambda r: r["score"])
+    chosen = evidence_index.chosen_items(records, [lowest[0]["id"], "item05"], worst=2)
+    expected = [lowest[0]["id"], "item05"] + ([lowest[1]["id"]] if lowest[1]["id"] != "item05" else [])
+    assert [r["id"] for r in chosen] == expected
+    with pytest.raises(ValueError, match="no record for: nope"):
+        evidence_index.chosen_items(records, ["nope"], 0)
+
+
+@pytest.mark.slow
+def test_cli_writes_packs_of_chosen_items(tmp_path, shared_dir):
+    from sf_fairseq.eval.encode import load_clip
+    from sf_fairseq.eval.pipeline import load_scorer
+    from sf_test_media import write_clip
+
+    checkpoint = shared_dir / "fixtures" / "avhubert_tiny" / "checkpoint.pt"
+    scorer = load_scorer(checkpoint)
+    records = []
+    for i in range(3):
+        video, wav = tmp_path / f"c{i}.mp4", tmp_path / f"c{i}.wav"
+        write_clip(video, wav, 60, np.random.default_rng(i))
+        result = scorer.score_clips([load_clip(str(video), str(wav), scorer.settings)])[0]
+        records.append({"id": f"c{i}", "video": str(video), "audio": str(wav), "label": 1, "status": "ok",
+                        **result.as_record()})
+    records[2]["score"] += 0.1  # not what this checkpoint gives: refused, not drawn wrongly
+    scores = tmp_path / "scores.jsonl"
+    scores.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    packs = tmp_path / "packs"
+    assert evidence_index.main([str(scores), "--out", str(packs / "index.html"), "--packs", str(packs),
+                                "--checkpoint", str(checkpoint), "--pack", "c1", "--pack", "c2", "--worst", "1",
+                                "--n-boot", "0"]) == 0
+    lowest = min(records[:2], key=lambda r: r["score"])["id"]
+    assert sorted(p.name for p in packs.glob("c*.html")) == sorted({"c1.html", f"{lowest}.html"})
+    page = check_self_contained((packs / "c1.html").read_text(encoding="utf-8"))
+    assert len(page.images) == 3  # curve, time line, frame strip
+    index = check_self_contained((packs / "index.html").read_text(encoding="utf-8"))
+    assert sorted(index.links) == sorted({"c1.html", f"{lowest}.html"})
