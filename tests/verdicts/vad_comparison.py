@@ -87,7 +87,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     clips, rng = make_clips(args.n_espeak, args.seed)
-    detectors = {"silero-vad (p>=0.5)": silero_frames}
+    detectors = {"silero-vad (p>=0.5)": silero_frames,
+                 "silero-vad as gated (p>=0.5, +-2 frames)": lambda x: speech.speech_frames(x)}
     try:
         for mode in (1, 2, 3):
             detectors[f"webrtcvad mode {mode}"] = webrtc_frames(mode)
