@@ -51,10 +51,23 @@ from .benchmarks import challenge, localisation, readers
 from .benchmarks import report as bench_report
 from .benchmarks.items import BenchmarkItem, BenchmarkSet, MetadataError
 from .benchmarks.proposals import ProposalSettings, frame_agreement, propose_segments
-from .pipeline import ClipResult, Scorer, add_scorer_arguments, load_scorer_from_arguments, pick_device
+from .pipeline import (
+    ClipResult,
+    Scorer,
+    add_scorer_arguments,
+    load_scorer_from_arguments,
+    pick_device,
+)
 from .results import OK, ResultWriter, latest_records
-from .score_batch import Terminated, accept_settings, error_text, failed_record, score_fingerprint, score_items
-from .score_batch import sigterm_as_interrupt
+from .score_batch import (
+    Terminated,
+    accept_settings,
+    error_text,
+    failed_record,
+    score_fingerprint,
+    score_items,
+    sigterm_as_interrupt,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from sf_test_media import write_clip
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from sf_fairseq.eval import benchmark
 from sf_fairseq.eval.benchmarks import localisation
 from sf_fairseq.eval.results import latest_records
+from sf_test_media import write_clip
 
 FIXTURE = "fixtures/avhubert_tiny/checkpoint.pt"
 

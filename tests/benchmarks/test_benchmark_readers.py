@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sf_fairseq.eval.benchmarks import FAKE, REAL, MetadataError
-from sf_fairseq.eval.benchmarks import readers
+from sf_fairseq.eval.benchmarks import FAKE, REAL, MetadataError, readers
 
 
 def touch(path: Path) -> Path:
@@ -26,10 +25,10 @@ FAVC_HEADER = "source,target1,target2,method,category,type,race,gender,path,\n"
 FAVC_ROWS = [
     "id00076,-,-,real,A,RealVideo-RealAudio,African,men,00109.mp4,FakeAVCeleb/RealVideo-RealAudio/African/men/id00076\n",
     "id00076,-,-,rtvc,B,RealVideo-FakeAudio,African,men,00109_fake.mp4,FakeAVCeleb/RealVideo-FakeAudio/African/men/id00076\n",
-    "id00166,id00173,-,faceswap,C,FakeVideo-RealAudio,Asian (East),men,00010_id00173.mp4,"
-    "FakeAVCeleb/FakeVideo-RealAudio/Asian (East)/men/id00166\n",
-    "id00076,id00476,10,wav2lip,D,FakeVideo-FakeAudio,African,men,00109_10_id00476_wavtolip.mp4,"
-    "FakeAVCeleb/FakeVideo-FakeAudio/African/men/id00076\n",
+    ("id00166,id00173,-,faceswap,C,FakeVideo-RealAudio,Asian (East),men,00010_id00173.mp4,"
+     "FakeAVCeleb/FakeVideo-RealAudio/Asian (East)/men/id00166\n"),
+    ("id00076,id00476,10,wav2lip,D,FakeVideo-FakeAudio,African,men,00109_10_id00476_wavtolip.mp4,"
+     "FakeAVCeleb/FakeVideo-FakeAudio/African/men/id00076\n"),
 ]
 
 
