@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import logging
+import math
 import os
 import pickle
 import sys
@@ -276,8 +277,13 @@ def localisation_outputs(
     challenge.write_metadata_subset(folder / "metadata.json", [(it.id, it.fake_segments) for it in labelled], key)
     rows = {it.id: [p.as_row() for p in proposals[it.id]] for it in labelled}
     results = localisation.ap_ar_1d(rows, [(it.id, it.fake_segments) for it in labelled], 1.0, ap_thresholds, ar_n)
-    return {"n_files": len(labelled), **results, "score": localisation.challenge_score(results),
-            "proposals": vars(settings)}
+    score = localisation.challenge_score(results)
+
+    def finite(x: float) -> float | None:  # AP is NaN without any fake segment: JSON null
+        return None if math.isnan(x) else x
+
+    return {"n_files": len(labelled), "ap": {t: finite(v) for t, v in results["ap"].items()},
+            "ar": results["ar"], "score": finite(score), "proposals": vars(settings)}
 
 
 def report_stage(args: Namespace, found: BenchmarkSet, out: Path) -> dict[str, Any]:
@@ -370,8 +376,8 @@ def run(args: Namespace) -> int:
         print(f"{args.dataset}: no AUC ({overall.get('note', 'no scored items')}); report in {out / 'report'}")
     if summary.get("localisation"):
         loc = summary["localisation"]
-        print("localisation: " + ", ".join(f"AP@{t} {v:.4f}" for t, v in loc["ap"].items()) + "; "
-              + ", ".join(f"AR@{n} {v:.4f}" for n, v in loc["ar"].items()))
+        values = [(f"AP@{t}", v) for t, v in loc["ap"].items()] + [(f"AR@{n}", v) for n, v in loc["ar"].items()]
+        print("localisation: " + ", ".join(f"{name} {'n/a' if v is None else f'{v:.4f}'}" for name, v in values))
     return 1 if missing else 0
 
 

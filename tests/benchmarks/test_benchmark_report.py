@@ -3,15 +3,17 @@ scorer inputs or failed records."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from sf_fairseq.eval.benchmark import eval_item
+from sf_fairseq.eval.benchmark import eval_item, localisation_outputs
 from sf_fairseq.eval.benchmarks import FAKE, REAL, BenchmarkItem, ItemProblem
 from sf_fairseq.eval.benchmarks import report
+from sf_fairseq.eval.benchmarks.proposals import ProposalSettings
 
 
 def _items_and_records(seed: int = 0):
@@ -74,3 +76,37 @@ def test_prepare_outcomes(tmp_path: Path):
     assert failure[0] == "prepare_no_face"
     prepared = BenchmarkItem("x.mp4", "/m/x.mp4", REAL, "real", audio="/m/x.wav", prepared=True)
     assert eval_item(prepared, None, tmp_path) == (eval_item(prepared, None, tmp_path)[0], None)
+
+
+def _agreement_record(item: BenchmarkItem, n: int = 100) -> dict:
+    x = np.full(n, 0.8)
+    for start, end in item.fake_segments or ():
+        x[int(start * 25):int(end * 25)] = 0.1
+    return {"id": item.id, "status": "ok", "score": float(x.mean()), "frame_agreement": x.tolist()}
+
+
+def test_lavdf_challenge_files_and_localisation(tmp_path: Path):
+    items = [BenchmarkItem("test/1.mp4", "/l/test/1.mp4", REAL, "real", split="test", fake_segments=()),
+             BenchmarkItem("test/2.mp4", "/l/test/2.mp4", FAKE, "visual_modified", split="test",
+                           fake_segments=((1.0, 2.0),)),
+             BenchmarkItem("test/3.mp4", "/l/test/3.mp4", FAKE, "audio_modified", split="test",
+                           fake_segments=((0.4, 0.8), (2.4, 3.2)))]
+    records = {it.id: _agreement_record(it) for it in items}
+    loc = localisation_outputs("lavdf", items, records, tmp_path, ProposalSettings())
+    assert list(loc["ap"]) == [0.5, 0.75, 0.95] and list(loc["ar"]) == [100, 50, 20, 10]
+    assert loc["n_files"] == 3 and loc["ap"][0.5] > 0.5 and loc["ar"][100] == pytest.approx(1.0)
+    metadata = json.loads((tmp_path / "challenge" / "metadata.json").read_text())
+    assert metadata[2] == {"file": "test/3.mp4", "fake_periods": [[0.4, 0.8], [2.4, 3.2]]}
+    lines = (tmp_path / "challenge" / "classification.txt").read_text().splitlines()
+    assert [line.split(";")[0] for line in lines] == [it.id for it in items]
+    # Only real files: AP has no positive to find (NaN in the SDK), null here.
+    reals = localisation_outputs("lavdf", items[:1], records, tmp_path / "reals", ProposalSettings())
+    assert reals["ap"][0.5] is None and reals["score"] is None
+
+
+def test_unlabelled_split_gets_challenge_files_only(tmp_path: Path):
+    item = BenchmarkItem("a/b/0.mp4", "/t/a/b/0.mp4", None, "unlabelled", split="testA")
+    records = {item.id: _agreement_record(item)}
+    assert localisation_outputs("avdeepfake1m", [item], records, tmp_path, ProposalSettings()) is None
+    assert json.loads((tmp_path / "challenge" / "localisation.json").read_text())["a/b/0.mp4"]
+    assert not (tmp_path / "challenge" / "metadata.json").exists()
