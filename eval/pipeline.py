@@ -191,8 +191,12 @@ def add_scorer_arguments(parser: argparse.ArgumentParser, checkpoint_flag: str =
                         help="use the first N seconds of each clip (0 = all)")
 
 
+def precision_from_arguments(args: argparse.Namespace) -> str:
+    """``fp32``, ``bf16`` or ``fp16``, from the options of :func:`add_scorer_arguments`."""
+    return "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
+
+
 def load_scorer_from_arguments(args: argparse.Namespace, checkpoint: str, device: torch.device) -> Scorer:
     """The scorer that the options of :func:`add_scorer_arguments` describe, on ``device``."""
-    precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
     options = ScoreOptions(max_offset=args.max_offset, max_seconds=args.max_seconds or None)
-    return load_scorer(checkpoint, device, args.layer, precision, args.trust_checkpoint, options)
+    return load_scorer(checkpoint, device, args.layer, precision_from_arguments(args), args.trust_checkpoint, options)

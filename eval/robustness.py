@@ -26,7 +26,13 @@ Outputs::
 Media (``--work-dir``) do not depend on the checkpoint: score another checkpoint on the same
 copies by giving another ``--results-path``. Reruns reuse finished cells (a cell is finished
 when its report exists) and resume unfinished ones where they stopped (copies, ROIs and
-records already written are kept).
+records already written are kept). Each cell's results are keyed by
+``RESULTS/cells/<cell>/fingerprint.json``: everything that changes its scores (checkpoint
+content hash, layer, offsets, caps, precision, the list's content hash and data root, the
+perturbation and preprocessing settings). A rerun with other settings is refused, naming them,
+unless ``--overwrite`` is given (the cell's old scores and report are then discarded); records
+of items whose input files changed are scored again (see :mod:`.score_batch`). One grid run at
+a time works on a ``--results-path`` (a second is refused, naming the first).
 """
 
 from __future__ import annotations
@@ -36,17 +42,20 @@ import json
 import logging
 import os
 import shlex
+import shutil
 from argparse import Namespace
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from sf_fairseq import resume
+
 from . import lists
 from .perturb import LEVELS, TYPES, PerturbOptions, cell_name, check_cell, perturb_items, plan_jobs, relative_to_root
 from .perturb_audio import AUDIO_PERTURBATIONS
 from .perturb_video import BLOCK_RULES, VIDEO_PERTURBATIONS
-from .pipeline import add_scorer_arguments
+from .pipeline import add_scorer_arguments, precision_from_arguments
 from .report import write_report
 from .results import ResultWriter, latest_records
 
@@ -165,26 +174,53 @@ class Grid:
         _prepare(videos_txt, str(root), cell_dir / "roi", self.args.workers, shlex.split(self.args.prepare_args))
         return _roi_items(items, rels, cell_dir / "roi")
 
+    def cell_settings(self, cell: str, code: str | None, level: int | None) -> dict[str, Any]:
+        """Everything that changes a cell's scores (its fingerprint, and its report's ``inputs``);
+        files by content, so a checkpoint or list moved elsewhere is still the same."""
+        a = self.args
+        return {
+            "cell": cell, "type": code, "level": level,
+            "checkpoint_sha256": resume.file_sha256(a.path),
+            "layer": a.layer, "max_offset": a.max_offset, "max_seconds": a.max_seconds or None,
+            "precision": precision_from_arguments(a),
+            "list_sha256": resume.file_sha256(a.list),
+            "data_root": None if a.data_root is None else os.path.abspath(a.data_root),
+            "category_rule": a.category_rule, "roi": a.roi,
+            "prepare_args": None if a.roi else shlex.split(a.prepare_args),
+            "perturbation": None if code is None else {"seed": self.options.seed,
+                                                       "block_rule": self.options.block_rule,
+                                                       "storage_crf": self.options.storage_crf,
+                                                       "preset": self.options.preset},
+        }
+
+    def accept_cell(self, cell: str, settings: dict[str, Any]) -> None:
+        """Keep the cell's results if made with ``settings``, discard them (``--overwrite``) or
+        raise :class:`.resume.SettingsMismatch`; then record ``settings``."""
+        cell_dir = self.results / "cells" / cell
+        record = cell_dir / "fingerprint.json"
+        outputs = [cell_dir / "scores.jsonl", cell_dir / "report"]
+        if any(path.exists() for path in outputs):
+            hint = "pass --overwrite to discard them, or give another --results-path"
+            reuse = resume.check_fingerprint(record, settings, f"cell {cell}", self.args.overwrite, hint)
+            if not reuse and not record.is_file() and not self.args.overwrite:
+                raise resume.SettingsMismatch(f"cell {cell}", record, ["<no settings record: older version?>"], hint)
+            if not reuse:
+                outputs[0].unlink(missing_ok=True)
+                shutil.rmtree(outputs[1], ignore_errors=True)
+        resume.write_fingerprint(record, settings)
+
     def run_cell(self, code: str | None, level: int | None) -> dict[str, Any]:
         """The cell's report (reused when it exists)."""
         from .score_batch import failed_record, score_items
 
         cell = CLEAN if code is None else cell_name(code, level)
         a = self.args
-        settings = {"cell": cell, "type": code, "level": level, "checkpoint": os.path.abspath(a.path),
-                    "layer": a.layer, "max_offset": a.max_offset, "max_seconds": a.max_seconds,
-                    "list": os.path.abspath(a.list), "roi": a.roi,
-                    "perturbation": None if code is None else {"seed": self.options.seed,
-                                                               "block_rule": self.options.block_rule,
-                                                               "storage_crf": self.options.storage_crf}}
+        settings = self.cell_settings(cell, code, level)
+        self.accept_cell(cell, settings)
         report_path = self.report_path(cell)
         if report_path.exists():
-            report = json.loads(report_path.read_text(encoding="utf-8"))
-            if report.get("inputs") != settings:
-                raise ValueError(f"{report_path} was made with other settings ({report.get('inputs')}); "
-                                 f"use another --results-path (asked for {settings})")
             logger.info("%s: finished earlier, reusing %s", cell, report_path)
-            return report
+            return json.loads(report_path.read_text(encoding="utf-8"))
         to_score, failed = self.cell_items(cell, code, level)
         scores = self.results / "cells" / cell / "scores.jsonl"
         with ResultWriter(scores) as writer:
@@ -196,8 +232,8 @@ class Grid:
                 counts = score_items(to_score, self.scorer(), writer, a.batch_size,
                                      num_workers=a.num_workers, progress=not a.no_progress)
                 logger.info("%s: scoring %s", cell, counts)
-        ids = {item.id for item in self.items}
-        records = [r for r in latest_records([scores]).values() if r["id"] in ids]
+        latest = latest_records([scores])
+        records = [latest[item.id] for item in self.items if item.id in latest]  # list order
         return write_report(records, report_path.parent, n_boot=a.n_boot,
                             title=f"Forgery score report, cell {cell}", extra=settings)
 
@@ -319,6 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the list holds mouth-ROI clips (wav beside): perturb them directly, no preprocessing")
     p.add_argument("--work-dir", required=True, help="folder for perturbed copies and ROIs (checkpoint-independent)")
     p.add_argument("--results-path", required=True, help="folder for scores, cell reports and the grid report")
+    p.add_argument("--overwrite", action="store_true",
+                   help="discard the results of cells made with other settings (without it such a rerun is refused)")
     p.add_argument("--types", default="video", help="'video', 'audio', 'all' or a comma list of type codes")
     p.add_argument("--levels", default="1-5", help="levels, e.g. 1-5 or 1,3,5")
     p.add_argument("--no-clean", action="store_true", help="skip the unperturbed baseline cell")
@@ -352,15 +390,31 @@ def main(argv: list[str] | None = None) -> int:
     grid = Grid(args, items)
     cells: list[tuple[str | None, int | None]] = [] if args.no_clean else [(None, None)]
     cells += [(code, level) for code in types for level in levels]
+    lock = resume.RunLock(Path(args.results_path) / "grid.lock", f"robustness grid in {args.results_path}")
+    try:
+        lock.acquire()
+    except resume.RunLocked as err:
+        raise SystemExit(f"error: {err}") from None
+    try:
+        return run_grid(args, grid, cells, types, levels)
+    finally:
+        lock.release()
+
+
+def run_grid(args: Namespace, grid: Grid, cells: list[tuple[str | None, int | None]], types: list[str],
+             levels: list[int]) -> int:
+    """Every cell, then the grid report (the results lock held)."""
+    resume.remove_stale_temporaries(args.results_path)
     reports = {}
     for code, level in cells:
         name = CLEAN if code is None else cell_name(code, level)
         try:
             reports[name] = grid.run_cell(code, level)
-        except ValueError as err:  # settings clash with earlier output
-            raise SystemExit(f"error: {err}") from err
+        except (resume.SettingsMismatch, ValueError) as err:  # earlier output of other settings, bad options
+            raise SystemExit(f"error: {err}") from None
         logger.info("%s: AUC %s", name, _fmt(_auc(reports[name])))
-    inputs = {"checkpoint": os.path.abspath(args.path), "list": os.path.abspath(args.list),
+    inputs = {"checkpoint": os.path.abspath(args.path), "checkpoint_sha256": resume.file_sha256(args.path),
+              "list": os.path.abspath(args.list),
               "data_root": args.data_root, "roi": args.roi, "seed": args.seed, "block_rule": args.block_rule,
               "storage_crf": args.storage_crf, "types": types, "layer": args.layer}
     rep = write_grid_report(reports, types, levels, Path(args.results_path) / "report", inputs)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from robustness_media import write_roi_pair
+from sf_fairseq import resume
 from sf_fairseq.eval import robustness as rb
 from sf_fairseq.eval import score_batch
 
@@ -165,3 +166,60 @@ def test_raw_grid_perturbs_copies_then_preprocesses_them(tmp_path, shared_dir, m
         assert sorted(r["id"] for r in records) == ["fake/Deepfakes/c.mp4", "real/a.mp4", "real/b.mp4"]
     rep = json.loads((results / "report" / "report.json").read_text())
     assert rep["types"]["cc"]["n_used"] == {"2": 2} and rep["clean"]["n_used"] == 2
+
+
+def _grid(tmp_path: Path, *extra: str) -> rb.Grid:
+    args = rb.build_parser().parse_args([
+        "--list", str(tmp_path / "list.txt"), "--roi", "--work-dir", str(tmp_path / "work"),
+        "--results-path", str(tmp_path / "results"), "--path", str(tmp_path / "model.pt"), *extra])
+    return rb.Grid(args, [])
+
+
+def test_cell_results_are_keyed_by_every_score_setting(tmp_path):
+    (tmp_path / "model.pt").write_bytes(b"weights 1")
+    (tmp_path / "list.txt").write_text("a.mp4 1\n")
+    grid = _grid(tmp_path)
+    settings = grid.cell_settings("gb_1", "gb", 1)
+    grid.accept_cell("gb_1", settings)
+    scores = tmp_path / "results" / "cells" / "gb_1" / "scores.jsonl"
+    scores.write_text('{"id": "a.mp4", "status": "ok", "score": 0.5}\n')  # an unfinished cell
+    _grid(tmp_path).accept_cell("gb_1", settings)  # same settings: resumed
+    assert scores.exists()
+    # The checkpoint by content: moved, it is the same; rewritten, it is another.
+    (tmp_path / "model.pt").rename(tmp_path / "moved.pt")
+    assert _grid(tmp_path, "--path", str(tmp_path / "moved.pt")).cell_settings("gb_1", "gb", 1) == settings
+    (tmp_path / "moved.pt").rename(tmp_path / "model.pt")
+    for extra, named in ((["--bf16"], "precision"), (["--max-seconds", "3"], "max_seconds"),
+                         (["--layer", "1"], "layer"), (["--preset", "fast"], "perturbation.preset"),
+                         (["--data-root", str(tmp_path)], "data_root")):
+        other = _grid(tmp_path, *extra)
+        with pytest.raises(resume.SettingsMismatch, match=named):
+            other.accept_cell("gb_1", other.cell_settings("gb_1", "gb", 1))
+    (tmp_path / "model.pt").write_bytes(b"weights 2")
+    with pytest.raises(resume.SettingsMismatch, match="checkpoint_sha256"):
+        grid.accept_cell("gb_1", grid.cell_settings("gb_1", "gb", 1))
+    raw = _grid(tmp_path, "--prepare-args", "--detect-every 5")
+    raw.args.roi = False
+    assert raw.cell_settings("gb_1", "gb", 1)["prepare_args"] == ["--detect-every", "5"]
+    # --overwrite discards the cell's old scores.
+    overwrite = _grid(tmp_path, "--overwrite")
+    overwrite.accept_cell("gb_1", overwrite.cell_settings("gb_1", "gb", 1))
+    assert not scores.exists()
+
+
+def test_unfinished_cell_of_other_settings_is_not_resumed(tmp_path, monkeypatch):
+    (tmp_path / "model.pt").write_bytes(b"weights")
+    (tmp_path / "list.txt").write_text("a.mp4 1\n")
+    cell = tmp_path / "results" / "cells" / "gb_1"
+    cell.mkdir(parents=True)
+    (cell / "scores.jsonl").write_text('{"id": "a.mp4", "status": "ok", "score": 0.5}\n')
+    (cell / "fingerprint.json").write_text('{"checkpoint_sha256": "another model"}\n')
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a cell made with other settings was resumed")
+
+    monkeypatch.setattr(rb, "perturb_items", refuse)
+    with pytest.raises(SystemExit, match="cell gb_1 .*other settings"):
+        rb.main(["--list", str(tmp_path / "list.txt"), "--roi", "--work-dir", str(tmp_path / "work"),
+                 "--results-path", str(tmp_path / "results"), "--path", str(tmp_path / "model.pt"),
+                 "--types", "gb", "--levels", "1", "--no-clean", "--cpu"])
