@@ -30,6 +30,7 @@ import json
 import math
 import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -118,7 +119,7 @@ class ReferenceSet:
             ValueError: unreadable, another format, or scores that are not finite numbers.
         """
         try:
-            data = json.loads(open(path, encoding="utf-8").read())
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, ValueError) as err:
             raise ValueError(f"cannot read reference set {os.fspath(path)!r}: {err}") from err
         if not isinstance(data, dict) or data.pop("format", None) != FORMAT:

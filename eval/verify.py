@@ -20,8 +20,9 @@ Reproduction is **exact** (bit-identical floats) when the record was made on CPU
 is verified on CPU in float32; otherwise values must agree within ``--atol`` (default 1e-4 for
 float32 on another device, 2e-2 for bf16/fp16) and the best offsets must be equal.
 
-Exit status: 0 reproduced, 1 not reproduced (the report says what changed), 2 cannot verify
-(no provenance, missing files or checkpoint).
+Exit status: 0 when the values reproduce and every recorded file is present with its recorded
+hash; 1 otherwise (the report says what changed); 2 cannot verify (no provenance, scored files
+or checkpoint missing).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class Verification:
 
     Attributes:
         reproduced: True when every compared value agrees (exactly or within ``atol``).
+        intact: True when every recorded file is present with its recorded hash.
         exact: whether bit-identical values were required.
         atol: the tolerance used (0 when exact).
         changed_files: ``role: what changed`` for missing or modified files and checkpoint.
@@ -69,6 +71,7 @@ class Verification:
     """
 
     reproduced: bool
+    intact: bool
     exact: bool
     atol: float
     changed_files: dict[str, str] = field(default_factory=dict)
@@ -186,7 +189,7 @@ def verify_record(
         gated = gated_score(result.sims, analyse_wav(audio, speech, options.max_seconds).speech, options.fps)
         values["score_speech"] = {"recorded": record["score_speech"], "now": gated.score_speech}
         ok &= _close(record["score_speech"], gated.score_speech, exact, tol)
-    return Verification(reproduced=bool(ok), exact=exact, atol=tol, changed_files=files,
+    return Verification(reproduced=bool(ok), intact=not files, exact=exact, atol=tol, changed_files=files,
                         changed_settings=settings_changed, environment=environment, values=values)
 
 
@@ -195,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="sf-verify",
         description="Re-score a score record from its provenance and report whether it reproduces "
         "(exact on CPU float32, within --atol otherwise) and which input, checkpoint or setting "
-        "changed if not. Exit status: 0 reproduced, 1 not reproduced, 2 cannot verify.",
+        "changed if not. Exit status: 0 reproduced with every file intact, 1 not, 2 cannot verify.",
     )
     p.add_argument("record", help="a .json result/record or a .jsonl score file (with --id)")
     p.add_argument("--id", help="record id in a .jsonl score file")
@@ -218,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cannot verify: {err}")
         return 2
     mode = "exact" if outcome.exact else f"within {outcome.atol:g}"
-    print(f"{'REPRODUCED' if outcome.reproduced else 'NOT REPRODUCED'} ({mode})")
+    print(f"{'REPRODUCED' if outcome.reproduced else 'NOT REPRODUCED'} ({mode}); "
+          f"{'files intact' if outcome.intact else 'FILES CHANGED'}")
     for name, value in outcome.values.items():
         print(f"  {name}: {value}")
     for role, why in outcome.changed_files.items():
@@ -231,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         from sf_fairseq.resume import atomic_write_text
 
         atomic_write_text(args.json, json.dumps(outcome.as_json(), indent=2) + "\n")
-    return 0 if outcome.reproduced else 1
+    return 0 if outcome.reproduced and outcome.intact else 1
 
 
 if __name__ == "__main__":

@@ -93,7 +93,7 @@ def test_verify_reproduces_exactly_on_cpu(tmp_path, clip_files, checkpoint, caps
     path = write(tmp_path / "clip.score.json", record)
     assert verify.main([path]) == 0
     out = capsys.readouterr().out
-    assert "REPRODUCED (exact)" in out and "changed" not in out
+    assert "REPRODUCED (exact); files intact" in out and "changed" not in out
     # a score_video result (tracks) and a JSONL batch file with --id
     assert verify.main([write(tmp_path / "video.json", {"tracks": [record]})]) == 0
     jsonl = tmp_path / "scores.jsonl"
@@ -117,6 +117,12 @@ def test_verify_names_the_changed_input(tmp_path, clip_files, checkpoint, capsys
     assert list(outcome.changed_files) == ["files.audio"]
     assert verify.main([path]) == 1
     assert "changed files.audio: sha256 changed" in capsys.readouterr().out
+    # the file the user gave is gone, the scored files are intact: values reproduce, exit 1
+    local_wav.write_bytes(wav.read_bytes())
+    record["provenance"]["input"] = str(tmp_path / "gone.mp4")
+    outcome = verify.verify_record(record)
+    assert outcome.reproduced and not outcome.intact and list(outcome.changed_files) == ["input"]
+    assert verify.main([write(tmp_path / "r2.json", record)]) == 1
 
 
 @pytest.mark.slow
@@ -139,7 +145,7 @@ def test_verify_names_a_changed_checkpoint_or_setting(tmp_path, clip_files, chec
 def test_verify_with_tolerance_for_bf16(tmp_path, clip_files, checkpoint, capsys):
     record = scored_record(*clip_files, checkpoint, precision="bf16")
     assert verify.main([write(tmp_path / "r.json", record)]) == 0
-    assert "REPRODUCED (within 0.02)" in capsys.readouterr().out
+    assert "REPRODUCED (within 0.02); files intact" in capsys.readouterr().out
 
 
 def test_verify_refuses_records_without_provenance(tmp_path, capsys):
