@@ -1,7 +1,8 @@
 """The embedded demo: the whole method, offline, on a synthetic talking-face corpus.
 
 Stages (each reused on rerun when its settings are unchanged; ``<work>/stages/<name>.json``
-records what it was made with):
+records what it was made with, including the content hash of the checkpoint a stage reads and
+the score rule options, so nothing is reused across a changed model or score setting):
 
 1. ``corpus``     real training clips, and test clips: real + every fake category
                   (:mod:`sf_fairseq.preprocess.synthetic.corpus`);
@@ -42,7 +43,9 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
+from sf_fairseq import resume
 from sf_fairseq.eval.metrics import roc_auc
+from sf_fairseq.eval.pipeline import ScoreOptions
 from sf_fairseq.eval.results import OK, latest_records
 
 logger = logging.getLogger(__name__)
@@ -52,6 +55,24 @@ USER_DIR = REPO_ROOT / "user_dir"
 PRETRAIN_CONFIG_DIR = REPO_ROOT / "sf_fairseq" / "config" / "pretrain"
 # The perturbation grid scores real clips against dubbed ones (the paper's main fake type).
 ROBUSTNESS_CATEGORIES = ("real", "dubbed")
+# The 96-pixel ROIs are below the reference's 256-pixel block threshold.
+ROBUSTNESS_BLOCK_RULE = "scaled"
+# The score rule of the score and robustness stages: given on their command lines and part of
+# their stage keys, so that a change of a default reruns them.
+SCORE_OPTIONS = ScoreOptions()
+
+
+def scoring_arguments() -> list[str]:
+    """Score rule options of the stages' ``sf-score-batch``/``sf-robustness`` command lines."""
+    return ["--max-offset", str(SCORE_OPTIONS.max_offset), "--max-seconds", str(SCORE_OPTIONS.max_seconds or 0),
+            "--cpu"]
+
+
+def scoring_settings(checkpoint: Path) -> dict:
+    """Stage key of a stage that scores with ``checkpoint``: the checkpoint's content (not its
+    path: a stage rerun upstream may rewrite it) and every option of :func:`scoring_arguments`."""
+    return {"checkpoint_sha256": resume.file_sha256(checkpoint), "layer": None, "precision": "fp32",
+            "max_offset": SCORE_OPTIONS.max_offset, "max_seconds": SCORE_OPTIONS.max_seconds}
 
 
 @dataclass(frozen=True)
@@ -130,9 +151,7 @@ class Stages:
         start = time.monotonic()
         result = action() or {}
         record = {"settings": settings, "result": result, "seconds": round(time.monotonic() - start, 1)}
-        tmp = marker.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, indent=2))
-        os.replace(tmp, marker)
+        resume.atomic_write_json(marker, record)
         logger.info("[%s] done in %.0f s", name, record["seconds"])
         return record
 
@@ -239,7 +258,8 @@ def run_demo(work_dir: Path, settings: DemoSettings, workers: int = 2) -> dict:
                    f"task.data={labels_1}", f"task.label_dir={labels_1}", "task.labels=[mfcc]",
                    "task.label_rate=100", *common]), (model_1,))
 
-    stages.run("labels_2", {"k_2": settings.n_clusters_2},
+    stages.run("labels_2", {"k_2": settings.n_clusters_2,
+                            "features_checkpoint_sha256": resume.file_sha256(model_1 / "checkpoint_last.pt")},
                cluster(labels_2, settings.n_clusters_2, ["--feature", "model", "--checkpoint",
                        str(model_1 / "checkpoint_last.pt"), "--layer", "2", "--percent", "1.0"]), (labels_2,))
 
@@ -259,7 +279,7 @@ def run_demo(work_dir: Path, settings: DemoSettings, workers: int = 2) -> dict:
                 writer.writerow([f"video/{stem}.mp4", row["label"], row["category"], f"audio/{stem}.wav"])
         code = score_batch.main(["--list", str(list_path), "--data-root", str(roi_dir / "test"),
                                  "--path", str(model_2 / "checkpoint_last.pt"), "--results-path",
-                                 str(scores_dir), "--cpu", "--report", "--num-workers", "0"])
+                                 str(scores_dir), "--report", "--num-workers", "0", *scoring_arguments()])
         _check_exit("score", code, allow_partial=True)
         report = json.loads((scores_dir / "report" / "report.json").read_text())
         metrics = report.get("metrics") or {}
@@ -274,7 +294,7 @@ def run_demo(work_dir: Path, settings: DemoSettings, workers: int = 2) -> dict:
             "auc_vs_unshifted_real": _auc_against_unshifted_real(scores_dir / "scores.jsonl"),
         }
 
-    summary = stages.run("score", {}, score, (scores_dir,))["result"]
+    summary = stages.run("score", scoring_settings(model_2 / "checkpoint_last.pt"), score, (scores_dir,))["result"]
 
     def robustness_grid() -> None:
         grid_list = work_dir / "robustness_rois.csv"
@@ -287,14 +307,14 @@ def run_demo(work_dir: Path, settings: DemoSettings, workers: int = 2) -> dict:
             "--list", str(grid_list), "--data-root", str(roi_dir / "test"), "--roi",
             "--work-dir", str(work_dir / "robustness" / "copies"),
             "--results-path", str(work_dir / "robustness" / "results"),
-            "--path", str(model_2 / "checkpoint_last.pt"), "--cpu", "--num-workers", "0",
+            "--path", str(model_2 / "checkpoint_last.pt"), "--num-workers", "0", *scoring_arguments(),
             "--types", settings.robustness_types, "--levels", settings.robustness_levels,
-            # The 96-pixel ROIs are below the reference's 256-pixel block threshold.
-            "--block-rule", "scaled", "--seed", str(settings.seed),
+            "--block-rule", ROBUSTNESS_BLOCK_RULE, "--seed", str(settings.seed),
         ])
         _check_exit("robustness", code)
 
-    stages.run("robustness", {"types": settings.robustness_types, "levels": settings.robustness_levels},
+    stages.run("robustness", {"types": settings.robustness_types, "levels": settings.robustness_levels,
+                              "block_rule": ROBUSTNESS_BLOCK_RULE},  # the score rule is in the score stage's key
                robustness_grid, (work_dir / "robustness",))
     write_demo_report(work_dir, settings, prepared, summary)
     return summary
