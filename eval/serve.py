@@ -41,6 +41,7 @@ import queue
 import re
 import shutil
 import threading
+import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -194,6 +195,7 @@ class Job:
     score: float | None = None
     reasons: list[str] = field(default_factory=list)
     finished: str | None = None
+    submitted_ns: int = 0  # submission order (the queue's)
 
 
 def _now() -> str:
@@ -244,7 +246,7 @@ class JobStore:
                     jobs.append(self.get(folder.name))
                 except RequestRefused:
                     logger.warning("%s: unreadable job record, not listed", folder)
-        return sorted(jobs, key=lambda j: j.created, reverse=True)
+        return sorted(jobs, key=lambda j: j.submitted_ns, reverse=True)
 
     def mark_interrupted(self) -> None:
         """Jobs a previous server left queued or running fail (their worker is gone)."""
@@ -480,7 +482,7 @@ def create_app(config: ServeConfig, process: Callable[..., dict[str, Any]] | Non
                 shutil.rmtree(folder)
                 raise
         store.save(Job(id=job_id, created=_now(), input_name=shown, input_path=os.fspath(path), source=source,
-                       checkpoint=name))
+                       checkpoint=name, submitted_ns=time.time_ns()))
         workers.submit(job_id)
         return redirect(url_for("job_page", job_id=job_id), code=303)
 
@@ -492,8 +494,8 @@ def create_app(config: ServeConfig, process: Callable[..., dict[str, Any]] | Non
     def queue_position(job: Job) -> int | None:
         if job.status != QUEUED:
             return None
-        waiting = sorted((j for j in store.all() if j.status == QUEUED), key=lambda j: j.created)
-        return [j.id for j in waiting].index(job.id) + 1
+        waiting = [j.id for j in reversed(store.all()) if j.status == QUEUED]
+        return waiting.index(job.id) + 1 if job.id in waiting else None  # it may have just started
 
     @app.get("/jobs/<job_id>/status")
     def job_status(job_id: str) -> Response:
