@@ -141,9 +141,13 @@ def prepare_id(item: BenchmarkItem) -> str:
     return Path(item.id).with_suffix("").as_posix()
 
 
-def _prepared(record: dict | None, out_dir: Path) -> bool:
-    """Whether a prepare record is final: not an ``error`` (retried), and its files present."""
+def _prepared(record: dict | None, item: prepare.InputItem, out_dir: Path) -> bool:
+    """Whether a prepare record is final: not an ``error`` (retried), made from the input as it
+    is now (size and modification time), and its files present."""
     if record is None or record["status"] == "error":
+        return False
+    recorded = {k: record[k] for k in ("input_size", "input_mtime_ns") if k in record}
+    if prepare.input_identity(item.path) != recorded:
         return False
     files = [record.get("audio")] + [t["video"] for t in record.get("tracks") or ()]
     return all((out_dir / f).is_file() for f in files if f)
@@ -153,22 +157,27 @@ def prepare_items(
     items: Sequence[BenchmarkItem], out_dir: Path, options: prepare.PrepareOptions, workers: int, overwrite: bool
 ) -> dict[str, dict]:
     """Prepare the raw videos of ``items`` (skipping finished ones); ``{item id: record}``."""
-    todo_items = [it for it in items if not it.prepared]
-    if not todo_items:
+    raw = [it for it in items if not it.prepared]
+    if not raw:
         return {}
+    by_prepare_id: dict[str, str] = {}
+    for item in raw:
+        other = by_prepare_id.setdefault(prepare_id(item), item.id)
+        if other != item.id:
+            raise SystemExit(f"error: {other!r} and {item.id!r} would share the prepared name {prepare_id(item)!r}")
     out_dir.mkdir(parents=True, exist_ok=True)
     prepare.prepare_output_folder(out_dir, options, overwrite)
     resume.remove_stale_temporaries(out_dir)
     records, todo = {}, []
-    for item in todo_items:
-        record = prepare.read_status(out_dir, prepare_id(item))
-        if _prepared(record, out_dir):
+    for item in raw:
+        job = prepare.InputItem(prepare_id(item), item.video)
+        record = prepare.read_status(out_dir, job.id)
+        if _prepared(record, job, out_dir):
             records[item.id] = record
         else:
-            todo.append(prepare.InputItem(prepare_id(item), item.video))
-    by_prepare_id = {prepare_id(it): it.id for it in todo_items}
+            todo.append(job)
     if todo:
-        logger.info("preparing %d videos (%d already done)", len(todo), len(todo_items) - len(todo))
+        logger.info("preparing %d videos (%d already done)", len(todo), len(raw) - len(todo))
     for record in prepare.process_items(todo, out_dir, options, workers):
         records[by_prepare_id[record["id"]]] = record
     return records

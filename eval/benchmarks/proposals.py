@@ -135,3 +135,13 @@ def propose_segments(
                 best[(a, b)] = float(raw[a:b].mean())
     ranked = sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))[: settings.max_proposals]
     return [Proposal(a / settings.fps, b / settings.fps, conf) for (a, b), conf in ranked]
+
+
+def proposals_from_sims(
+    sims: torch.Tensor | np.ndarray,
+    best_offset: int,
+    settings: ProposalSettings = ProposalSettings(),
+    speech: np.ndarray | None = None,
+) -> list[Proposal]:
+    """:func:`propose_segments` of a scorer's ``ClipResult.sims`` ``(T, 2K + 1)`` at its best offset."""
+    return propose_segments(frame_agreement(sims, best_offset), settings, speech)

@@ -419,6 +419,11 @@ def read_kodf(
 
 def _modify_type(entry: dict[str, Any], segments: tuple[Segment, ...], where: str) -> str:
     raw = entry.get("modify_type")
+    if raw is None and "modify_video" in entry and "modify_audio" in entry:
+        # LAV-DF-style flags (the SDK's Metadata derives them from modify_type).
+        video, audio = _require(entry, "modify_video", bool, where), _require(entry, "modify_audio", bool, where)
+        raw = {(False, False): "real", (True, False): "visual_modified", (False, True): "audio_modified",
+               (True, True): "both_modified"}[(video, audio)]
     if raw is None:
         return "real" if not segments else "fake"
     kind = _MODIFY_SPELLINGS.get(raw) if isinstance(raw, str) else None

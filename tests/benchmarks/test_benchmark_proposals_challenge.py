@@ -14,7 +14,9 @@ from sklearn.metrics import roc_auc_score
 from sf_fairseq.eval import metrics
 from sf_fairseq.eval.benchmarks import challenge
 from sf_fairseq.eval.benchmarks import localisation as loc
-from sf_fairseq.eval.benchmarks.proposals import Proposal, ProposalSettings, frame_agreement, propose_segments
+from sf_fairseq.eval.benchmarks.proposals import (
+    Proposal, ProposalSettings, frame_agreement, proposals_from_sims, propose_segments,
+)
 
 
 def _agreement(n: int = 150, fake: tuple[int, int] = (50, 75), seed: int = 0) -> np.ndarray:
@@ -30,6 +32,12 @@ def test_frame_agreement_takes_the_best_offset_column():
     assert frame_agreement(sims.numpy(), -1).tolist() == [0.0, 3.0, 6.0, 9.0]
     with pytest.raises(ValueError, match="outside"):
         frame_agreement(sims, 2)
+
+
+def test_proposals_from_scorer_rows_use_the_best_offset_column():
+    rows = np.full((150, 31), -0.5)
+    rows[:, 15 + 3] = _agreement()  # the clip's best offset is +3 frames
+    assert proposals_from_sims(torch.from_numpy(rows), 3) == propose_segments(_agreement())
 
 
 def test_the_best_proposal_covers_the_drop():

@@ -227,6 +227,19 @@ def test_avdeepfake1m_malformed_entries_name_file_and_entry(tmp_path, change, me
         readers.read_avdeepfake1m(av1m_root(tmp_path, entries))
 
 
+def test_avdeepfake1m_modify_flags_instead_of_modify_type(tmp_path):
+    entries = [{k: v for k, v in e.items() if k != "modify_type"} for e in AV1M_ENTRIES]
+    entries[1].update(modify_video=True, modify_audio=False)
+    entries[2].update(modify_video=False, modify_audio=True)
+    entries[0].update(modify_video=False, modify_audio=True)
+    with pytest.raises(MetadataError, match=r"\[0\] .*'audio_modified' disagrees with fake_segments \[\]"):
+        readers.read_avdeepfake1m(av1m_root(tmp_path, entries))
+    entries[0].update(modify_audio=False)
+    (tmp_path / "av1m" / "val_metadata.json").write_text(json.dumps(entries))
+    found = readers.read_avdeepfake1m(tmp_path / "av1m")
+    assert [it.category for it in found.items] == ["real", "visual_modified", "audio_modified"]
+
+
 def test_avdeepfake1m_unlabelled_test_split(tmp_path):
     root = tmp_path / "av1m"
     touch(root / "test" / "a/b/0.mp4")
