@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from sf_fairseq import resume
+from sf_fairseq.eval import score_batch
 
 FIXTURE = "fixtures/avhubert_tiny/checkpoint.pt"
 
@@ -109,3 +110,20 @@ def test_sigterm_stops_cleanly_and_leaves_no_process(tmp_path: Path, shared_dir:
             os.kill(pid, signal.SIGKILL)
     lines = (out / "scores.jsonl").read_text().splitlines()
     assert lines and all(line.endswith("}") for line in lines)  # whole records only
+
+
+def test_ctrl_c_stops_cleanly_with_status_130(tmp_path: Path, shared_dir: Path, roi_clip, monkeypatch, capsys) -> None:
+    roi_clip(tmp_path / "mouths" / "a.mp4", n_frames=20)
+    (tmp_path / "list.txt").write_text("a.mp4 1\n", encoding="utf-8")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(score_batch, "score_items", interrupted)
+    status = score_batch.main(["--path", str(shared_dir / FIXTURE), "--list", str(tmp_path / "list.txt"),
+                               "--data-root", str(tmp_path / "mouths"), "--results-path", str(tmp_path / "out"),
+                               "--cpu", "--no-progress"])
+    assert status == 130
+    captured = capsys.readouterr()
+    assert "stopped by Ctrl-C" in captured.err and "run the same command again" in captured.err
+    assert "Traceback" not in captured.err and captured.out == ""
