@@ -36,6 +36,7 @@ setup(
     package_dir={"": ".", **NAMESPACED_FOLDERS},
     package_data={
         "sf_fairseq": ["config/*/*.yaml"],
+        "sf_fairseq.eval": ["templates/*.html"],
         "sf_fairseq.preprocess": ["assets/*"],
         "sf_fairseq.preprocess.synthetic": [
             "faces/*.jpg", "faces/README.md", "speech/*.flac", "speech/*.json", "speech/README.md",
@@ -71,9 +72,17 @@ setup(
         "espeakng-loader>=0.2",
         "tqdm>=4.60",
         "matplotlib>=3.7",
+        # Templates of the HTML evidence packs and the batch index (torch already needs it).
+        "jinja2>=3.1",
     ],
     extras_require={
-        "test": ["pytest>=7.4", "python_speech_features==0.6", "setuptools>=64", "wheel"],
+        # sf-serve, the local web page.
+        "serve": ["flask>=3.0"],
+        "test": [
+            "pytest>=7.4", "python_speech_features==0.6", "setuptools>=64", "wheel",
+            # the web page and its browser tests (Debian's chromium: scripts/install_browser.sh)
+            "flask>=3.0", "selenium>=4.20",
+        ],
     },
     entry_points={
         "console_scripts": [
@@ -89,6 +98,8 @@ setup(
             "sf-perturb=sf_fairseq.eval.perturb:main",
             "sf-robustness=sf_fairseq.eval.robustness:main",
             "sf-paths=sf_fairseq.paths:main",
+            "sf-serve=sf_fairseq.eval.serve:main",
+            "sf-evidence-index=sf_fairseq.eval.evidence_index:main",
         ],
     },
     classifiers=[
