@@ -39,6 +39,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -96,7 +97,7 @@ class WorkerPlan:
     model_workers: int
     model_gpus: float  # per model worker; 0 = the model runs on CPU
     model_cpus: int  # per model worker (its torch threads on CPU)
-    max_retries: int
+    max_retries: int  # retries of the items of a worker that died
 
 
 def plan_workers(
@@ -310,8 +311,8 @@ def run_pipeline(
 
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
-    # A block whose worker died more than max_retries times is dropped, not fatal: its inputs
-    # get WorkerLost records below.
+    # A block whose task failed max_retries + 1 times (its worker died each time) is dropped,
+    # not fatal: its inputs get WorkerLost records below.
     context.max_errored_blocks = -1
     for item in items:
         if item.problem is not None:
@@ -321,18 +322,24 @@ def run_pipeline(
         return
     rows = [{"id": it.id, "path": it.path, "label": it.label, "category": it.category} for it in valid]
     dataset = ray.data.from_items(rows, override_num_blocks=min(len(rows), MAX_BLOCKS))
-    retry = {"max_restarts": plan.max_retries, "max_task_retries": plan.max_retries}
-    dataset = dataset.flat_map(
-        prepare_stage, fn_constructor_args=(settings,), num_cpus=1,
-        compute=ray.data.ActorPoolStrategy(size=plan.cpu_workers), **retry,
-    )
-    device = "cuda" if plan.model_gpus else "cpu"
-    dataset = dataset.map_batches(
-        ScoreStage, batch_size=limits.batch_size * BUCKET_BATCHES, batch_format="numpy",
-        fn_constructor_args=(scorer_args, device, limits, precision, plan.model_cpus),
-        num_cpus=plan.model_cpus, num_gpus=plan.model_gpus,
-        compute=ray.data.ActorPoolStrategy(size=plan.model_workers), **retry,
-    )
+    # A dead worker is always replaced; the task it was running (its items) is retried
+    # max_retries times. Ray Data has no named parameter for these yet (ray_remote_args).
+    # One preprocessing task in flight per worker: a worker's death then costs a try of the
+    # input it was processing only, not of those queued behind it.
+    retry = {"max_restarts": -1, "max_task_retries": plan.max_retries}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.*is deprecated")
+        dataset = dataset.flat_map(
+            prepare_stage, fn_constructor_args=(settings,), num_cpus=1,
+            compute=ray.data.ActorPoolStrategy(size=plan.cpu_workers, max_tasks_in_flight_per_actor=1), **retry,
+        )
+        dataset = dataset.map_batches(
+            ScoreStage, batch_size=limits.batch_size * BUCKET_BATCHES, batch_format="numpy",
+            fn_constructor_args=(scorer_args, "cuda" if plan.model_gpus else "cpu", limits, precision,
+                                 plan.model_cpus),
+            num_cpus=plan.model_cpus, num_gpus=plan.model_gpus,
+            compute=ray.data.ActorPoolStrategy(size=plan.model_workers), **retry,
+        )
     expected: dict[str, int] = {}
     received: dict[str, int] = {}
     for row in dataset.iter_rows():

@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("inputs", help="folder searched recursively for videos, or a list file with one video path per line")
-    p.add_argument("--root", help="folder that list paths (and ids) are relative to (default: the list's folder)")
+    p.add_argument("--root", help="folder that list paths (and ids) are relative to; unset: the list's folder")
     p.add_argument("--labels", help="SpeechForensics list or CSV giving labels (and categories) of the videos, "
                    "paths relative to --root or the input folder")
     p.add_argument("--category-rule", default="auto", choices=sorted(lists.CATEGORY_RULES),
@@ -84,26 +84,30 @@ def build_parser() -> argparse.ArgumentParser:
                           help="cap on the padding per model call, as a fraction of its padded frames")
     pre = p.add_argument_group("preprocessing (as sf-prepare; see its --help)")
     defaults = prepare.PrepareOptions()
-    pre.add_argument("--detect-every", type=int, default=defaults.detect_every)
-    pre.add_argument("--detect-size", type=int, default=defaults.detect_size)
-    pre.add_argument("--upsample", type=int, default=defaults.upsample)
-    pre.add_argument("--cnn-detector", action="store_true")
-    pre.add_argument("--min-frames", type=int, default=defaults.min_frames)
-    pre.add_argument("--min-track-fraction", type=float, default=defaults.min_track_fraction)
+    pre.add_argument("--detect-every", type=int, default=defaults.detect_every,
+                     help="run the face detector every N frames, follow faces with landmarks in between")
+    pre.add_argument("--detect-size", type=int, default=defaults.detect_size,
+                     help="longer side of the downscaled frame the detector sees")
+    pre.add_argument("--upsample", type=int, default=defaults.upsample, help="detector pyramid upsamplings")
+    pre.add_argument("--cnn-detector", action="store_true", help="try dlib's CNN detector where HOG finds nothing")
+    pre.add_argument("--min-frames", type=int, default=defaults.min_frames,
+                     help="inputs shorter than this many 25 fps frames fail as 'too_short'")
+    pre.add_argument("--min-track-fraction", type=float, default=defaults.min_track_fraction,
+                     help="score the faces followed on at least this fraction of the frames")
     pre.add_argument("--keep-truncated", action="store_true",
                      help="score inputs sf-prepare calls 'truncated' instead of failing them")
     pre.add_argument("--roi-dir", help="keep the mouth ROIs, wavs, landmarks and status records here, laid out "
-                     "as sf-prepare writes them (default: not kept)")
+                     "as sf-prepare writes them; unset: not kept")
     pre.add_argument("--split", default="test", help="name of the manifest written in --roi-dir")
     cluster = p.add_argument_group("Ray")
-    cluster.add_argument("--address", help="Ray cluster to use (e.g. HEAD:6379, or 'auto'); default: start Ray "
+    cluster.add_argument("--address", help="Ray cluster to use (e.g. HEAD:6379, or 'auto'); unset: start Ray "
                          "in this process, sized to this machine")
     cluster.add_argument("--cpu-workers", type=int, default=None,
-                         help="preprocessing workers (default: the CPUs the model workers leave)")
+                         help="preprocessing workers; unset: one per CPU the model workers leave")
     cluster.add_argument("--model-workers", type=int, default=None,
-                         help="model workers (default: one per GPU, or one on CPU)")
+                         help="model workers; unset: one per GPU, or one on CPU")
     cluster.add_argument("--model-threads", type=int, default=None,
-                         help="CPUs (torch threads) per model worker (default: 1 with GPUs, else half the CPUs)")
+                         help="CPUs (torch threads) per model worker; unset: 1 with GPUs, else half the CPUs")
     cluster.add_argument("--max-retries", type=int, default=3,
                          help="restarts of a worker that dies, and retries of its items, before they are failed")
     cluster.add_argument("--object-store-mb", type=int, default=LOCAL_OBJECT_STORE_MB,
@@ -161,7 +165,8 @@ def ray_session(address: str | None, object_store_mb: int) -> Iterator[None]:
         ray.init(address=address, **quiet)
     else:
         ray.init(num_cpus=os.cpu_count(), object_store_memory=object_store_mb * 1024 * 1024, **quiet)
-    logging.getLogger("ray").setLevel(logging.WARNING)
+    for name in ("ray", "ray.data"):  # Ray Data logs every dataset's plan and timing at INFO
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         yield
     finally:
@@ -197,6 +202,12 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: Namespace) -> int:
     """:func:`main` after argument parsing (interruptions are handled there)."""
     out = Path(args.results_path).resolve()
+    counts = (args.batch_size, args.detect_every, args.min_frames, args.cpu_workers or 1, args.model_workers or 1,
+              args.model_threads or 1, args.max_retries + 1)
+    if min(counts) < 1:
+        print("error: --batch-size, --detect-every, --min-frames, --cpu-workers, --model-workers and "
+              "--model-threads must be >= 1, --max-retries >= 0", file=sys.stderr)
+        return 2
     try:
         items = read_videos(args.inputs, args.root, args.labels, args.category_rule, exclude=out)
     except (OSError, lists.ListFormatError) as err:

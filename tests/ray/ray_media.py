@@ -35,16 +35,19 @@ def write_talking_faces(folder: Path) -> list[Path]:
     return paths + [broken]
 
 
-def crash_once_stage(marker: Path) -> type[PrepareStage]:
-    """A preprocessing stage whose worker process dies on the first item it is given while
-    ``marker`` does not exist (creating it first), as an out-of-memory kill or a crash in a
-    native library would. Defined in a function so that Ray ships the class by value."""
+def crashing_stage(marker: Path, poison: str) -> type[PrepareStage]:
+    """A preprocessing stage whose worker process dies, as an out-of-memory kill or a crash in a
+    native library would: on every try of the input ``poison``, and on the first item it is
+    given while ``marker`` does not exist (creating it first). Defined in a function so that
+    Ray ships the class by value."""
 
-    class CrashOnce(PrepareStage):
+    class Crashing(PrepareStage):
         def __call__(self, row):
+            if row["id"] == poison:
+                os._exit(1)
             if not marker.exists():
                 marker.touch()
                 os._exit(1)
             return super().__call__(row)
 
-    return CrashOnce
+    return Crashing
