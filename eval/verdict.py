@@ -60,8 +60,10 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from . import conformal
-from .drift import DriftResult, DriftSettings, offset_drift
-from .speech import AudioAnalysis, GatedScore, gated_score
+from sf_fairseq.resume import file_sha256
+
+from .drift import DriftSettings, offset_drift
+from .speech import AudioAnalysis, GatedScore, SpeechSettings, gated_score
 
 if TYPE_CHECKING:
     from .pipeline import ClipResult, ScoreOptions
@@ -123,20 +125,60 @@ class VerdictSettings:
     max_stream_mismatch_s: float = field(default=0.5, metadata={
         "help": "truncated input when audio and video lengths differ by more (s)"})
 
-    def as_record(self) -> dict[str, Any]:
-        return asdict(self)
+
+def _add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, title: str, prefix: str = "") -> None:
+    group = parser.add_argument_group(title)
+    for f in fields(cls):
+        group.add_argument(f"--{prefix}{f.name.replace('_', '-')}", dest=f"{prefix.replace('-', '_')}{f.name}",
+                           type=type(f.default), default=f.default, help=f.metadata["help"])
+
+
+def _dataclass_from_arguments(args: argparse.Namespace, cls: type, prefix: str = "") -> Any:
+    return cls(**{f.name: getattr(args, f"{prefix.replace('-', '_')}{f.name}") for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class VerdictConfig:
+    """Everything a scoring command needs to give verdicts (see :func:`add_verdict_arguments`)."""
+
+    settings: VerdictSettings = VerdictSettings()
+    drift: DriftSettings = DriftSettings()
+    speech: SpeechSettings = SpeechSettings()
+    reference: conformal.ReferenceSet | None = None
+    reference_path: str | None = None
+
+    def provenance(self) -> dict[str, Any]:
+        """Settings to record in each record's provenance (beside the scoring settings, which
+        hold :attr:`speech`)."""
+        return {"verdict_settings": asdict(self.settings), "drift_settings": asdict(self.drift),
+                "reference_set": None if self.reference_path is None else {
+                    "path": os.path.abspath(self.reference_path), "sha256": file_sha256(self.reference_path)}}
 
 
 def add_verdict_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--alpha``, ``--min-speech-seconds``, ... (one per :class:`VerdictSettings` field)."""
-    group = parser.add_argument_group("verdict thresholds")
-    for f in fields(VerdictSettings):
-        group.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default,
-                           help=f.metadata["help"])
+    """``--reference`` and one option per threshold: ``--alpha``, ``--min-speech-seconds``, ...
+    (:class:`VerdictSettings`), ``--drift-window-s``, ... (:class:`.drift.DriftSettings`),
+    ``--vad-threshold``, ``--vad-pad-frames`` (:class:`.speech.SpeechSettings`)."""
+    parser.add_argument("--reference", help="reference set JSON of real-clip scores (sf-reference-set); "
+                        "without one every verdict is 'inconclusive' (reason 'uncalibrated')")
+    _add_dataclass_arguments(parser, VerdictSettings, "verdict thresholds")
+    _add_dataclass_arguments(parser, DriftSettings, "offset drift", "drift-")
+    _add_dataclass_arguments(parser, SpeechSettings, "voice activity", "vad-")
 
 
-def verdict_settings_from_arguments(args: argparse.Namespace) -> VerdictSettings:
-    return VerdictSettings(**{f.name: getattr(args, f.name) for f in fields(VerdictSettings)})
+def verdict_config_from_arguments(args: argparse.Namespace) -> VerdictConfig:
+    """The :class:`VerdictConfig` the options of :func:`add_verdict_arguments` describe.
+
+    Raises:
+        ValueError: the reference set cannot be read.
+    """
+    return VerdictConfig(
+        settings=_dataclass_from_arguments(args, VerdictSettings),
+        drift=_dataclass_from_arguments(args, DriftSettings, "drift-"),
+        speech=_dataclass_from_arguments(args, SpeechSettings, "vad-"),
+        reference=None if args.reference is None else conformal.ReferenceSet.load(args.reference),
+        reference_path=args.reference,
+    )
 
 
 @dataclass

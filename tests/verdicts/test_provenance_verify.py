@@ -14,7 +14,7 @@ from sf_fairseq.eval import provenance, verify
 from sf_fairseq.eval.encode import load_clip
 from sf_fairseq.eval.pipeline import load_scorer
 from sf_fairseq.eval.speech import SpeechSettings, analyse_wav
-from sf_fairseq.eval.verdict import VerdictSettings, assess_clip
+from sf_fairseq.eval.verdict import VerdictConfig, assess_clip
 
 from verdict_clips import speech_clip, utterance
 
@@ -32,7 +32,7 @@ def scored_record(video, wav, checkpoint, precision="fp32"):
     clip = load_clip(str(video), str(wav), scorer.settings, scorer.options.max_seconds, scorer.options.fps)
     result = scorer.score_clips([clip])[0]
     prov = provenance.clip_provenance(video, {"video": video, "audio": wav}, checkpoint, scorer,
-                                      SpeechSettings(), verdict_settings=VerdictSettings().as_record())
+                                      SpeechSettings(), **VerdictConfig().provenance())
     fields = assess_clip(result, scorer.options, analyse_wav(str(wav)), provenance=prov)
     return {"id": "clip", "status": "ok", **result.as_record(), **fields, "provenance": prov}
 
@@ -65,7 +65,8 @@ def test_provenance_fields(clip_files, checkpoint):
     assert prov["settings"]["speech"]["detector"].startswith("silero-vad")
     assert prov["layer"] is None and prov["precision"] == "fp32" and prov["device"] == "cpu"
     assert prov["versions"]["torch"] and prov["versions"]["fairseq"]
-    assert prov["verdict_settings"]["alpha"] == 0.01
+    assert prov["verdict_settings"]["alpha"] == 0.01 and prov["reference_set"] is None
+    assert prov["drift_settings"]["max_disagreement"] == 3
     assert prov["time_utc"].endswith("+00:00")
     assert record["verdict"] == "inconclusive" and "uncalibrated" in record["reasons"]
 

@@ -168,14 +168,26 @@ def test_unscored_verdict_and_prepare_statuses():
         verdict.unscored_verdict(["nonsense"])
 
 
-def test_settings_arguments():
+def test_settings_arguments(tmp_path):
     parser = argparse.ArgumentParser()
     verdict.add_verdict_arguments(parser)
-    args = parser.parse_args(["--alpha", "0.05", "--min-speech-seconds", "1"])
-    settings = verdict.verdict_settings_from_arguments(args)
-    assert settings.alpha == 0.05 and settings.min_speech_seconds == 1.0
-    assert settings.min_frames == verdict.VerdictSettings().min_frames
-    assert "false-positive" in parser.format_help()
+    config = verdict.verdict_config_from_arguments(parser.parse_args([]))
+    assert config == verdict.VerdictConfig()
+    reference().save(tmp_path / "ref.json")
+    args = parser.parse_args(["--alpha", "0.05", "--min-speech-seconds", "1", "--drift-window-s", "3",
+                              "--vad-pad-frames", "0", "--reference", str(tmp_path / "ref.json")])
+    config = verdict.verdict_config_from_arguments(args)
+    assert config.settings.alpha == 0.05 and config.settings.min_speech_seconds == 1.0
+    assert config.settings.min_frames == verdict.VerdictSettings().min_frames
+    assert config.drift.window_s == 3.0 and config.speech.pad_frames == 0
+    assert len(config.reference.groups["all"]) == 200
+    prov = config.provenance()
+    assert prov["verdict_settings"]["alpha"] == 0.05 and len(prov["reference_set"]["sha256"]) == 64
+    help_text = parser.format_help()
+    assert "false-positive" in help_text and "--vad-threshold" in help_text
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(ValueError):
+        verdict.verdict_config_from_arguments(parser.parse_args(["--reference", str(tmp_path / "bad.json")]))
 
 
 def test_verdict_fields_are_the_same_scored_or_not():
