@@ -22,6 +22,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from sf_fairseq.resume import atomic_write_text
+
 from . import metrics as m
 from .results import OK
 
@@ -272,7 +274,5 @@ def write_report(
         ("report.json", json.dumps(rep, indent=2) + "\n"),
         ("report.md", _markdown(rep, title)),
     ):
-        tmp = out_dir / (name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out_dir / name)
+        atomic_write_text(out_dir / name, text)
     return rep

@@ -168,9 +168,7 @@ class Grid:
 
     def _prepare_jobs(self, items, rels, root: Path, cell_dir: Path):
         videos_txt = cell_dir / "prepare_inputs.txt"
-        tmp = videos_txt.with_name(videos_txt.name + ".tmp")
-        tmp.write_text("".join(str(root / rel) + "\n" for rel in rels), encoding="utf-8")
-        os.replace(tmp, videos_txt)
+        resume.atomic_write_text(videos_txt, "".join(str(root / rel) + "\n" for rel in rels))
         _prepare(videos_txt, str(root), cell_dir / "roi", self.args.workers, shlex.split(self.args.prepare_args))
         return _roi_items(items, rels, cell_dir / "roi")
 
@@ -330,9 +328,7 @@ def write_grid_report(reports: dict[str, dict[str, Any]], types: list[str], leve
     plot_grid(table, levels, out_dir / "auc_vs_level.png")
     for name, text in (("report.json", json.dumps(rep, indent=2) + "\n"),
                        ("report.md", grid_markdown(table, levels, inputs))):
-        tmp = out_dir / (name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out_dir / name)
+        resume.atomic_write_text(out_dir / name, text)
     return rep
 
 

@@ -55,7 +55,6 @@ import contextlib
 import ctypes
 import datetime as _dt
 import functools
-import json
 import logging
 import os
 import pickle

@@ -32,13 +32,13 @@ import logging
 import os
 import sys
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import torch
 
 from sf_fairseq.checkpoint import load_checkpoint_to_cpu
 from sf_fairseq.data.manifest import read_label_lines, read_manifest
+from sf_fairseq.resume import atomic_path
 
 from .encode import FPS, SAMPLE_RATE, ClipInputs, InputSettings, load_clip, pad_batch, padding_mask
 from .pipeline import BatchLimits, length_batches
@@ -287,11 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _write_jsonl(path: str, records: Iterable[dict[str, Any]]) -> None:
-    tmp = Path(path).with_name(Path(path).name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for record in records:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:
