@@ -205,7 +205,26 @@ def eval_item(
 
 
 def score_stage(args: Namespace, found: BenchmarkSet, mine: list[BenchmarkItem], out: Path, suffix: str) -> int:
-    """Prepare and score this shard's items; returns the number not scored successfully."""
+    """Prepare and score this shard's items (one process per shard at a time); returns the
+    number not scored successfully."""
+    scores_dir = out / "scores"
+    scores_dir.mkdir(parents=True, exist_ok=True)
+    scores = scores_dir / f"scores{suffix}.jsonl"
+    lock = resume.RunLock(scores_dir / f"scores{suffix}.lock", f"preparing and scoring into {scores}")
+    try:
+        lock.acquire()
+    except resume.RunLocked as err:
+        raise SystemExit(f"error: {err}") from None
+    try:
+        resume.remove_stale_temporaries(scores_dir)
+        return _score_locked(args, found, mine, out, scores, suffix)
+    finally:
+        lock.release()
+
+
+def _score_locked(
+    args: Namespace, found: BenchmarkSet, mine: list[BenchmarkItem], out: Path, scores: Path, suffix: str
+) -> int:
     prepared_dir = out / "prepared"
     options = prepare.PrepareOptions(detect_every=args.detect_every, cnn_detector=args.cnn_detector)
     try:
@@ -214,12 +233,9 @@ def score_stage(args: Namespace, found: BenchmarkSet, mine: list[BenchmarkItem],
         raise SystemExit(f"error: {err}") from None
     inputs = [eval_item(item, records.get(item.id), prepared_dir) for item in mine]
 
-    scores_dir = out / "scores"
-    scores_dir.mkdir(parents=True, exist_ok=True)
-    scores = scores_dir / f"scores{suffix}.jsonl"
     # What the items come from (metadata content, root, reader options, shard): its hash keys
     # the settings fingerprint, so scores of another dataset or selection are never mixed in.
-    identity = scores_dir / f"dataset{suffix}.json"
+    identity = scores.parent / f"dataset{suffix}.json"
     resume.atomic_write_json(identity, {
         "dataset": args.dataset, "root": os.path.abspath(args.root), "split": args.split,
         "sources_sha256": {source: resume.file_sha256(source) for source in found.sources},
@@ -235,30 +251,22 @@ def score_stage(args: Namespace, found: BenchmarkSet, mine: list[BenchmarkItem],
     except (OSError, ValueError, pickle.UnpicklingError) as err:
         raise SystemExit(error_text(err)) from err
     fingerprint["frame_agreement"] = args.dataset in LOCALISATION
-    accept_settings(scores, scores_dir / f"fingerprint{suffix}.json", fingerprint, args.overwrite)
+    accept_settings(scores, scores.parent / f"fingerprint{suffix}.json", fingerprint, args.overwrite)
     scorer = AgreementScorer(base.encoder, base.settings, base.options) if args.dataset in LOCALISATION else base
 
-    lock = resume.RunLock(scores_dir / f"scores{suffix}.lock", f"scoring into {scores}")
-    try:
-        lock.acquire()
-    except resume.RunLocked as err:
-        raise SystemExit(f"error: {err}") from None
-    try:
-        previous = latest_records([scores]) if scores.is_file() else {}
-        with ResultWriter(scores) as writer:
-            for item, failure in inputs:
-                if failure is not None and previous.get(item.id, {}).get("error") != failure[1]:
-                    writer.write(failed_record(item, *failure))
-            ready = [item for item, failure in inputs if failure is None]
-            counts = score_items(ready, scorer, writer, args.batch_size, args.max_frames, args.num_workers,
-                                 progress=not args.no_progress)
-    finally:
-        lock.release()
+    previous = latest_records([scores]) if scores.is_file() else {}
+    with ResultWriter(scores) as writer:
+        for item, failure in inputs:
+            if failure is not None and previous.get(item.id, {}).get("error") != failure[1]:
+                writer.write(failed_record(item, *failure))
+        ready = [item for item, failure in inputs if failure is None]
+        counts = score_items(ready, scorer, writer, args.batch_size, args.max_frames, args.num_workers,
+                             progress=not args.no_progress)
     latest = latest_records([scores])
     n_ok = sum(latest.get(it.id, {}).get("status") == OK for it in mine)
     logger.info("%d items: %d scored now, %d already done, %d failed, %d not prepared; %d ok in total",
                 len(mine), counts["scored"], counts["skipped"], counts["failed"],
-                sum(r is not None for _, r in inputs), n_ok)
+                sum(failure is not None for _, failure in inputs), n_ok)
     return len(mine) - n_ok
 
 
