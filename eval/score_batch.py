@@ -77,7 +77,8 @@ from . import lists
 from .encode import SAMPLE_RATE, ClipInputs, InputSettings, load_clip
 from .metrics import Calibration
 from .pipeline import (
-    BatchLimits, ClipResult, ScoreOptions, Scorer, add_scorer_arguments, length_order, load_scorer_from_arguments, pick_device,
+    BatchLimits, ClipResult, ScoreOptions, Scorer, add_scorer_arguments, length_order, load_scorer_from_arguments,
+    pick_device,
 )
 from .report import write_report
 from .results import (
@@ -155,11 +156,13 @@ def failed_record(item: lists.EvalItem, error_type: str, error: str) -> dict[str
     }
 
 
-def header_length(item: lists.EvalItem, max_frames: int | None) -> int:
-    """Cheap length estimate of a clip in 25 fps frames, from its wav header (prepare writes the
-    wav at the video's length); 0 when the wav cannot be read (the item fails when loaded)."""
+def header_length(item: lists.EvalItem, options: ScoreOptions) -> int:
+    """Cheap length estimate of a clip in feature frames, from its wav header (prepare writes
+    the wav at the video's length), capped at ``max_seconds``; 0 when the wav cannot be read
+    (the item then fails when loaded)."""
+    max_frames = options.max_frames
     try:
-        frames = soundfile.info(item.audio).frames * 25 // SAMPLE_RATE
+        frames = int(soundfile.info(item.audio).frames * options.fps) // SAMPLE_RATE
     except (OSError, RuntimeError):  # soundfile's errors are RuntimeErrors
         return 0
     return frames if max_frames is None else min(frames, max_frames)
@@ -237,7 +240,7 @@ def score_items(
         done = {i for i in done if has_transcripts(latest.get(i, {}), transcriber_name)}
     pending = [item for item in items if item.id not in done]
     counts = {"skipped": len(items) - len(pending), "scored": 0, "failed": 0}
-    lengths = [header_length(item, scorer.options.max_frames) for item in pending]
+    lengths = [header_length(item, scorer.options) for item in pending]
     pending = [pending[i] for i in length_order(lengths)]
     dataset = ClipDataset(pending, scorer.settings, scorer.options)
     loader = DataLoader(dataset, batch_size=1, collate_fn=_first, num_workers=num_workers,
