@@ -72,6 +72,8 @@ setup(
         "espeakng-loader>=0.2",
         "tqdm>=4.60",
         "matplotlib>=3.7",
+        # Silero's voice-activity model, shipped inside the wheel: speech gating of scores.
+        "silero-vad>=6.2,<7",
         # Templates of the HTML evidence packs and the batch index (torch already needs it).
         "jinja2>=3.1",
     ],
@@ -99,6 +101,8 @@ setup(
             "sf-robustness=sf_fairseq.eval.robustness:main",
             "sf-paths=sf_fairseq.paths:main",
             "sf-serve=sf_fairseq.eval.serve:main",
+            "sf-reference-set=sf_fairseq.eval.reference_set:main",
+            "sf-verify=sf_fairseq.eval.verify:main",
             "sf-evidence-index=sf_fairseq.eval.evidence_index:main",
         ],
     },
