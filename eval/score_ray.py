@@ -165,6 +165,8 @@ def ray_session(address: str | None, object_store_mb: int) -> Iterator[None]:
         ray.init(address=address, **quiet)
     else:
         ray.init(num_cpus=os.cpu_count(), object_store_memory=object_store_mb * 1024 * 1024, **quiet)
+    import ray.data  # configures its loggers when imported: quieten them after
+
     for name in ("ray", "ray.data"):  # Ray Data logs every dataset's plan and timing at INFO
         logging.getLogger(name).setLevel(logging.WARNING)
     try:
