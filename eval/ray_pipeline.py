@@ -118,16 +118,18 @@ def plan_workers(
 def read_videos(
     source: str | os.PathLike, root: str | os.PathLike | None = None,
     labels: str | os.PathLike | None = None, category_rule: str = "auto",
-    exclude: str | os.PathLike | None = None,
+    exclude: Sequence[str | os.PathLike] = (),
 ) -> list[VideoItem]:
     """Raw videos of a folder or list file, found and named as ``sf-prepare`` does
-    (:func:`~sf_fairseq.preprocess.prepare.discover_inputs`). Labels and categories come from
-    ``labels`` (a SpeechForensics list or CSV, see :mod:`.lists`, paths relative to ``root`` or
-    the input folder) where it lists the video, else the category from the id by
-    ``category_rule`` and no label."""
+    (:func:`~sf_fairseq.preprocess.prepare.discover_inputs`), none under the ``exclude`` folders
+    (the outputs). Labels and categories come from ``labels`` (a SpeechForensics list or CSV,
+    see :mod:`.lists`, paths relative to ``root`` or the input folder) where it lists the
+    video, else the category from the id by ``category_rule`` and no label."""
     from sf_fairseq.preprocess.prepare import discover_inputs
 
-    found = discover_inputs(source, root, exclude=exclude)
+    excluded = [Path(folder).resolve() for folder in exclude]
+    found = [item for item in discover_inputs(source, root)
+             if not any(folder in Path(item.path).parents for folder in excluded)]
     base = root if root is not None else (source if Path(source).is_dir() else Path(source).parent)
     by_path = {}
     if labels is not None:

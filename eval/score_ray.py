@@ -211,7 +211,8 @@ def run(args: Namespace) -> int:
               "--model-threads must be >= 1, --max-retries >= 0", file=sys.stderr)
         return 2
     try:
-        items = read_videos(args.inputs, args.root, args.labels, args.category_rule, exclude=out)
+        outputs = [out] + ([args.roi_dir] if args.roi_dir else [])
+        items = read_videos(args.inputs, args.root, args.labels, args.category_rule, exclude=outputs)
     except (OSError, lists.ListFormatError) as err:
         print(error_text(err), file=sys.stderr)
         return 2

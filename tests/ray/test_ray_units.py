@@ -31,6 +31,10 @@ def test_inputs_are_named_as_sf_prepare_names_them_and_labels_come_from_a_list(t
     # Not in the labels: no label, the category from the id.
     assert (items["fake/Deepfakes/b.mkv"].label, items["fake/Deepfakes/b.mkv"].category) == (None, "Deepfakes")
     assert items["c"].path == os.path.realpath(tmp_path / "in" / "c.mp4")
+    # Nothing from the output folders (e.g. ROIs kept inside the input folder).
+    (tmp_path / "in" / "rois" / "video").mkdir(parents=True)
+    (tmp_path / "in" / "rois" / "video" / "c.mp4").write_bytes(b"")
+    assert {item.id for item in read_videos(tmp_path / "in", exclude=[tmp_path / "in" / "rois"])} == set(items)
 
 
 def test_an_input_is_finished_when_every_track_is_scored_from_the_same_file(tmp_path):
