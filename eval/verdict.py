@@ -439,11 +439,16 @@ def summary_lines(record: Mapping[str, Any]) -> list[str]:
     if p is not None:
         lines.append(f"p-value: {p:.4g} (alpha {record.get('alpha'):g}; against {ref.get('n')} real clips, "
                      f"group {ref.get('group')!r}, field {ref.get('score_field')})")
-    lines.append(f"score (paper's rule): {record['score']:.4f} at offset {record['best_offset']:+d} frames")
+    fps = record.get("fps") or 25.0
+    if record.get("score") is None:
+        lines.append("score (paper's rule): not computed (the input could not be scored)")
+    else:
+        lines.append(f"score (paper's rule): {record['score']:.4f} at offset {record['best_offset']:+d} frames "
+                     f"({record['best_offset'] * 1000 / fps:+.0f} ms; > 0: audio lags video)")
     if record.get("score_speech") is not None:
         lines.append(f"score over speech only: {record['score_speech']:.4f} at offset "
                      f"{record['best_offset_speech']:+d} frames")
-    if record.get("speech_seconds") is not None:
+    if record.get("speech_seconds") is not None and record.get("speech_fraction") is not None:
         lines.append(f"speech: {record['speech_seconds']:.2f} s ({record['speech_fraction']:.0%} of the clip)")
     for code in record.get("reasons") or ():
         kind, meaning = REASONS.get(code, ("?", "unknown code"))

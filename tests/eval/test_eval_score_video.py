@@ -53,8 +53,17 @@ def test_input_kind_and_errors(tmp_path: Path, roi_clip, envelope_encoder) -> No
 def test_raw_video_without_a_face_is_reported(tmp_path: Path, roi_clip, envelope_encoder) -> None:
     scorer = Scorer(StreamEncoder(envelope_encoder))
     big, _ = roi_clip(tmp_path / "noface.mp4", n_frames=15, size=200)
+    # no face: a record, inconclusive with the reason, never a score or a "real"
+    result = sv.score_video(scorer, str(big), work_dir=str(tmp_path / "work"))
+    assert result["input_kind"] == "raw" and result["prepare"]["status"] == "no_face"
+    assert result["verdict"] == "inconclusive" and result["reasons"] == ["no_face"]
+    track = result["tracks"][0]
+    assert track["score"] is None and track["verdict"] == "inconclusive" and track["reasons"] == ["no_face"]
+    # an input the preprocessing cannot read is still refused
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"not a video" * 100)
     with pytest.raises(sv.ScoreVideoError, match="preprocessing failed"):
-        sv.score_video(scorer, str(big), work_dir=str(tmp_path / "work"))
+        sv.score_video(scorer, str(garbage), work_dir=str(tmp_path / "work2"))
 
 
 @pytest.mark.slow
@@ -68,8 +77,11 @@ def test_cli_writes_json_and_png(tmp_path: Path, shared_dir: Path, roi_clip, cap
     text = capsys.readouterr().out
     record = json.loads((out / "my clip.score.json").read_text())
     assert record["input_kind"] == "roi" and record["threshold"] == 0.5
-    assert record["verdict"] == ("fake" if record["score"] < 0.5 else "real")
-    assert f"verdict: {record['verdict']}" in text and f"score: {record['score']:.4f}" in text
+    # the threshold gives threshold_verdict; the verdict needs a reference set
+    assert record["threshold_verdict"] == ("fake" if record["score"] < 0.5 else "real")
+    assert record["verdict"] == "inconclusive" and "uncalibrated" in record["reasons"]
+    assert f"threshold verdict (score below 0.5000: fake): {record['threshold_verdict']}" in text
+    assert "verdict: inconclusive" in text and f"score (paper's rule): {record['score']:.4f}" in text
     track = record["tracks"][0]
     assert len(track["curve"]) == 31 and track["score"] == pytest.approx(max(track["curve"]))
     assert track["offsets"][track["curve"].index(max(track["curve"]))] == track["best_offset"]
