@@ -80,10 +80,14 @@ setup(
     extras_require={
         # sf-serve, the local web page.
         "serve": ["flask>=3.0"],
+        # sf-score-ray (raw video to score on Ray Data). <2.64: the actor restart/retry options
+        # are passed through ray_remote_args, which Ray 2.64 removes.
+        "ray": ["ray[data]>=2.60,<2.64"],
         "test": [
             "pytest>=7.4", "python_speech_features==0.6", "setuptools>=64", "wheel",
             # the web page and its browser tests (Debian's chromium: scripts/install_browser.sh)
             "flask>=3.0", "selenium>=4.20",
+            "ray[data]>=2.60,<2.64",
         ],
     },
     entry_points={
@@ -101,6 +105,7 @@ setup(
             "sf-robustness=sf_fairseq.eval.robustness:main",
             "sf-paths=sf_fairseq.paths:main",
             "sf-serve=sf_fairseq.eval.serve:main",
+            "sf-score-ray=sf_fairseq.eval.score_ray:main",
             "sf-reference-set=sf_fairseq.eval.reference_set:main",
             "sf-verify=sf_fairseq.eval.verify:main",
             "sf-evidence-index=sf_fairseq.eval.evidence_index:main",
