@@ -114,6 +114,10 @@ class ScoreVideoError(RuntimeError):
     """The video cannot be scored (the message says why)."""
 
 
+class NoRoiAudio(ScoreVideoError):
+    """A mouth-ROI-sized video without its wav."""
+
+
 def roi_sized(video: str) -> bool:
     """``auto`` input kind: frames of at most ``ROI_MAX_SIDE`` pixels make a mouth ROI."""
     capture = cv2.VideoCapture(video)
@@ -297,7 +301,7 @@ def score_video_tracks(
     if kind == "roi":
         wav = roi_wav(video, audio)
         if not os.path.exists(wav):
-            raise ScoreVideoError(
+            raise NoRoiAudio(
                 f"no audio for this ROI: expected {wav!r} (give --audio; --input-kind raw if this "
                 "is a small full-frame video)"
             )

@@ -267,53 +267,36 @@ def score_input(
     work_dir: Path,
     reference: Any,
     set_stage: Callable[[str], None],
+    reference_path: Path | None = None,
 ) -> tuple[dict[str, Any], list[TrackEvidence]]:
-    """Score every face track of ``video`` as ``sf-score-video`` does, keeping what the
-    evidence pack needs (the per-frame similarities and the speech mask).
+    """Score every face track of ``video`` exactly as ``sf-score-video`` does
+    (:func:`.score_video.score_video_tracks`), keeping what the evidence pack needs.
 
     A ROI-sized video (frames of at most 128 px) is scored as it is with the wav beside it; any
-    other video is preprocessed (faces tracked, mouths cropped) first. Each track record gets the per-window analysis of
-    ``sf-score-video``, the provenance and the verdict fields (:mod:`.verdict`).
+    other video is preprocessed (faces tracked, mouths cropped) first. Each track record gets the
+    per-window analysis, the verdict fields (:mod:`.verdict`) and the provenance.
+
+    Args:
+        reference: the loaded real-only reference set (None: uncalibrated), read from
+            ``reference_path`` (recorded in the provenance with its hash).
 
     Returns:
         ``(record, tracks)``: the JSON record (``tracks`` inside; the first track gives
-        ``verdict``, ``score``, ``p_value``) and one :class:`.evidence.TrackEvidence` per track.
+        ``verdict``, ``score``, ``p_value``; ``input`` is the file's name only) and one
+        :class:`.evidence.TrackEvidence` per track.
     """
-    from .encode import load_clip
-    from .provenance import clip_provenance
-    from .score_video import ScoreVideoError, analyse, prepare_raw, roi_sized, roi_wav
-    from .speech import analyse_wav
-    from .verdict import assess_clip
+    from .score_video import NoRoiAudio, ScoreVideoError, score_video_tracks
+    from .verdict import VerdictConfig
 
-    options = scorer.options
-    set_stage("preprocessing")
-    kind = "roi" if roi_sized(os.fspath(video)) else "raw"
-    if kind == "roi":
-        wav = roi_wav(os.fspath(video), None)
-        if not os.path.isfile(wav):
-            raise ScoreVideoError(f"a mouth-ROI-sized video needs its wav beside it ({Path(wav).name}); "
-                                  "upload the full-frame video instead")
-        clips = [(video.stem, os.fspath(video), wav)]
-    else:
-        clips = prepare_raw(os.fspath(video), os.fspath(work_dir))
-    loaded = [load_clip(v, a, scorer.settings, options.max_seconds, options.fps) for _, v, a in clips]
-    set_stage("scoring")
-    results = scorer.score_clips(loaded)
-    set_stage("verdict and evidence")
-    tracks = []
-    for (track_id, v, a), result in zip(clips, results):
-        record = {"id": track_id, "track": track_id, "roi_video": v, "audio": a,
-                  **analyse(result, options, window_s=2.0, hop_s=1.0, smooth_frames=25)}
-        audio = analyse_wav(a, max_seconds=options.max_seconds)
-        record["provenance"] = clip_provenance(video, {"video": v, "audio": a}, checkpoint, scorer)
-        record.update(assess_clip(result, options, audio, reference=reference, record=record,
-                                  provenance=record["provenance"]))
-        tracks.append(TrackEvidence(record, result, v, a, audio.speech))
-    first = tracks[0].record
-    summary = {"input": video.name, "input_kind": kind, "verdict": first["verdict"],
-               "reasons": first["reasons"], "score": first["score"], "score_speech": first["score_speech"],
-               "p_value": first["p_value"], "tracks": [t.record for t in tracks]}
-    return summary, tracks
+    config = VerdictConfig(reference=reference,
+                           reference_path=None if reference_path is None else os.fspath(reference_path))
+    try:
+        scored = score_video_tracks(scorer, os.fspath(video), work_dir=os.fspath(work_dir), checkpoint=checkpoint,
+                                    verdict=config, progress=set_stage)
+    except NoRoiAudio as err:  # (the command line's advice names options the page does not have)
+        raise ScoreVideoError(f"a mouth-ROI-sized video needs its wav beside it ({Path(video).stem}.wav); "
+                              "upload the full-frame video instead") from err
+    return {**scored.result, "input": video.name}, scored.tracks
 
 
 class ScoringProcess:
@@ -340,7 +323,7 @@ class ScoringProcess:
         set_stage("loading the checkpoint")
         scorer = self.scorer(job.checkpoint, device)
         record, tracks = score_input(scorer, self.config.checkpoints[job.checkpoint], Path(job.input_path),
-                                     folder / "work", self.reference, set_stage)
+                                     folder / "work", self.reference, set_stage, self.config.reference)
         record["checkpoint"] = job.checkpoint
         set_stage("writing the evidence pack")
         atomic_write_json(folder / RECORD, record)
