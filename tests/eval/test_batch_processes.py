@@ -90,9 +90,15 @@ def test_second_run_refused_then_kill_leaves_no_process(tmp_path: Path, shared_d
     finally:
         for pid in _group(process.pid):
             os.kill(pid, signal.SIGKILL)
-    # The kernel released the lock with the process.
-    with resume.RunLock(out / "scores.lock", "test"):
-        pass
+    # The kernel releases the lock with the processes (its last reference can go a moment after).
+    def lock_free() -> bool:
+        try:
+            with resume.RunLock(out / "scores.lock", "test"):
+                return True
+        except resume.RunLocked:
+            return False
+
+    _wait_until(lock_free, 5, "the lock to be released")
 
 
 @pytest.mark.slow
