@@ -64,8 +64,7 @@ SCORE_OPTIONS = ScoreOptions()
 
 def scoring_arguments() -> list[str]:
     """Score rule options of the stages' ``sf-score-batch``/``sf-robustness`` command lines."""
-    return ["--max-offset", str(SCORE_OPTIONS.max_offset), "--max-seconds", str(SCORE_OPTIONS.max_seconds or 0),
-            "--cpu"]
+    return ["--max-offset", str(SCORE_OPTIONS.max_offset), "--max-seconds", str(SCORE_OPTIONS.max_seconds or 0)]
 
 
 def scoring_settings(checkpoint: Path) -> dict:
@@ -279,7 +278,7 @@ def run_demo(work_dir: Path, settings: DemoSettings, workers: int = 2) -> dict:
                 writer.writerow([f"video/{stem}.mp4", row["label"], row["category"], f"audio/{stem}.wav"])
         code = score_batch.main(["--list", str(list_path), "--data-root", str(roi_dir / "test"),
                                  "--path", str(model_2 / "checkpoint_last.pt"), "--results-path",
-                                 str(scores_dir), "--report", "--num-workers", "0", *scoring_arguments()])
+                                 str(scores_dir), "--cpu", "--report", "--num-workers", "0", *scoring_arguments()])
         _check_exit("score", code, allow_partial=True)
         report = json.loads((scores_dir / "report" / "report.json").read_text())
         metrics = report.get("metrics") or {}
@@ -307,7 +306,7 @@ def run_demo(work_dir: Path, settings: DemoSettings, workers: int = 2) -> dict:
             "--list", str(grid_list), "--data-root", str(roi_dir / "test"), "--roi",
             "--work-dir", str(work_dir / "robustness" / "copies"),
             "--results-path", str(work_dir / "robustness" / "results"),
-            "--path", str(model_2 / "checkpoint_last.pt"), "--num-workers", "0", *scoring_arguments(),
+            "--path", str(model_2 / "checkpoint_last.pt"), "--cpu", "--num-workers", "0", *scoring_arguments(),
             "--types", settings.robustness_types, "--levels", settings.robustness_levels,
             "--block-rule", ROBUSTNESS_BLOCK_RULE, "--seed", str(settings.seed),
         ])
