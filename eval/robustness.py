@@ -101,12 +101,26 @@ def _prepare(videos_txt: Path, root: str, roi_dir: Path, workers: int, extra: Se
     prepare.main(argv)  # a non-zero status only means some inputs are not ok; their records say why
 
 
-def _roi_items(items: list[lists.EvalItem], rel_videos: list[str], roi_dir: Path) -> tuple[list[lists.EvalItem], list[tuple[lists.EvalItem, str, str]]]:
+def _prepare_ids(videos_txt: Path, root: str, rels: Sequence[str]) -> list[str | None]:
+    """The ids ``sf-prepare`` gives the inputs of ``videos_txt`` (its own naming rule: inputs
+    sharing a stem keep their extension), in the order of ``rels``; None for an input it
+    refuses under any id."""
+    from sf_fairseq.preprocess.prepare import discover_inputs
+
+    by_path = {Path(i.path): (None if i.problem else i.id) for i in discover_inputs(videos_txt, root)}
+    return [by_path.get((Path(root) / rel).resolve()) for rel in rels]
+
+
+def _roi_items(
+    items: list[lists.EvalItem], prepare_ids: list[str | None], roi_dir: Path
+) -> tuple[list[lists.EvalItem], list[tuple[lists.EvalItem, str, str]]]:
     """Scoring items from ``prepare``'s status records; items it did not make a ROI for come
     back as ``(item, error_type, reason)``."""
     ok, failed = [], []
-    for item, rel in zip(items, rel_videos):
-        prepare_id = Path(rel).with_suffix("").as_posix()
+    for item, prepare_id in zip(items, prepare_ids):
+        if prepare_id is None:
+            failed.append((item, "prepare:bad_name", f"sf-prepare cannot take {item.video} (see its log)"))
+            continue
         status_path = roi_dir / "status" / f"{prepare_id}.json"
         try:
             record = json.loads(status_path.read_text(encoding="utf-8"))
@@ -117,7 +131,7 @@ def _roi_items(items: list[lists.EvalItem], rel_videos: list[str], roi_dir: Path
             failed.append((item, f"prepare:{record.get('status')}", record.get("reason") or ""))
             continue
         ok.append(lists.EvalItem(item.id, str(roi_dir / record["tracks"][0]["video"]),
-                                 str(roi_dir / "audio" / f"{prepare_id}.wav"), item.label, item.category))
+                                 str(roi_dir / record["audio"]), item.label, item.category))
     return ok, failed
 
 
@@ -170,7 +184,7 @@ class Grid:
         videos_txt = cell_dir / "prepare_inputs.txt"
         resume.atomic_write_text(videos_txt, "".join(str(root / rel) + "\n" for rel in rels))
         _prepare(videos_txt, str(root), cell_dir / "roi", self.args.workers, shlex.split(self.args.prepare_args))
-        return _roi_items(items, rels, cell_dir / "roi")
+        return _roi_items(items, _prepare_ids(videos_txt, str(root), rels), cell_dir / "roi")
 
     def cell_settings(self, cell: str, code: str | None, level: int | None) -> dict[str, Any]:
         """Everything that changes a cell's scores (its fingerprint, and its report's ``inputs``);

@@ -223,3 +223,29 @@ def test_unfinished_cell_of_other_settings_is_not_resumed(tmp_path, monkeypatch)
         rb.main(["--list", str(tmp_path / "list.txt"), "--roi", "--work-dir", str(tmp_path / "work"),
                  "--results-path", str(tmp_path / "results"), "--path", str(tmp_path / "model.pt"),
                  "--types", "gb", "--levels", "1", "--no-clean", "--cpu"])
+
+
+def test_raw_inputs_sharing_a_stem_keep_their_own_preprocessing(tmp_path):
+    """sf-prepare names inputs that share a stem with their extension (a.mp4, a.mkv): the grid
+    must read each one's own status record, not the same 'a' for both."""
+    from sf_fairseq.eval import lists
+    from sf_fairseq.eval.robustness import _prepare_ids, _roi_items
+
+    for name in ("a.mp4", "a.mkv", "b.mp4"):
+        (tmp_path / name).write_bytes(b"")
+    rels = ["a.mp4", "a.mkv", "b.mp4"]
+    videos_txt = tmp_path / "inputs.txt"
+    videos_txt.write_text("".join(str(tmp_path / r) + "\n" for r in rels))
+    ids = _prepare_ids(videos_txt, str(tmp_path), rels)
+    assert ids == ["a.mp4", "a.mkv", "b"]
+    roi = tmp_path / "roi"
+    (roi / "status").mkdir(parents=True)
+    for prepare_id in ids:
+        record = {"status": "ok", "audio": f"audio/{prepare_id}.wav",
+                  "tracks": [{"video": f"video/{prepare_id}.mp4"}]}
+        (roi / "status" / f"{prepare_id}.json").write_text(json.dumps(record))
+    items = [lists.EvalItem(r, str(tmp_path / r), "", 1, "real") for r in rels]
+    ok, failed = _roi_items(items, ids, roi)
+    assert not failed
+    assert [Path(i.video).name for i in ok] == ["a.mp4.mp4", "a.mkv.mp4", "b.mp4"]
+    assert [Path(i.audio).name for i in ok] == ["a.mp4.wav", "a.mkv.wav", "b.wav"]
