@@ -255,3 +255,30 @@ def test_real_scoring_with_the_tiny_checkpoint(tmp_path, media, shared_dir):
     pack = client.get(f"/jobs/{job_id}/evidence").get_data(as_text=True)
     page = check_self_contained(pack)
     assert len(page.images) == 3  # curve, time line, frame strip (no reference set)
+
+
+@pytest.mark.slow
+def test_a_video_without_a_face_gives_an_inconclusive_record(tmp_path, shared_dir):
+    """The page scores through sf-score-video's function: a raw video without a face is a record
+    (inconclusive, no_face) with its pack, not a failed job."""
+    import cv2
+
+    path = tmp_path / "noise.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (200, 200))
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        writer.write(rng.integers(0, 255, (200, 200, 3), dtype=np.uint8))
+    writer.release()
+    cfg = ServeConfig(results_dir=tmp_path / "results",
+                      checkpoints={TINY: shared_dir / "fixtures" / "avhubert_tiny" / "checkpoint.pt"})
+    client = create_app(cfg).test_client()
+    response = client.post("/jobs", data={"checkpoint": TINY, "video": (io.BytesIO(path.read_bytes()), "noise.mp4")})
+    job_id = response.headers["Location"].rsplit("/", 1)[-1]
+    status = wait_for(client, job_id, timeout=300)
+    assert status["status"] == "done", status
+    record = client.get(f"/jobs/{job_id}/download/record").get_json()
+    assert record["input"] == "noise.mp4" and record["input_kind"] == "raw"
+    assert record["verdict"] == "inconclusive" and record["reasons"] == ["no_face"] and record["score"] is None
+    assert record["tracks"][0]["provenance"]["checkpoint_sha256"]
+    page = check_self_contained(client.get(f"/jobs/{job_id}/evidence").get_data(as_text=True))
+    assert "no_face" in " ".join(page.text)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -184,3 +185,39 @@ def test_sf_verify_reproduces_a_score_video_record(tmp_path, utt, shared_dir, ca
     assert verify.main([str(out / "clip.score.json")]) == 0
     printed = capsys.readouterr().out
     assert "REPRODUCED (exact); files intact" in printed and "score_speech" in printed
+
+
+def check_self_contained(html: str) -> None:
+    """No external reference; every image an inline PNG."""
+    assert html.lstrip().lower().startswith("<!doctype html>")
+    for bad in ('src="http', "src='http", 'href="http', "url(http", 'src="//'):
+        assert bad not in html
+    sources = re.findall(r'<img[^>]*src="([^"]*)"', html)
+    assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
+
+
+@pytest.mark.slow
+def test_html_pack_has_one_section_per_face_track_and_the_transcripts(tmp_path, cli, monkeypatch, capsys):
+    video = _prepare_media().make_clip(tmp_path / "two.mp4", seconds=1.2, faces=2, size=(400, 192))
+    transcripts = {"lips": "bob made five pies", "audio": "a quiet tone", "word_disagreement": 1.0,
+                   "char_disagreement": 0.8, "model": "vsr.pt", "error_type": None, "error": None}
+    monkeypatch.setattr(sv, "load_transcriber", lambda args, device: (object(), "vsr.pt"))
+    monkeypatch.setattr(sv, "transcribe_batch", lambda transcriber, name, loaded, paths, scorer:
+                        [dict(transcripts, lips=f"{transcripts['lips']} {i}") for i in range(len(loaded))])
+    vsr = tmp_path / "vsr.pt"
+    vsr.write_bytes(b"stand-in")
+    rc, record = cli(video, "--transcribe", str(vsr), "--html", "--min-frames", "10")
+    assert rc == 0 and len(record["tracks"]) == 2
+    html = (cli.out / "two.evidence.html").read_text(encoding="utf-8")
+    check_self_contained(html)
+    assert html.count('<section class="track">') == 2
+    for track in record["tracks"]:
+        assert track["track"] in html and track["provenance"]["input_sha256"] in html
+    assert "bob made five pies 0" in html and "bob made five pies 1" in html
+    assert "too_little_speech" in html  # a 1.2 s tone: the reasons are shown
+    assert str(cli.out / "two.evidence.html") in capsys.readouterr().out
+    # --html PATH
+    pack = tmp_path / "elsewhere" / "pack.html"
+    pack.parent.mkdir()
+    assert cli(video, "--html", str(pack), "--min-frames", "10")[0] == 0
+    check_self_contained(pack.read_text(encoding="utf-8"))
