@@ -2,7 +2,8 @@
 
 Examples::
 
-    sf-verify out/clip.score.json                 # a score_video result
+    sf-verify out/clip.score.json                 # a score_video result (its first face track)
+    sf-verify out/clip.score.json --track 1       # its second face track
     sf-verify out/scores.jsonl --id clip_0007     # one record of a batch
 
 The record's ``provenance`` (:mod:`.provenance`) names the files the scorer read, the
@@ -83,13 +84,13 @@ class Verification:
         return self.__dict__.copy()
 
 
-def load_record(path: str | os.PathLike, record_id: str | None = None) -> dict[str, Any]:
-    """One record from a ``.json`` result (a record, or a score_video result whose first track
-    or top level carries ``provenance``) or a ``.jsonl`` score file (``record_id`` required;
-    the last record of that id wins).
+def load_record(path: str | os.PathLike, record_id: str | None = None, track: int = 0) -> dict[str, Any]:
+    """One record from a ``.json`` result (a record, or a score_video result whose face track
+    ``track`` or top level carries ``provenance``) or a ``.jsonl`` score file (``record_id``
+    required; the last record of that id wins).
 
     Raises:
-        CannotVerify: unreadable file, no such id, or no provenance.
+        CannotVerify: unreadable file, no such id or track, or no provenance.
     """
     path = Path(path)
     try:
@@ -108,7 +109,9 @@ def load_record(path: str | os.PathLike, record_id: str | None = None) -> dict[s
     if not isinstance(record, dict):
         raise CannotVerify(f"{path}: not a JSON object")
     if "provenance" not in record and record.get("tracks"):
-        record = record["tracks"][0]
+        if not 0 <= track < len(record["tracks"]):
+            raise CannotVerify(f"{path}: no face track {track} (it has {len(record['tracks'])})")
+        record = record["tracks"][track]
     if not isinstance(record.get("provenance"), dict):
         raise CannotVerify(f"{path}: the record has no provenance (made before provenance was recorded?)")
     return record
@@ -149,6 +152,9 @@ def verify_record(
     Raises:
         CannotVerify: files or checkpoint missing, or the provenance lacks what is needed.
     """
+    if record.get("score") is None:
+        raise CannotVerify("nothing to re-score: the input was not scored (reasons: "
+                           f"{', '.join(record.get('reasons') or ()) or 'none recorded'})")
     prov = record["provenance"]
     files = changed_files(prov)
     missing = [role for role, why in files.items() if why.startswith("missing") and role != "input"]
@@ -202,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("record", help="a .json result/record or a .jsonl score file (with --id)")
     p.add_argument("--id", help="record id in a .jsonl score file")
+    p.add_argument("--track", type=int, default=0,
+                   help="face track (0 = the first, which gives the verdict) of a sf-score-video result")
     p.add_argument("--device", default="cpu", help="device to re-score on (exact comparison only on cpu)")
     p.add_argument("--atol", type=float, default=None,
                    help="tolerance when not exact (default: 1e-4 for fp32, 2e-2 for bf16/fp16)")
@@ -215,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
     try:
-        record = load_record(args.record, args.id)
+        record = load_record(args.record, args.id, args.track)
         outcome = verify_record(record, args.device, args.atol, args.trust_checkpoint)
     except (CannotVerify, OSError, ValueError, pickle.UnpicklingError) as err:
         print(f"cannot verify: {err}")

@@ -156,7 +156,7 @@ def _prepare_media():
 
 
 @pytest.mark.slow
-def test_raw_inputs_truncated_is_scored_no_audio_is_inconclusive(tmp_path, cli):
+def test_raw_inputs_truncated_is_scored_no_audio_is_inconclusive(tmp_path, cli, capsys):
     make_clip = _prepare_media().make_clip
     full = make_clip(tmp_path / "in" / "full.mp4", seconds=3.0, faststart=True)
     data = full.read_bytes()
@@ -173,6 +173,9 @@ def test_raw_inputs_truncated_is_scored_no_audio_is_inconclusive(tmp_path, cli):
     assert record["tracks"][0]["provenance"]["input_sha256"] == file_sha256(mute)
     assert not (cli.out / "mute.score.png").exists()
     assert "verdict: inconclusive" in (cli.out / "mute.score.md").read_text()
+    capsys.readouterr()
+    assert verify.main([str(cli.out / "mute.score.json")]) == 2
+    assert "nothing to re-score: the input was not scored (reasons: no_audio)" in capsys.readouterr().out
 
 
 @pytest.mark.slow
@@ -185,6 +188,8 @@ def test_sf_verify_reproduces_a_score_video_record(tmp_path, utt, shared_dir, ca
     assert verify.main([str(out / "clip.score.json")]) == 0
     printed = capsys.readouterr().out
     assert "REPRODUCED (exact); files intact" in printed and "score_speech" in printed
+    assert verify.main([str(out / "clip.score.json"), "--track", "1"]) == 2
+    assert "no face track 1 (it has 1)" in capsys.readouterr().out
 
 
 def check_self_contained(html: str) -> None:
