@@ -144,7 +144,8 @@ def test_raw_grid_perturbs_copies_then_preprocesses_them(tmp_path, shared_dir, m
             video = write_roi_pair(roi_dir / "video" / f"{item_id}.mp4", seed=len(item_id))
             (roi_dir / "audio" / item_id).parent.mkdir(parents=True, exist_ok=True)
             video.with_suffix(".wav").rename(roi_dir / "audio" / f"{item_id}.wav")
-            status.write_text(json.dumps({"status": "ok", "tracks": [{"video": f"video/{item_id}.mp4"}]}))
+            status.write_text(json.dumps({"status": "ok", "audio": f"audio/{item_id}.wav",
+                                          "tracks": [{"video": f"video/{item_id}.mp4"}]}))
 
     monkeypatch.setattr(rb, "_prepare", fake_prepare)
     results = tmp_path / "results"
