@@ -18,6 +18,21 @@ not hashed, to keep reruns cheap). ``notes`` carries what preprocessing noted ab
 ``status/<id>.json`` when the ROI video lies in a prepare output folder (``video/<id>.mp4``),
 else empty.
 
+Verdict fields (:mod:`.verdict`; ``sf-score-batch`` writes them in every record)::
+
+    {"verdict": "real" | "fake" | "inconclusive" | null, "reasons": [code] | null,
+     "p_value": float | null, "alpha": float | null, "reference": {...} | null,
+     "score_speech": float | null, "best_offset_speech": int | null, "curve_speech": [...] | null,
+     "speech_frames": int | null, "speech_seconds": float | null, "speech_fraction": float | null,
+     "audio_stats": {...} | null, "drift": {...} | null, "face": {...} (prepared items only),
+     "provenance": {...} | null, "threshold_verdict": "real" | "fake" (with --calibration)}
+
+``score`` stays the paper's score; ``score_speech`` is the same offset search over speech
+frames only. A failed record has every verdict field null, except an item ``sf-prepare`` found
+no face or no audio in, or too short: ``inconclusive`` with that reason (``no_face``,
+``no_audio``, ``clip_too_short``). ``provenance`` (:mod:`.provenance`) is null when the
+scorer's checkpoint file is not known (library use without it) and for failed items.
+
 With a transcription model (``--transcribe``), a record also holds ``"transcripts"``: the
 lips-only and audio-only transcripts of the clip (see :mod:`.transcribe`)::
 
@@ -40,6 +55,7 @@ import json
 import logging
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -112,26 +128,58 @@ def input_stamps(video: str | os.PathLike, audio: str | os.PathLike) -> dict[str
     return {"video": file_stamp(video), "audio": file_stamp(audio)}
 
 
-_TRACK_SUFFIX = re.compile(r"__track\d+$")
+_TRACK_SUFFIX = re.compile(r"__track(\d+)$")
 
 
-def prepare_notes(video: str | os.PathLike) -> list[str]:
-    """Notes ``sf-prepare`` recorded for the ROI video ``<out>/video/<id>[__track<k>].mp4``, from
-    ``<out>/status/<id>.json``; empty when the video is not in a prepare output folder or the
-    status file is missing or unreadable (best effort: notes never fail a record)."""
+@dataclass
+class PrepareStatus:
+    """``sf-prepare``'s status record of a ROI video's item.
+
+    Attributes:
+        out_dir: the prepare output folder (paths in ``record`` are relative to it).
+        record: the status record (``status``, ``notes``, ``width``, ``height``, ``tracks``,
+            ``landmarks``, ``truncated``, ...).
+        track: the face track the ROI video holds (index into the landmarks).
+    """
+
+    out_dir: Path
+    record: dict[str, Any]
+    track: int
+
+
+def prepare_status(video: str | os.PathLike) -> PrepareStatus | None:
+    """The status record ``<out>/status/<id>.json`` of the ROI video
+    ``<out>/video/<id>[__track<k>].mp4`` (the video itself need not exist: an item prepare
+    found no face in has a status but no video); None when the video is not in a prepare
+    output folder or the status file is missing or unreadable (best effort: it never fails a
+    record)."""
     video = Path(video)
     for folder in video.parents:
         if folder.name != "video":
             continue
-        rel = video.relative_to(folder).with_suffix("")
-        item_id = _TRACK_SUFFIX.sub("", rel.as_posix())
-        status = folder.parent / "status" / f"{item_id}.json"
+        rel = video.relative_to(folder).with_suffix("").as_posix()
+        item_id = _TRACK_SUFFIX.sub("", rel)
         try:
-            notes = json.loads(status.read_text(encoding="utf-8")).get("notes") or []
-        except (OSError, ValueError, AttributeError):
-            return []
-        return [str(note) for note in notes]
-    return []
+            record = json.loads((folder.parent / "status" / f"{item_id}.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(record, dict):
+            return None
+        track = next((t.get("track", 0) for t in record.get("tracks") or ()
+                      if isinstance(t, dict) and t.get("video") == f"video/{rel}.mp4"), None)
+        if track is None:
+            suffix = _TRACK_SUFFIX.search(rel)
+            track = int(suffix.group(1)) if suffix else 0
+        return PrepareStatus(folder.parent, record, int(track))
+    return None
+
+
+def prepare_notes(video: str | os.PathLike) -> list[str]:
+    """Notes ``sf-prepare`` recorded for the ROI video ``<out>/video/<id>[__track<k>].mp4``, from
+    ``<out>/status/<id>.json`` (see :func:`prepare_status`); empty without one."""
+    status = prepare_status(video)
+    notes = status.record.get("notes") if status is not None else None
+    return [str(note) for note in notes] if isinstance(notes, list) else []
 
 
 def iter_records(path: str | os.PathLike) -> Iterator[dict[str, Any]]:

@@ -15,10 +15,11 @@ Output, under ``--results-path``:
   (see :mod:`.results`), appended and flushed as soon as the item is scored or fails, in the
   order the clips are scored (shortest first), not list order. A missing or unreadable file
   gives a ``failed`` record with the error, and the run goes on.
-* ``fingerprint.json`` (``fingerprint.<shard>-of-<n>.json``): everything that changes a score
+* ``fingerprint.json`` (``fingerprint.<shard>-of-<n>.json``): everything that changes a record
   (checkpoint content hash, layer, max offset, max seconds, precision, input transform,
-  transcription model and beam options, calibration, and the input: list or manifest content
-  hash, data root, category rule). A rerun with the same fingerprint skips items already scored
+  transcription model and beam options, calibration, verdict thresholds, offset-drift and
+  voice-activity settings, the reference set's content hash, and the input: list or manifest
+  content hash, data root, category rule). A rerun with the same fingerprint skips items already scored
   successfully whose video and wav are unchanged (same size and modification time) and retries
   the others; a rerun with other settings is refused, naming the differing settings, unless
   ``--overwrite`` is given (that shard's old records are then discarded, never mixed).
@@ -35,6 +36,19 @@ even when it is killed with SIGKILL.
 Clips are scored in batches of similar length (:class:`.pipeline.BatchLimits`: at most
 ``--batch-size`` clips, ``--max-frames`` padded frames and ``--max-padding`` padding per model
 call), the lengths read from the wav headers; the scores equal those of ``--batch-size 1``.
+
+Every record carries the verdict of :mod:`.verdict` beside the paper's ``score`` (unchanged):
+``verdict`` (``real``, ``fake`` or ``inconclusive``), ``reasons`` (codes), ``score_speech``
+(the same offset search over speech frames only; Silero VAD runs in the loader processes),
+``speech_seconds``, ``speech_fraction``, ``p_value`` (against ``--reference``, a real-only
+reference set from ``sf-reference-set``; without one every verdict is ``inconclusive``, reason
+``uncalibrated``), ``drift`` and ``provenance`` (input, scored files, checkpoint hashes, code
+and library versions, every setting; ``sf-verify scores.jsonl --id ID`` re-scores from it).
+Items of an ``sf-prepare`` output folder also get the checks its status records allow (source
+resolution, truncation, face-track coverage, size and landmark jitter), and an item prepare
+found no face or audio in is ``inconclusive`` with that reason. The thresholds are options
+(``--alpha``, ``--min-speech-seconds``, ``--drift-*``, ``--vad-*``). ``--calibration`` only adds
+``threshold_verdict``, the older fake-below-a-threshold call on the paper's score.
 
 With ``--transcribe CKPT`` (a fine-tuned AVSR seq2seq checkpoint), every scored clip is also
 decoded from its video stream alone and from its audio stream alone, a batch at a time, and its
@@ -63,9 +77,10 @@ import sys
 import threading
 import time
 from argparse import Namespace
-from dataclasses import asdict
+from collections import Counter
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import soundfile
 from torch.utils.data import DataLoader, Dataset
@@ -80,34 +95,78 @@ from .pipeline import (
     BatchLimits, ClipResult, ScoreOptions, Scorer, add_scorer_arguments, length_order, load_scorer_from_arguments,
     pick_device,
 )
+from .provenance import clip_provenance
 from .report import write_report
 from .results import (
-    FAILED, OK, ResultWriter, has_transcripts, input_stamps, iter_records, latest_records, prepare_notes,
-    transcribe_records, transcript_failure,
+    FAILED, OK, PrepareStatus, ResultWriter, has_transcripts, input_stamps, iter_records, latest_records,
+    prepare_status, transcribe_records, transcript_failure,
 )
+from .speech import AudioAnalysis, SpeechSettings, analyse_wav
 from .transcribe import DecodeSettings, Transcriber
+from .verdict import (
+    PREPARE_STATUS_REASONS, VERDICT_FIELDS, FaceStats, MediaChecks, VerdictConfig, add_verdict_arguments,
+    assess_clip, face_stats_from_prepare, media_checks_from_prepare, unscored_verdict, verdict_config_from_arguments,
+)
 
 logger = logging.getLogger(__name__)
 
 
-class ClipDataset(Dataset):
-    """Loads one item's clip; a failure is returned (not raised) so the batch goes on."""
+@dataclass
+class LoadedClip:
+    """One item as a loader process hands it over: the model inputs and what the verdict
+    checks besides the score (all picklable).
 
-    def __init__(self, items: Sequence[lists.EvalItem], settings: InputSettings, options: ScoreOptions):
+    Attributes:
+        inputs: the streams to score.
+        audio: the wav's voice activity and level statistics (:func:`.speech.analyse_wav`).
+        face: face-track statistics from the prepare landmarks (None: not prepared by
+            ``sf-prepare``, or no landmarks file).
+    """
+
+    inputs: ClipInputs
+    audio: AudioAnalysis
+    face: FaceStats | None = None
+
+
+def clip_length(clip: ClipInputs) -> int:
+    """Frames of a clip's longer stream (what a model batch pads to)."""
+    return max(clip.video.shape[0], clip.audio.shape[0])
+
+
+def prepared_face(status: PrepareStatus | None) -> FaceStats | None:
+    """Face statistics of the track a ROI video holds, from its prepare landmarks (None without
+    them; an unreadable landmarks file is logged, not an error: the check is then skipped)."""
+    if status is None or not status.record.get("landmarks"):
+        return None
+    try:
+        return face_stats_from_prepare(status.out_dir, status.record, status.track)
+    except (OSError, ValueError, KeyError, IndexError) as err:
+        logger.warning("%s: no face statistics (%s)", status.record.get("landmarks"), err)
+        return None
+
+
+class ClipDataset(Dataset):
+    """Loads one item's clip and analyses its wav (voice activity); a failure is returned (not
+    raised) so the batch goes on."""
+
+    def __init__(self, items: Sequence[lists.EvalItem], settings: InputSettings, options: ScoreOptions,
+                 speech: SpeechSettings = SpeechSettings()):
         self.items = items
         self.settings = settings
         self.options = options
+        self.speech = speech
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> tuple[int, ClipInputs | None, str | None, str | None]:
+    def __getitem__(self, index: int) -> tuple[int, LoadedClip | None, str | None, str | None]:
         item = self.items[index]
         try:
             clip = load_clip(item.video, item.audio, self.settings, self.options.max_seconds, self.options.fps)
+            analysis = analyse_wav(item.audio, self.speech, self.options.max_seconds)
         except Exception as err:  # noqa: BLE001 - any bad file becomes a failed record
             return index, None, type(err).__name__, str(err)
-        return index, clip, None, None
+        return index, LoadedClip(clip, analysis, prepared_face(prepare_status(item.video))), None, None
 
 
 def _first(batch: list) -> Any:
@@ -142,7 +201,10 @@ def item_record(item: lists.EvalItem) -> dict[str, Any]:
     return {"id": item.id, "video": item.video, "audio": item.audio, "label": item.label, "category": item.category}
 
 
-def failed_record(item: lists.EvalItem, error_type: str, error: str) -> dict[str, Any]:
+def failed_record(item: lists.EvalItem, error_type: str, error: str, reasons: Sequence[str] = ()) -> dict[str, Any]:
+    """The record of an item that could not be scored: no score, and verdict fields that are
+    None, or ``inconclusive`` with ``reasons`` when the input is known to hold nothing to judge
+    (e.g. prepare found no face: :func:`unscored_reasons`)."""
     return {
         **item_record(item),
         "status": FAILED,
@@ -153,7 +215,15 @@ def failed_record(item: lists.EvalItem, error_type: str, error: str) -> dict[str
         "curve": None,
         "error_type": error_type,
         "error": error,
+        **(unscored_verdict(list(reasons)) if reasons else dict.fromkeys(VERDICT_FIELDS)),
     }
+
+
+def unscored_reasons(status: PrepareStatus | None) -> list[str]:
+    """Verdict reasons of an item prepare did not turn into a scorable clip (no face, no audio,
+    too short), from its status record; empty otherwise."""
+    reason = None if status is None else PREPARE_STATUS_REASONS.get(status.record.get("status"))
+    return [] if reason is None else [reason]
 
 
 def header_length(item: lists.EvalItem, options: ScoreOptions) -> int:
@@ -169,27 +239,28 @@ def header_length(item: lists.EvalItem, options: ScoreOptions) -> int:
 
 
 def model_batches(
-    loaded: Iterator[tuple[int, ClipInputs | None, str | None, str | None]],
+    loaded: Iterator[tuple[int, Any, str | None, str | None]],
     batch_size: int,
     max_frames: int | None,
     max_padding: float | None = None,
-) -> Iterator[tuple[list[tuple[int, ClipInputs]], list[tuple[int, str, str]]]]:
+    length: Callable[[Any], int] = clip_length,
+) -> Iterator[tuple[list[tuple[int, Any]], list[tuple[int, str, str]]]]:
     """Group loaded clips, in the order they come, into model batches under
-    :class:`.pipeline.BatchLimits` (a clip's length is its longer stream); failures pass
-    through at once."""
+    :class:`.pipeline.BatchLimits` (a clip's length, ``length(clip)``, is by default its
+    longer stream); failures pass through at once."""
     limits = BatchLimits(batch_size, max_frames, max_padding)
-    batch: list[tuple[int, ClipInputs]] = []
+    batch: list[tuple[int, Any]] = []
     lengths: list[int] = []
     for index, clip, error_type, error in loaded:
         if clip is None:
             yield [], [(index, error_type, error)]
             continue
-        length = max(clip.video.shape[0], clip.audio.shape[0])
-        if not limits.admits(lengths, length):
+        clip_frames = length(clip)
+        if not limits.admits(lengths, clip_frames):
             yield batch, []
             batch, lengths = [], []
         batch.append((index, clip))
-        lengths.append(length)
+        lengths.append(clip_frames)
     if batch:
         yield batch, []
 
@@ -224,15 +295,20 @@ def score_items(
     transcriber: Transcriber | None = None,
     transcriber_name: str = "transcriber",
     max_padding: float | None = BatchLimits.max_padding,
+    verdict: VerdictConfig = VerdictConfig(),
+    checkpoint: str | os.PathLike | None = None,
 ) -> dict[str, int]:
     """Score every item not yet done in ``writer``; returns counts (``scored``, ``failed``,
     ``skipped``).
 
     An item is done when ``writer`` holds a successful record of it made from input files of
     the same size and modification time. Pending items are scored shortest first, in batches
-    of similar length (see :func:`model_batches`). With a ``transcriber``, each scored record
-    also gets ``transcripts`` (named ``transcriber_name``), and items done without transcripts
-    from it are done again."""
+    of similar length (see :func:`model_batches`). Every record gets the verdict fields of
+    :mod:`.verdict` under ``verdict`` (thresholds, voice activity, drift, reference set) and,
+    when ``checkpoint`` (the file the scorer was loaded from) is given, ``provenance``; with a
+    ``calibration``, also ``threshold_verdict`` (fake below its threshold). With a
+    ``transcriber``, each scored record also gets ``transcripts`` (named ``transcriber_name``),
+    and items done without transcripts from it are done again."""
     stamps = {item.id: input_stamps(item.video, item.audio) for item in items}
     done = {item.id for item in items if writer.unchanged(item.id, stamps[item.id])}
     if transcriber is not None and writer.path.exists():
@@ -242,48 +318,66 @@ def score_items(
     counts = {"skipped": len(items) - len(pending), "scored": 0, "failed": 0}
     lengths = [header_length(item, scorer.options) for item in pending]
     pending = [pending[i] for i in length_order(lengths)]
-    dataset = ClipDataset(pending, scorer.settings, scorer.options)
+    dataset = ClipDataset(pending, scorer.settings, scorer.options, verdict.speech)
     loader = DataLoader(dataset, batch_size=1, collate_fn=_first, num_workers=num_workers,
                         worker_init_fn=functools.partial(_end_with_parent, os.getpid()) if num_workers else None)
     bar = tqdm(total=len(pending), unit="clip", disable=not progress)
+    settings_provenance = verdict.provenance()  # (hashes the reference set once)
 
     transcripts: dict[int, dict[str, Any]] = {}
 
-    def extra_fields(index: int) -> dict[str, Any]:
-        item = pending[index]
-        return {"inputs": stamps[item.id], "notes": prepare_notes(item.video)}
+    def extra_fields(index: int, status: PrepareStatus | None) -> dict[str, Any]:
+        notes = None if status is None else status.record.get("notes")
+        return {"inputs": stamps[pending[index].id],
+                "notes": [str(n) for n in notes] if isinstance(notes, list) else []}
 
-    def write_ok(index: int, result) -> None:
-        record = {**item_record(pending[index]), "status": OK, **result.as_record(),
-                  "error_type": None, "error": None, **extra_fields(index)}
+    def write_ok(index: int, result: ClipResult, loaded: LoadedClip) -> None:
+        item = pending[index]
+        status = prepare_status(item.video)
+        record = {**item_record(item), "status": OK, **result.as_record(),
+                  "error_type": None, "error": None, **extra_fields(index, status)}
+        prov = None if checkpoint is None else clip_provenance(
+            item.video, {"video": item.video, "audio": item.audio}, checkpoint, scorer, verdict.speech,
+            **settings_provenance)
+        lengths = {"video_frames": len(loaded.inputs.video), "audio_frames": len(loaded.inputs.audio)}
+        media = MediaChecks(**lengths) if status is None else media_checks_from_prepare(status.record, **lengths)
+        record.update(assess_clip(result, scorer.options, loaded.audio, verdict.settings, verdict.reference,
+                                  record, prov, verdict.drift, loaded.face, media))
+        record["provenance"] = prov
         if calibration is not None:
-            record["verdict"] = calibration.verdict(result.score)
+            record["threshold_verdict"] = calibration.verdict(result.score)
         if transcriber is not None:
             record["transcripts"] = transcripts.pop(index)
         writer.write(record)
         counts["scored"] += 1
 
     def write_failed(index: int, error_type: str, error: str) -> None:
-        record = {**failed_record(pending[index], error_type, error), **extra_fields(index)}
+        status = prepare_status(pending[index].video)
+        record = {**failed_record(pending[index], error_type, error, unscored_reasons(status)),
+                  "provenance": None, **extra_fields(index, status)}
         if transcriber is not None:
             record["transcripts"] = transcripts.pop(index, None)
         writer.write(record)
         counts["failed"] += 1
 
-    for batch, failures in model_batches(iter(loader), batch_size, max_frames, max_padding):
+    def loaded_length(loaded: LoadedClip) -> int:
+        return clip_length(loaded.inputs)
+
+    for batch, failures in model_batches(iter(loader), batch_size, max_frames, max_padding, loaded_length):
         for index, error_type, error in failures:
             write_failed(index, error_type, error)
+        inputs = [loaded.inputs for _, loaded in batch]
         if batch and transcriber is not None:
             indices = [index for index, _ in batch]
-            fields = transcribe_batch(transcriber, transcriber_name, [clip for _, clip in batch],
+            fields = transcribe_batch(transcriber, transcriber_name, inputs,
                                       [(pending[i].video, pending[i].audio) for i in indices], scorer)
             transcripts.update(zip(indices, fields))
         if batch:
-            for (index, _), result in zip(batch, score_or_each(scorer, [clip for _, clip in batch])):
+            for (index, loaded), result in zip(batch, score_or_each(scorer, inputs)):
                 if isinstance(result, Exception):
                     write_failed(index, type(result).__name__, str(result))
                 else:
-                    write_ok(index, result)
+                    write_ok(index, result, loaded)
         bar.update(len(batch) + len(failures))
     bar.close()
     return counts
@@ -368,8 +462,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-workers", type=int, default=2, help="clip loading processes")
     p.add_argument("--num-shards", type=int, default=1, help="split the items into this many shards")
     p.add_argument("--shard-id", type=int, default=0, help="which shard this run scores")
-    p.add_argument("--calibration", help="calibration JSON (metrics_cli --calibrate): adds a verdict to records")
+    p.add_argument("--calibration", help="calibration JSON (sf-report --calibrate-fpr): adds threshold_verdict "
+                   "(fake below its threshold on the paper's score) to records; the verdict itself comes from "
+                   "--reference")
     add_transcribe_arguments(p)
+    add_verdict_arguments(p)
     p.add_argument("--report", action="store_true", help="write a metrics report when done (unsharded runs)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates for --report")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -429,7 +526,8 @@ def input_fingerprint(args: Namespace) -> dict[str, Any]:
             "category_rule": args.category_rule}
 
 
-def score_fingerprint(args: Namespace, scorer: Scorer, transcriber: Transcriber | None) -> dict[str, Any]:
+def score_fingerprint(args: Namespace, scorer: Scorer, transcriber: Transcriber | None,
+                      verdict: VerdictConfig = VerdictConfig()) -> dict[str, Any]:
     """Everything that changes a shard's records (see the module docstring)."""
     return {
         "checkpoint_sha256": resume.file_sha256(args.path),
@@ -441,6 +539,10 @@ def score_fingerprint(args: Namespace, scorer: Scorer, transcriber: Transcriber 
         "transcribe": None if transcriber is None else {
             "checkpoint_sha256": resume.file_sha256(args.transcribe), "beam": args.beam, "lenpen": args.lenpen},
         "calibration_sha256": resume.file_sha256(args.calibration) if args.calibration else None,
+        "verdict_settings": asdict(verdict.settings),
+        "drift_settings": asdict(verdict.drift),
+        "speech_settings": verdict.speech.as_record(),
+        "reference_sha256": None if verdict.reference_path is None else resume.file_sha256(verdict.reference_path),
         "input": input_fingerprint(args),
     }
 
@@ -516,10 +618,11 @@ def score_shard(args: Namespace, items: list[lists.EvalItem], out: Path, suffix:
     device = pick_device(args.cpu)
     try:
         calibration = Calibration.load(args.calibration) if args.calibration else None
+        verdict = verdict_config_from_arguments(args)
         scorer = load_scorer_from_arguments(args, args.path, device)
         transcriber, transcriber_name = load_transcriber(args, device)
-        fingerprint = score_fingerprint(args, scorer, transcriber)
-    except (OSError, ValueError, pickle.UnpicklingError) as err:  # missing/unsafe checkpoint, bad calibration
+        fingerprint = score_fingerprint(args, scorer, transcriber, verdict)
+    except (OSError, ValueError, pickle.UnpicklingError) as err:  # missing/unsafe checkpoint, bad calibration/reference
         raise SystemExit(error_text(err)) from err
     accept_settings(scores, out / f"fingerprint{suffix}.json", fingerprint, args.overwrite)
     run_info = {
@@ -535,6 +638,8 @@ def score_shard(args: Namespace, items: list[lists.EvalItem], out: Path, suffix:
         "input_settings": asdict(scorer.settings),
         "transcribe": None if transcriber is None else {
             "checkpoint": transcriber_name, "beam": args.beam, "lenpen": args.lenpen},
+        **verdict.provenance(),
+        "speech_settings": verdict.speech.as_record(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     resume.atomic_write_json(out / f"run{suffix}.json", run_info)
@@ -545,18 +650,20 @@ def score_shard(args: Namespace, items: list[lists.EvalItem], out: Path, suffix:
             items, scorer, writer, args.batch_size, args.max_frames, args.num_workers,
             calibration, progress=not args.no_progress,
             transcriber=transcriber, transcriber_name=transcriber_name or "transcriber",
-            max_padding=args.max_padding,
+            max_padding=args.max_padding, verdict=verdict, checkpoint=args.path,
         )
     seconds = time.perf_counter() - start
     latest = latest_records([scores])
     n_ok = sum(1 for item in items if latest.get(item.id, {}).get("status") == OK)
+    verdicts = Counter(str(latest[item.id].get("verdict")) for item in items if item.id in latest)
     summary = {**counts, "items": len(items), "ok": n_ok, "not_ok": len(items) - n_ok,
-               "seconds": round(seconds, 2)}
+               "verdicts": dict(sorted(verdicts.items())), "seconds": round(seconds, 2)}
     print(
         f"{len(items)} items: {counts['scored']} scored now, {counts['skipped']} already done, "
         f"{counts['failed']} failed; {n_ok} ok in total; {seconds:.1f} s "
         f"({counts['scored'] / max(seconds, 1e-9):.2f} clips/s)"
     )
+    print("verdicts: " + ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items())))
     if args.report and args.num_shards == 1:
         # List order, whatever order the clips were scored in (the bootstrap depends on it).
         records = [latest[item.id] for item in items if item.id in latest]
