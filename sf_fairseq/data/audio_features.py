@@ -73,12 +73,17 @@ def frame_signal(signal: np.ndarray, frame_len: int, frame_step: int) -> np.ndar
     Returns:
         ``[n_frames, frame_len]`` (a copy, same dtype as ``signal``).
     """
+    return _frame_view(signal, frame_len, frame_step).copy()
+
+
+def _frame_view(signal: np.ndarray, frame_len: int, frame_step: int) -> np.ndarray:
+    """:func:`frame_signal` as a read-only strided view of the padded signal (no copy: the
+    overlapping frames would be 2.5x the signal)."""
     n = len(signal)
     n_frames = 1 if n <= frame_len else 1 + math.ceil((n - frame_len) / frame_step)
     pad_len = (n_frames - 1) * frame_step + frame_len
     padded = np.concatenate([signal, np.zeros(pad_len - n, dtype=signal.dtype)])
-    windows = np.lib.stride_tricks.sliding_window_view(padded, frame_len)
-    return windows[::frame_step].copy()
+    return np.lib.stride_tricks.sliding_window_view(padded, frame_len)[::frame_step]
 
 
 def logfbank(signal: np.ndarray, sample_rate: int = 16000) -> np.ndarray:
@@ -98,13 +103,16 @@ def logfbank(signal: np.ndarray, sample_rate: int = 16000) -> np.ndarray:
         raise ValueError("logfbank got an empty waveform")
     x = signal.astype(np.float64)
     emphasised = np.concatenate([x[:1], x[1:] - PREEMPH * x[:-1]])
-    frames = frame_signal(
+    frames = _frame_view(
         emphasised, _round_half_up(WINLEN_S * sample_rate), _round_half_up(WINSTEP_S * sample_rate)
     )
-    power = np.square(np.abs(np.fft.rfft(frames, NFFT))) / NFFT  # [n_frames, NFFT/2+1]
+    # The same operations as the library, in place where it saves a temporary.
+    power = np.abs(np.fft.rfft(frames, NFFT))  # [n_frames, NFFT/2+1]
+    np.square(power, out=power)
+    power /= NFFT
     energies = power @ mel_filterbank(NFILT, NFFT, sample_rate).T
-    energies = np.where(energies == 0, LOG_FLOOR, energies)
-    return np.log(energies)
+    energies[energies == 0] = LOG_FLOOR
+    return np.log(energies, out=energies)
 
 
 def stack_frames(feats: np.ndarray, stack_order: int) -> np.ndarray:

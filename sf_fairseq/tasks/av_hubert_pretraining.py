@@ -76,6 +76,11 @@ class AVHubertPretrainingConfig(FairseqDataclass):
     noise_snr: str = field(default="0", metadata={"help": "SNR in dB: a number or a 'low,high' range"})
     noise_num: int = field(default=1, metadata={"help": "noise clips averaged per item"})
     fine_tuning: bool = field(default=False, metadata={"help": "fine-tuning (one target dictionary)"})
+    packed_dir: str | None = field(
+        default=None,
+        metadata={"help": "folder of sf-pack-roi output ({split}.index.json, ...): decoded ROIs and "
+                          "wavs read instead of the manifest's files (same inputs, no decoding)"},
+    )
 
 
 class LabelEncoder:
@@ -197,6 +202,7 @@ class AVHubertPretrainingTask(FairseqTask):
             noise_prob=cfg.noise_prob,
             noise_snr=cfg.noise_snr,
             noise_num=cfg.noise_num,
+            packed_dir=cfg.packed_dir,
         )
 
     def max_positions(self) -> tuple[int, int]:
