@@ -241,6 +241,29 @@ def write_packs(scorer: Any, records: Sequence[Mapping[str, Any]], packs_dir: st
     return written
 
 
+def pack_scorer(checkpoint: str | os.PathLike, records: Sequence[Mapping[str, Any]], layer: int | None = None,
+                cpu: bool = False) -> Any:
+    """A scorer to score ``records`` again for their packs, with the settings they were scored
+    with: their provenance's score options, layer and precision when they carry one, else the
+    offset range their curves span and ``layer``.
+
+    Raises:
+        OSError, ValueError, pickle.UnpicklingError: the checkpoint cannot be loaded.
+    """
+    from .pipeline import ScoreOptions, load_scorer, pick_device
+
+    prov = next((r["provenance"] for r in records if isinstance(r.get("provenance"), dict)), None)
+    if prov is not None and isinstance((prov.get("settings") or {}).get("score"), dict):
+        options = ScoreOptions(**prov["settings"]["score"])
+        layer = prov.get("layer") if layer is None else layer
+        precision = prov.get("precision") or "fp32"
+    else:
+        k = {(len(r["curve"]) - 1) // 2 for r in records if r.get("curve")}
+        options = ScoreOptions(max_offset=k.pop()) if len(k) == 1 else ScoreOptions()
+        precision = "fp32"
+    return load_scorer(checkpoint, pick_device(cpu), layer, precision, options=options)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m sf_fairseq.eval.evidence_index",
@@ -255,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates of the AUC intervals (0: none)")
     packs = p.add_argument_group("evidence packs of chosen items (written to --packs)")
     packs.add_argument("--checkpoint", help="score the chosen items again with this checkpoint (safe loader)")
-    packs.add_argument("--layer", type=int, default=None, help="layer the records were scored with")
+    packs.add_argument("--layer", type=int, default=None,
+                       help="layer the records were scored with (default: their provenance's)")
     packs.add_argument("--pack", action="append", default=[], metavar="ID", help="an item to write a pack for")
     packs.add_argument("--worst", type=int, default=0, metavar="N", help="also the N items with the lowest scores")
     packs.add_argument("--cpu", action="store_true", help="run on CPU even if a GPU is available")
@@ -272,13 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.pack or args.worst:
         if not (args.checkpoint and args.packs):
             raise SystemExit("error: --pack/--worst need --checkpoint and --packs")
-        from .pipeline import ScoreOptions, load_scorer, pick_device
-
         try:
             chosen = chosen_items(records, args.pack, args.worst)
-            k = {(len(r["curve"]) - 1) // 2 for r in chosen if r.get("curve")}
-            options = ScoreOptions(max_offset=k.pop()) if len(k) == 1 else ScoreOptions()
-            scorer = load_scorer(args.checkpoint, pick_device(args.cpu), args.layer, options=options)
+            scorer = pack_scorer(args.checkpoint, chosen, args.layer, args.cpu)
         except (OSError, ValueError, pickle.UnpicklingError) as err:
             raise SystemExit(f"error: {err}") from err
         written = write_packs(scorer, chosen, args.packs)

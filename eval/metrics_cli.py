@@ -12,9 +12,21 @@ Examples::
     # report at that threshold
     python -m sf_fairseq.eval.metrics_cli out/favc --calibration threshold.json
 
+    # also the HTML index page, with evidence packs of the 20 lowest-scoring items
+    sf-report out/favc --html --checkpoint large_vox_iter5.pt --worst 20
+
 Inputs are ``scores*.jsonl`` files or directories holding them (shards are merged; for an id
 seen twice the last record wins). Only scored items with a label enter the metrics; the report
 says how many were left out and why. Calibration uses the scored items labelled real (1).
+Records with verdict fields add the speech-gated score's AUC and the table of verdicts and
+inconclusive reasons per category (:mod:`.report`).
+
+``--html`` also writes the batch index page (:mod:`.evidence_index`: one self-contained HTML
+file, default ``<out>/index.html``) linking every item whose evidence pack is in the
+``packs/`` folder beside it (``packs/<id>.html``). With ``--checkpoint`` (the checkpoint the
+records were scored with), the items ``--worst N`` (lowest paper's scores) and ``--pack ID``
+first get their packs there: their clips are scored again with the recorded layer and score
+settings (a pack whose new score differs from the record's is refused and logged).
 """
 
 from __future__ import annotations
@@ -22,13 +34,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import pickle
 from pathlib import Path
 
 import numpy as np
 
+from .evidence_index import chosen_items, pack_scorer, write_index, write_packs
 from .metrics import Calibration, calibrate_threshold
 from .report import write_report
 from .results import OK, latest_records, result_files
+
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +62,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates (0 = no intervals)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--title", default="Forgery score report", help="report title")
+    html = p.add_argument_group("HTML index and evidence packs")
+    html.add_argument("--html", nargs="?", const="", default=None, metavar="PATH",
+                      help="also write the batch index page, one self-contained HTML file (default PATH: "
+                      "<out>/index.html), linking the evidence packs found in packs/ beside it")
+    html.add_argument("--checkpoint", help="with --html: write evidence packs (to packs/) for the items of "
+                      "--worst/--pack, scoring their clips again with this checkpoint (the one they were "
+                      "scored with; safe loader)")
+    html.add_argument("--worst", type=int, default=0, metavar="N", help="packs for the N lowest-scoring items")
+    html.add_argument("--pack", action="append", default=[], metavar="ID", help="a pack for this item (repeatable)")
+    html.add_argument("--layer", type=int, default=None,
+                      help="layer the records were scored with (default: their provenance's, else run.json's)")
+    html.add_argument("--cpu", action="store_true", help="score the packs' clips on CPU even if a GPU is available")
     return p
 
 
@@ -67,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
     if args.threshold is not None and args.calibration:
         raise SystemExit("error: give --threshold or --calibration, not both")
+    if (args.worst or args.pack) and (args.html is None or not args.checkpoint):
+        raise SystemExit("error: --worst/--pack need --html and --checkpoint")
     try:
         files = result_files(args.results)
         records = latest_records(files)
@@ -108,7 +137,29 @@ def main(argv: list[str] | None = None) -> int:
               f"{rep['n_left_out']} left out; report in {out}")
     else:
         print(f"no metrics: {rep['metrics_note']}; {rep['n_left_out']} left out; report in {out}")
+    gated = rep.get("speech_gated") or {}
+    if gated.get("auc_speech") is not None:
+        print(f"speech-gated AUC {gated['auc_speech']:.4f} on {gated['n']} items with speech "
+              f"(paper's score on them {gated['auc_score_same_items']:.4f}); {gated['n_no_speech']} without speech")
+    if args.html is not None:
+        write_html(args, list(records.values()), Path(args.html or out / "index.html"), run_info)
     return 0
+
+
+def write_html(args: argparse.Namespace, records: list[dict], index: Path, run_info: dict) -> None:
+    """The index page, after the packs of ``--worst``/``--pack`` (in ``packs/`` beside it)."""
+    packs = index.parent / "packs"
+    if args.checkpoint:
+        try:
+            chosen = chosen_items(records, args.pack, args.worst)
+            layer = args.layer if args.layer is not None else run_info.get("layer")
+            scorer = pack_scorer(args.checkpoint, chosen, layer, args.cpu)
+        except (OSError, ValueError, pickle.UnpicklingError) as err:
+            raise SystemExit(f"error: {err}") from err
+        written = write_packs(scorer, chosen, packs)
+        print(f"wrote {len(written)} of {len(chosen)} evidence packs to {packs}")
+    path = write_index(index, records, packs, args.title, args.n_boot)
+    print(f"wrote {path} ({len(records)} items)")
 
 
 if __name__ == "__main__":

@@ -10,11 +10,20 @@ When records carry lips-only/audio-only transcripts (``score_batch --transcribe`
 adds a ``transcripts`` section: the mean word and character disagreement per category, and the
 AUC of the word disagreement as a detector (higher disagreement = more likely fake) next to the
 similarity score's AUC on the same items.
+
+When records carry the verdict fields (:mod:`.verdict`, ``sf-score-batch``), the report adds
+``speech_gated``: the AUC of the speech-gated score ``score_speech`` (with its 95% bootstrap
+interval and per fake category) beside the paper's score's AUC on the same items; records
+whose ``score_speech`` is None (no speech detected) are left out of it and counted
+(``n_no_speech``). And ``verdicts``: per category, how many records are real, fake and
+inconclusive and how often each reason code occurs (every record with a verdict counts,
+including inputs that could not be scored for a known reason such as no face).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections import Counter
 from pathlib import Path
@@ -26,6 +35,9 @@ from sf_fairseq.resume import atomic_write_text
 
 from . import metrics as m
 from .results import OK
+from .verdict import FAKE, INCONCLUSIVE, REAL, REASONS, reason_table
+
+VERDICTS = (REAL, FAKE, INCONCLUSIVE)
 
 
 def _select(records: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], Counter]:
@@ -87,6 +99,66 @@ def transcript_metrics(used: list[dict[str, Any]]) -> dict[str, Any] | None:
     return out
 
 
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def gated_metrics(used: list[dict[str, Any]], n_boot: int = 1000, seed: int = 0) -> dict[str, Any] | None:
+    """The speech-gated score's AUC beside the paper's, over the used records that have a
+    ``score_speech`` (None when no record has the field).
+
+    Returns:
+        ``{"n", "n_no_speech", "auc_speech", "auc_speech_ci95", "auc_score_same_items",
+        "per_category": {category: {"n", "auc_speech", "auc_score"}}, "note"?}``; AUCs are
+        None unless real and fake items have speech.
+    """
+    if not any("score_speech" in r for r in used):
+        return None
+    with_speech = [r for r in used if _finite(r.get("score_speech"))]
+    labels = np.array([r["label"] for r in with_speech], dtype=int)
+    speech = np.array([r["score_speech"] for r in with_speech], dtype=np.float64)
+    paper = np.array([r["score"] for r in with_speech], dtype=np.float64)
+    out: dict[str, Any] = {"n": len(with_speech), "n_no_speech": len(used) - len(with_speech),
+                           "auc_speech": None, "auc_speech_ci95": None, "auc_score_same_items": None,
+                           "per_category": {}}
+    if not (np.any(labels == 1) and np.any(labels == 0)):
+        out["note"] = "the gated AUC needs real and fake items with speech"
+        return out
+    cats = [r.get("category") for r in with_speech]
+    gated_cat = m.per_category_auc(labels, speech, cats)
+    paper_cat = m.per_category_auc(labels, paper, cats)
+    out.update(
+        auc_speech=m.roc_auc(labels, speech),
+        auc_speech_ci95=m.bootstrap_intervals(labels, speech, n_boot=n_boot, seed=seed)["auc"] if n_boot > 0 else None,
+        auc_score_same_items=m.roc_auc(labels, paper),
+        per_category={c: {"n": v["n"], "auc_speech": v["auc"], "auc_score": paper_cat[c]["auc"]}
+                      for c, v in gated_cat.items()},
+    )
+    return out
+
+
+def verdict_counts(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Per category (as :func:`.verdict.reason_table`), the verdict counts and how often each
+    reason code occurs, over the records with a verdict (None when none has one).
+
+    Returns:
+        ``{"n", "verdicts": {verdict: n}, "per_category": {category: {"n", "real", "fake",
+        "inconclusive", "reasons": {code: n}}}}``.
+    """
+    judged = [r for r in records if r.get("verdict") is not None]
+    if not judged:
+        return None
+    per_category: dict[str, dict[str, Any]] = {}
+    for r in judged:
+        row = per_category.setdefault(str(r.get("category")), {"n": 0, **dict.fromkeys(VERDICTS, 0), "reasons": {}})
+        row["n"] += 1
+        row[r["verdict"]] = row.get(r["verdict"], 0) + 1
+        for code in r.get("reasons") or ():
+            row["reasons"][code] = row["reasons"].get(code, 0) + 1
+    return {"n": len(judged), "verdicts": dict(Counter(r["verdict"] for r in judged)),
+            "per_category": dict(sorted(per_category.items()))}
+
+
 def compute_report(
     records: Iterable[dict[str, Any]],
     threshold: float | None = None,
@@ -111,6 +183,12 @@ def compute_report(
     transcripts = transcript_metrics(used)
     if transcripts is not None:
         out["transcripts"] = transcripts
+    verdicts = verdict_counts(records)
+    if verdicts is not None:
+        out["verdicts"] = verdicts
+    gated = gated_metrics(used, n_boot, seed)
+    if gated is not None:
+        out["speech_gated"] = gated
     if out["n_real"] == 0 or out["n_fake"] == 0:
         out["metrics"] = None
         out["metrics_note"] = (
@@ -206,7 +284,44 @@ def _transcripts_markdown(t: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def _markdown(rep: dict[str, Any], title: str) -> str:
+def _gated_markdown(rep: dict[str, Any]) -> list[str]:
+    g = rep.get("speech_gated")
+    if g is None:
+        return []
+    lines = ["", "## Speech-gated score", "",
+             "`score_speech`: the paper's offset search averaged over speech frames only (voice activity "
+             f"detection). {g['n']} items have speech; {g['n_no_speech']} items without detected speech "
+             "(`score_speech` None) are left out of its AUC.", ""]
+    if g["auc_speech"] is None:
+        return lines + [f"No gated AUC: {g['note']}."]
+    ci = g.get("auc_speech_ci95")
+    paper_all = (rep.get("metrics") or {}).get("auc")
+    lines += ["| score | AUC | items |", "|---|---|---|",
+              f"| score (paper's rule) | {_fmt(paper_all)} | {rep['n_used']} |",
+              f"| score (paper's rule), items with speech | {_fmt(g['auc_score_same_items'])} | {g['n']} |",
+              f"| score_speech (speech only) | {_fmt(g['auc_speech'])}"
+              + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "") + f" | {g['n']} |",
+              "", "| fake category | n | AUC score_speech | AUC score (same items) |", "|---|---|---|---|"]
+    lines += [f"| {c} | {v['n']} | {_fmt(v['auc_speech'])} | {_fmt(v['auc_score'])} |"
+              for c, v in g["per_category"].items()]
+    return lines
+
+
+def _verdict_markdown(rep: dict[str, Any], records: list[dict[str, Any]]) -> list[str]:
+    v = rep.get("verdicts")
+    if v is None:
+        return []
+    counts = ", ".join(f"{n} {name}" for name, n in sorted(v["verdicts"].items()))
+    lines = ["", "## Verdicts and inconclusive reasons", "",
+             f"{v['n']} records with a verdict: {counts}. Per category, the verdicts and how many records carry "
+             f"each reason (an {INCONCLUSIVE} verdict has at least one input or calibration reason):", "",
+             reason_table(records).rstrip("\n"), ""]
+    present = sorted({c for row in v["per_category"].values() for c in row["reasons"]})
+    lines += [f"- `{c}` ({REASONS[c][0]}): {REASONS[c][1]}" for c in present if c in REASONS]
+    return lines
+
+
+def _markdown(rep: dict[str, Any], title: str, records: list[dict[str, Any]] | None = None) -> str:
     lines = [f"# {title}", ""]
     lines.append(
         f"{rep['n_records']} records; {rep['n_used']} used ({rep['n_real']} real, "
@@ -219,6 +334,7 @@ def _markdown(rep: dict[str, Any], title: str) -> str:
     met = rep.get("metrics")
     if met is None:
         lines.append(f"No metrics: {rep['metrics_note']}.")
+        lines += _verdict_markdown(rep, records or [])
         lines += _transcripts_markdown(rep.get("transcripts"))
         return "\n".join(lines) + "\n"
     ci = met.get("ci95") or {}
@@ -247,6 +363,8 @@ def _markdown(rep: dict[str, Any], title: str) -> str:
         lines += ["", f"Intervals: stratified bootstrap, {b['n_boot']} replicates, seed {b['seed']}."]
     lines += ["", "## Per fake category (against all reals)", "", "| category | n | AUC |", "|---|---|---|"]
     lines += [f"| {c} | {v['n']} | {_fmt(v['auc'])} |" for c, v in met["per_category"].items()]
+    lines += _gated_markdown(rep)
+    lines += _verdict_markdown(rep, records or [])
     lines += _transcripts_markdown(rep.get("transcripts"))
     lines += ["", "![ROC](roc.png)", "", "![Score histograms](hist.png)"]
     return "\n".join(lines) + "\n"
@@ -272,7 +390,7 @@ def write_report(
     rep["plots"] = _plot(_select(records)[0], out_dir, threshold) if rep["metrics"] else []
     for name, text in (
         ("report.json", json.dumps(rep, indent=2) + "\n"),
-        ("report.md", _markdown(rep, title)),
+        ("report.md", _markdown(rep, title, records)),
     ):
         atomic_write_text(out_dir / name, text)
     return rep
