@@ -460,8 +460,9 @@ def summary_lines(record: Mapping[str, Any]) -> list[str]:
     prov = record.get("provenance") or {}
     if prov:
         code = prov.get("code_version") or {}
+        dirty = " (work tree with uncommitted changes)" if code.get("git_dirty") else ""
         lines.append(f"input sha256 {prov.get('input_sha256')}, checkpoint sha256 {prov.get('checkpoint_sha256')}, "
-                     f"code {code.get('version')} {code.get('git_commit') or ''}".rstrip())
+                     f"code {code.get('version')} {code.get('git_commit') or ''}".rstrip() + dirty)
     return lines
 
 

@@ -224,3 +224,13 @@ def test_summary_lines_and_reason_table():
                         "| uncalibrated |")
     assert lines[2] == "| dubbed | 1 | 0 | 1 | 0 | 0 | 0 | 0 |"
     assert lines[3] == "| real | 1 | 0 | 0 | 1 | 1 | 1 | 1 |"
+
+
+def test_summary_lines_of_an_unscored_record_and_a_dirty_work_tree():
+    record = {**verdict.unscored_verdict(["no_face"]), "score": None, "best_offset": None,
+              "provenance": {"input_sha256": "ab", "checkpoint_sha256": "cd",
+                             "code_version": {"version": "0.1.0", "git_commit": "ef", "git_dirty": True}}}
+    text = "\n".join(verdict.summary_lines(record))
+    assert "verdict: inconclusive" in text and "score (paper's rule): not computed" in text
+    assert "reason: no_face (input): no face followed" in text
+    assert text.endswith("code 0.1.0 ef (work tree with uncommitted changes)")
