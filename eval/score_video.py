@@ -259,6 +259,7 @@ def score_video_tracks(
     checkpoint: str | os.PathLike | None = None,
     verdict: VerdictConfig | None = None,
     progress: Callable[[str], None] | None = None,
+    group: str | None = None,
 ) -> ScoredVideo:
     """Score every face track of ``video`` and give each its verdict (:mod:`.verdict`).
 
@@ -275,6 +276,8 @@ def score_video_tracks(
         verdict: thresholds, drift and voice-activity settings, reference set (None: the
             defaults, no reference set).
         progress: called with the name of each stage as it starts.
+        group: the reference group of this video (the value of the reference set's
+            ``group_by`` field, e.g. a language); recorded in each track under that field.
 
     Raises:
         ScoreVideoError: missing input, failed preprocessing, unreadable ROI or wav.
@@ -331,6 +334,8 @@ def score_video_tracks(
     for k, ((track_id, v, a), clip, result) in enumerate(zip(clips, loaded, results)):
         record = {"track": track_id, "roi_video": v, "audio": a,
                   **analyse(result, options, window_s, hop_s, smooth_frames)}
+        if group is not None and verdict.reference is not None and verdict.reference.group_by:
+            record[verdict.reference.group_by] = group
         prov = provenance({"video": v, "audio": a})
         lengths = {"video_frames": len(clip.video), "audio_frames": len(clip.audio)}
         if prepared is None:
@@ -428,6 +433,7 @@ def output_fingerprint(args: argparse.Namespace, scorer: Scorer, result: dict[st
         "windows": {"window_s": args.window, "hop_s": args.hop, "smooth_frames": args.smooth_frames},
         "threshold": threshold,
         **verdict.provenance(),
+        "group": args.group,
         "speech_settings": asdict(verdict.speech),
         "transcribe": None if not args.transcribe else {
             "checkpoint_sha256": resume.file_sha256(args.transcribe), "beam": args.beam, "lenpen": args.lenpen},
@@ -507,6 +513,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="neighbourhood (frames) of the dynamic-offset variant")
     add_transcribe_arguments(p)
     add_verdict_arguments(p)
+    p.add_argument("--group", help="the group of this video in a grouped --reference set (its --group-by "
+                   "field's value, e.g. a language); without it a grouped set gives reason "
+                   "reference_group_missing")
     return p
 
 
@@ -543,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
     threshold = calibration.threshold if calibration else args.threshold
     options = {"window_s": args.window, "hop_s": args.hop, "smooth_frames": args.smooth_frames,
                "transcriber": transcriber, "transcriber_name": transcriber_name or "transcriber",
-               "checkpoint": args.checkpoint, "verdict": verdict}
+               "checkpoint": args.checkpoint, "verdict": verdict, "group": args.group}
     try:
         with contextlib.ExitStack() as stack:
             work_dir = args.work_dir or stack.enter_context(tempfile.TemporaryDirectory(prefix="sf_score_"))

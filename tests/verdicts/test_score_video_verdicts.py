@@ -226,3 +226,19 @@ def test_html_pack_has_one_section_per_face_track_and_the_transcripts(tmp_path, 
     pack.parent.mkdir()
     assert cli(video, "--html", str(pack), "--min-frames", "10")[0] == 0
     check_self_contained(pack.read_text(encoding="utf-8"))
+
+
+def test_group_of_a_grouped_reference_set(tmp_path, cli, utt):
+    rng = np.random.default_rng(1)
+    records = [{"id": f"{lang}{i}", "status": "ok", "label": 1, "language": lang, "score_speech": float(s)}
+               for lang, n in (("en", 150), ("de", 120)) for i, s in enumerate(rng.uniform(0.3, 0.9, n))]
+    path = tmp_path / "grouped.json"
+    conformal.build_reference_set(records, group_by="language").save(path)
+    video, _ = speech_clip(tmp_path / "clip.mp4", utt)
+    _, record = cli(video, "--reference", str(path))
+    assert record["verdict"] == "inconclusive" and "reference_group_missing" in record["reasons"]
+    _, record = cli(video, "--reference", str(path), "--group", "de")
+    track = record["tracks"][0]
+    assert record["verdict"] == "real" and track["language"] == "de"
+    assert track["reference"]["group"] == "de" and track["reference"]["n"] == 120
+    assert record["fingerprint"]["group"] == "de"
