@@ -501,7 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: a temporary directory, removed afterwards)")
     p.add_argument("--html", nargs="?", const="", default=None, metavar="PATH",
                    help="also write the evidence pack, one self-contained HTML file (default PATH: "
-                   "<out>/<name>.evidence.html)")
+                   "<out>/<name>.evidence.html; give --html after the video, or as --html=PATH)")
     threshold = p.add_mutually_exclusive_group()
     threshold.add_argument("--calibration", help="calibration JSON from metrics_cli --calibrate-fpr: "
                            "adds threshold_verdict (the verdict itself comes from --reference)")
