@@ -55,7 +55,7 @@ from .av_hubert_criterion import AVHubertCriterion, AVHubertCriterionConfig
 
 @dataclass
 class AVAlignmentCriterionConfig(AVHubertCriterionConfig):
-    alignment_weight: float = field(default=1.0, metadata={"help": "weight of the audio-visual alignment term"})
+    alignment_weight: float = field(default=1.0, metadata={"help": "weight of the frame-wise alignment term (0 = off)"})
     alignment_temperature: float = field(default=0.1, metadata={"help": "temperature tau of the alignment logits"})
     alignment_layer: int | None = field(
         default=None, metadata={"help": "encoder block whose output is aligned (None = final output)"}
@@ -196,7 +196,7 @@ class AVAlignmentCriterion(AVHubertCriterion):
 
     def forward(self, model: Any, sample: dict[str, Any], reduce: bool = True) -> tuple[torch.Tensor, int, dict[str, Any]]:
         loss, sample_size, logging_output = super().forward(model, sample, reduce)
-        if self.alignment_weight <= 0:
+        if self.alignment_weight <= 0 and self.alignment_clip_weight <= 0:
             return loss, sample_size, logging_output
         net_input = sample["net_input"]
         source, padding_mask = net_input["source"], net_input["padding_mask"]
@@ -211,7 +211,8 @@ class AVAlignmentCriterion(AVHubertCriterion):
             frame_mask = video_mask[:, video_rows] | audio_mask[:, audio_rows]
         video, audio = video[:, video_rows], audio[:, audio_rows]
         align, n_frames = self.alignment_loss(video, audio, frame_mask, self.alignment_temperature)
-        term = self.alignment_weight * align * max(sample_size, 1)
+        # The two weights are independent: the frame term is logged even when only the clip term trains.
+        term = self.alignment_weight * align * max(sample_size, 1) if self.alignment_weight > 0 else align.new_zeros(())
         if self.alignment_clip_weight > 0:
             clip_term, n_clips = clip_pair_loss(video, audio, frame_mask, self.alignment_temperature)
             logging_output["alignment_clips"] = n_clips
