@@ -21,11 +21,17 @@ clips at a time (zero-padded, with a padding mask), on CPU or GPU, optionally un
 autocast; features come from ``output_layer`` (None = final output after the last LayerNorm).
 In bf16/fp16 the weights of the linear and convolution layers are stored in that precision
 once (:func:`store_matmul_weights_in`), so autocast does not cast them again on every call.
+
+Precision ``auto`` (:func:`resolve_precision`) is bf16 only where the device runs it natively
+(a GPU with bf16 units; a CPU with AVX512_BF16 or AMX) and float32 elsewhere: on an AVX2 CPU,
+bf16 is emulated and LARGE's scoring passes were measured 7x slower than in float32.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
@@ -38,15 +44,72 @@ from sf_fairseq.data.audio_io import read_wav_checked
 from sf_fairseq.data.video import CROP_SIZE, MEAN, STD, VideoReadError, VideoTransform, load_video_frames
 from sf_fairseq.preprocess.prepare import PrepareOptions
 
+logger = logging.getLogger(__name__)
+
 SAMPLE_RATE = 16000
 FPS = 25.0
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISION_CHOICES = ("auto", *PRECISIONS)
 # Shortest clip scored: the shortest one ``sf-prepare`` keeps (``--min-frames``, 12 = 0.48 s).
 MIN_FRAMES = PrepareOptions.min_frames
 # Video and audio durations (as scored) may differ by at most the larger of these; beyond it
 # the resampling of the lips onto the speech frames would compare unrelated instants.
 LENGTH_TOLERANCE_S = 0.5
 LENGTH_TOLERANCE_FRACTION = 0.10
+
+
+def cpu_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively: AVX512_BF16 or AMX tiles (x86).
+
+    ``torch.backends.cpu.get_cpu_capability()`` only reports the vector width ("AVX2",
+    "AVX512", ...), and AVX-512 CPUs without the BF16 extension emulate it, so the
+    instruction-set queries of ``torch.cpu`` decide.
+    """
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def cpu_capability() -> str:
+    """The CPU's vector capability as torch sees it, with its bf16 extensions, e.g.
+    ``"AVX2"`` or ``"AVX512 + AVX512_BF16 + AMX"`` (for benchmark figures and logs)."""
+    extensions = [name for name, check in (("AVX512_BF16", "_is_avx512_bf16_supported"),
+                                           ("AMX", "_is_amx_tile_supported"))
+                  if getattr(torch.cpu, check, lambda: False)()]
+    return " + ".join([torch.backends.cpu.get_cpu_capability(), *extensions])
+
+
+def native_bf16(device: torch.device | str) -> bool:
+    """Whether ``device`` runs bf16 natively (a CUDA GPU of compute capability 8.0 or more, or a
+    CPU with :func:`cpu_native_bf16`); emulated bf16 does not count."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    return device.type == "cpu" and cpu_native_bf16()
+
+
+@functools.cache
+def _warn_emulated_bf16() -> None:
+    logger.warning(
+        "bf16 requested on a CPU without native bf16 (%s): emulated bf16 is ~7x slower here; "
+        "use --precision fp32 or auto", cpu_capability(),
+    )
+
+
+def resolve_precision(requested: str, device: torch.device | str) -> str:
+    """The precision to run on ``device``: ``fp32``, ``bf16`` or ``fp16``.
+
+    ``auto`` is bf16 where ``device`` runs it natively (:func:`native_bf16`), else fp32. An
+    explicit precision is kept, with a warning (once per process) for bf16 on a CPU that
+    only emulates it. Records and settings fingerprints carry the resolved value.
+    """
+    if requested not in PRECISION_CHOICES:
+        raise ValueError(f"precision must be one of {list(PRECISION_CHOICES)}, got {requested!r}")
+    device = torch.device(device)
+    if requested == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    if requested == "bf16" and device.type == "cpu" and not cpu_native_bf16():
+        _warn_emulated_bf16()
+    return requested
 
 
 class ClipLengthError(ValueError):
@@ -202,10 +265,12 @@ class StreamEncoder:
             moved to ``device``.
         device: where to run.
         output_layer: transformer block whose output is used (None = final output).
-        precision: ``fp32``, ``bf16`` or ``fp16`` (autocast; features are returned in float32).
-            For ``bf16``/``fp16`` the model's linear and convolution weights are converted to
-            that precision in place (:func:`store_matmul_weights_in`): do not run the same model
-            object in float32 afterwards.
+        precision: ``auto``, ``fp32``, ``bf16`` or ``fp16`` (autocast; features are returned
+            in float32); ``auto`` is resolved for ``device`` (:func:`resolve_precision`) and
+            :attr:`precision` holds the resolved one. For ``bf16``/``fp16`` the model's linear
+            and convolution weights are converted to that precision in place
+            (:func:`store_matmul_weights_in`): do not run the same model object in float32
+            afterwards.
     """
 
     def __init__(
@@ -215,9 +280,8 @@ class StreamEncoder:
         output_layer: int | None = None,
         precision: str = "fp32",
     ):
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         self.device = torch.device(device)
+        precision = resolve_precision(precision, self.device)
         self.model = model.eval().to(self.device)
         if PRECISIONS[precision] is not None:
             store_matmul_weights_in(self.model, PRECISIONS[precision])

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import torch
 
 from . import score as sc
-from .encode import ClipInputs, InputSettings, StreamEncoder
+from .encode import PRECISION_CHOICES, ClipInputs, InputSettings, StreamEncoder, resolve_precision
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,8 @@ def load_scorer(
     options: ScoreOptions = ScoreOptions(),
 ) -> Scorer:
     """A :class:`Scorer` for the AV-HuBERT encoder in ``checkpoint`` (input settings from the
-    checkpoint's task config)."""
+    checkpoint's task config). ``precision`` may be ``auto`` (:func:`resolve_precision` for
+    ``device``); ``scorer.encoder.precision`` is the one used."""
     from sf_fairseq.checkpoint import load_encoder
 
     model, task_cfg = load_encoder(checkpoint, trust_checkpoint=trust_checkpoint)
@@ -183,20 +184,34 @@ def add_scorer_arguments(parser: argparse.ArgumentParser, checkpoint_flag: str =
                         help="transformer block whose output is used (default: final output)")
     parser.add_argument("--cpu", action="store_true", help="run on CPU even if a GPU is available")
     precision = parser.add_mutually_exclusive_group()
-    precision.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
-    precision.add_argument("--fp16", action="store_true", help="float16 autocast")
+    precision.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
+                           help="auto (default): bf16 where the device runs it natively (a GPU with "
+                                "bf16 units, a CPU with AVX512_BF16 or AMX), else fp32; bf16/fp16 "
+                                "autocast otherwise. The record says which was used")
+    precision.add_argument("--bf16", dest="precision", action="store_const", const="bf16",
+                           help="same as --precision bf16")
+    precision.add_argument("--fp16", dest="precision", action="store_const", const="fp16",
+                           help="same as --precision fp16")
     parser.add_argument("--max-offset", type=int, default=sc.DEFAULT_MAX_OFFSET,
                         help="largest audio-video offset searched (frames)")
     parser.add_argument("--max-seconds", type=float, default=sc.DEFAULT_MAX_SECONDS,
                         help="use the first N seconds of each clip (0 = all)")
 
 
-def precision_from_arguments(args: argparse.Namespace) -> str:
-    """``fp32``, ``bf16`` or ``fp16``, from the options of :func:`add_scorer_arguments`."""
-    return "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
+def precision_from_arguments(args: argparse.Namespace, device: torch.device | str | None = None) -> str:
+    """``fp32``, ``bf16`` or ``fp16``: the options of :func:`add_scorer_arguments` resolved for
+    ``device`` (default: :func:`pick_device` of ``--cpu``), never ``auto``."""
+    return resolve_precision(args.precision, pick_device(args.cpu) if device is None else device)
 
 
-def load_scorer_from_arguments(args: argparse.Namespace, checkpoint: str, device: torch.device) -> Scorer:
-    """The scorer that the options of :func:`add_scorer_arguments` describe, on ``device``."""
+def load_scorer_from_arguments(
+    args: argparse.Namespace, checkpoint: str, device: torch.device, precision: str | None = None
+) -> Scorer:
+    """The scorer that the options of :func:`add_scorer_arguments` describe, on ``device``.
+
+    ``precision`` overrides ``--precision``: a driver that resolved it for its model workers'
+    device passes the result, so that every worker runs (and records) the same one.
+    """
     options = ScoreOptions(max_offset=args.max_offset, max_seconds=args.max_seconds or None)
-    return load_scorer(checkpoint, device, args.layer, precision_from_arguments(args), args.trust_checkpoint, options)
+    precision = precision_from_arguments(args, device) if precision is None else precision
+    return load_scorer(checkpoint, device, args.layer, precision, args.trust_checkpoint, options)
