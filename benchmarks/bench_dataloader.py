@@ -27,8 +27,8 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -38,9 +38,12 @@ from skimage import data as skdata
 
 from sf_fairseq.data.audio_features import logfbank, normalize_per_frame, stack_frames
 from sf_fairseq.data.av_hubert_dataset import AVHubertDataset
-from sf_fairseq.data.manifest import (ManifestItem, format_cluster_ids, write_label_lines,
-                                      write_manifest)
-from sf_fairseq.data.video import load_video_frames
+from sf_fairseq.data.manifest import (
+    ManifestItem,
+    format_cluster_ids,
+    write_label_lines,
+    write_manifest,
+)
 from sf_fairseq.preprocess.media import RoiWriter
 
 FPS, RATE, ROI = 25, 16000, 96
@@ -54,7 +57,7 @@ def write_corpus(root: Path, n_clips: int, seconds: tuple[float, float], seed: i
     media.mkdir(parents=True, exist_ok=True)
     items, labels = [], []
     for k in range(n_clips):
-        n = int(round(rng.uniform(*seconds) * FPS))
+        n = round(rng.uniform(*seconds) * FPS)
         name = f"clip{k:03d}"
         phase = rng.uniform(0, 6, 3)
         with RoiWriter(media / f"{name}.mp4", ROI, ROI) as writer:
@@ -87,7 +90,7 @@ def build_dataset(data: Path, split: str, label: str, packed: str | None) -> AVH
 class Clock:
     """Wall and process-CPU seconds of a block."""
 
-    def __enter__(self) -> "Clock":
+    def __enter__(self) -> Clock:
         self.wall, self.cpu = time.perf_counter(), time.process_time()
         return self
 
@@ -107,8 +110,8 @@ def run_epoch(ds: AVHubertDataset, batch_size: int) -> int:
     return frames
 
 
-def time_steps(ds: AVHubertDataset, batch_size: int) -> dict[str, float]:
-    """Wall seconds of each step of ``__getitem__`` + collater, replayed alone."""
+def time_steps(ds: AVHubertDataset, batch_size: int) -> dict[str, Clock]:
+    """Wall and CPU seconds of each step of ``__getitem__`` + collater, replayed alone."""
     steps: dict[str, Callable[[int], object]] = {}
     videos = {i: ds.load_video(i) for i in range(len(ds))}
     wavs = {i: ds.load_audio_samples(i) for i in range(len(ds))}
@@ -124,12 +127,12 @@ def time_steps(ds: AVHubertDataset, batch_size: int) -> dict[str, float]:
         with Clock() as clock:
             for i in range(len(ds)):
                 step(i)
-        seconds[name] = clock.wall
+        seconds[name] = clock
     samples = [ds[i] for i in range(len(ds))]
     with Clock() as clock:
         for start in range(0, len(samples), batch_size):
             ds.collater(samples[start:start + batch_size])
-    seconds["collation"] = clock.wall
+    seconds["collation"] = clock
     return seconds
 
 
@@ -165,7 +168,7 @@ def main() -> None:
             paths["packed"] = str(packed)
 
         cpus = sorted(os.sched_getaffinity(0))
-        print(f"date {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
+        print(f"date {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, "
               f"{platform.processor() or platform.machine()}, capability "
               f"{torch.backends.cpu.get_cpu_capability()}, pinned to CPUs {cpus}, load average "
               f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
@@ -182,9 +185,10 @@ def main() -> None:
             print(f"\n[{kind}] {len(ds)} clips, {total} frames ({total / FPS:.0f} s): "
                   f"{frames / best.wall:,.0f} frames/s per worker (wall; "
                   f"{frames / max(best.cpu, 1e-9):,.0f} by CPU time)")
-            for name, seconds in time_steps(ds, args.batch_size).items():
-                print(f"  {name:22s} {total / seconds:>12,.0f} frames/s "
-                      f"({1e6 * seconds / total:7.1f} µs/frame)")
+            print(f"  {'step':22s} {'frames/s (wall)':>16s} {'(CPU time)':>12s} {'CPU µs/frame':>13s}")
+            for name, clock in time_steps(ds, args.batch_size).items():
+                print(f"  {name:22s} {total / clock.wall:>16,.0f} "
+                      f"{total / max(clock.cpu, 1e-9):>12,.0f} {1e6 * clock.cpu / total:>13.1f}")
 
 
 if __name__ == "__main__":

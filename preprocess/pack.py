@@ -24,8 +24,14 @@ import cv2
 
 from sf_fairseq.data.audio_io import read_wav_checked
 from sf_fairseq.data.manifest import read_manifest
-from sf_fairseq.data.packed import (AUDIO_DTYPES, PackedClip, PackedError, PackedSplit,
-                                    index_record, packed_paths)
+from sf_fairseq.data.packed import (
+    AUDIO_DTYPES,
+    PackedClip,
+    PackedError,
+    PackedSplit,
+    index_record,
+    packed_paths,
+)
 from sf_fairseq.data.video import load_video_frames
 from sf_fairseq.resume import atomic_path, atomic_write_text, file_sha256
 

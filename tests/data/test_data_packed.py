@@ -41,10 +41,10 @@ def corpus(tmp_path):
 
 
 def _dataset(corpus, packed_dir=None, **kw):
-    args = dict(sample_rate=25, label_paths=[str(corpus / "train.km")], label_rates=25,
-                pad_list=[0], eos_list=[2], normalize=True, random_crop=True,
-                stack_order_audio=4, image_aug=True, image_mean=0.421, image_std=0.165,
-                min_keep_sample_size=28)  # drops c2: packed indices follow the manifest
+    args = {"sample_rate": 25, "label_paths": [str(corpus / "train.km")], "label_rates": 25,
+            "pad_list": [0], "eos_list": [2], "normalize": True, "random_crop": True,
+            "stack_order_audio": 4, "image_aug": True, "image_mean": 0.421, "image_std": 0.165,
+            "min_keep_sample_size": 28}  # drops c2: packed indices follow the manifest
     args.update(kw)
     return AVHubertDataset(str(corpus / "train.tsv"), packed_dir=packed_dir, **args)
 
@@ -77,8 +77,8 @@ def test_packed_with_noise_and_audio_only(corpus):
     sf.write(noise, np.random.default_rng(0).normal(0, 800, 20000).astype(np.int16), 16000)
     (corpus / "noise.tsv").write_text(f"{noise}\n")
     pack.pack_split(corpus / "train.tsv", corpus / "packed")
-    kw = dict(noise_list=str(corpus / "noise.tsv"), noise_prob=1.0, noise_snr="0,5",
-              modalities=["audio"])
+    kw = {"noise_list": str(corpus / "noise.tsv"), "noise_prob": 1.0, "noise_snr": "0,5",
+          "modalities": ["audio"]}
     plain, packed = _dataset(corpus, **kw), _dataset(corpus, corpus / "packed", **kw)
     for i in range(3):
         assert torch.equal(plain[i]["audio"], packed[i]["audio"]) and packed[i]["video"] is None
@@ -119,8 +119,10 @@ def test_cli_pack_and_verify(corpus, caplog):
 
 def test_task_option_packed_dir(corpus):
     from sf_fairseq.data.manifest import write_cluster_dictionary
-    from sf_fairseq.tasks.av_hubert_pretraining import (AVHubertPretrainingConfig,
-                                                        AVHubertPretrainingTask)
+    from sf_fairseq.tasks.av_hubert_pretraining import (
+        AVHubertPretrainingConfig,
+        AVHubertPretrainingTask,
+    )
 
     write_cluster_dictionary(corpus / "dict.km.txt", 5)
     pack.pack_split(corpus / "train.tsv", corpus / "packed")
