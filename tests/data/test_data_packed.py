@@ -139,3 +139,17 @@ def test_task_option_packed_dir(corpus):
         batches.append(ds.collater([ds[i] for i in range(len(ds))]))
     assert torch.equal(batches[0]["net_input"]["source"]["video"],
                        batches[1]["net_input"]["source"]["video"])
+
+
+def test_packed_dataset_pickles_without_its_maps(corpus):
+    import pickle
+
+    pack.pack_split(corpus / "train.tsv", corpus / "packed")
+    ds = _dataset(corpus, corpus / "packed")
+    first = ds[0]
+    assert ds.packed._maps is not None
+    blob = pickle.dumps(ds)  # what a spawned data-loader worker receives
+    assert len(blob) < 100_000
+    again = pickle.loads(blob)
+    assert again.packed._maps is None
+    assert torch.equal(again[0]["video"], first["video"])
