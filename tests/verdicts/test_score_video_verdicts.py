@@ -12,15 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
 from sf_fairseq.eval import conformal, verify
 from sf_fairseq.eval import score_video as sv
 from sf_fairseq.eval.encode import InputSettings, StreamEncoder, load_clip
-from sf_fairseq.eval.pipeline import Scorer, ScoreOptions
+from sf_fairseq.eval.pipeline import ScoreOptions, Scorer
 from sf_fairseq.eval.verdict import summary_lines
-from sf_fairseq.resume import file_sha256
-
 from verdict_clips import OpeningEncoder, loudness, speech_clip, utterance, write_clip
+
+from sf_fairseq.resume import file_sha256
 
 SETTINGS = InputSettings(normalize=False)
 FIXTURE = "fixtures/avhubert_tiny/checkpoint.pt"
