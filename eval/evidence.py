@@ -24,7 +24,7 @@ import io
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -37,6 +37,7 @@ from sf_fairseq.data.video import load_video_frames
 from sf_fairseq.resume import atomic_write_text
 
 from .pipeline import ClipResult
+from .speech import SpeechSettings
 from .verdict import REASONS
 
 SAMPLE_RATE = 16000
@@ -357,6 +358,13 @@ def track_section(
     }
 
 
+def recorded_speech_settings(record: Mapping[str, Any]) -> SpeechSettings:
+    """The voice-activity settings a record was scored with (its provenance), so that the
+    pack's speech band is the one the verdict used; the defaults for a record without them."""
+    recorded = ((record.get("provenance") or {}).get("settings") or {}).get("speech") or {}
+    return SpeechSettings(**{f.name: recorded[f.name] for f in fields(SpeechSettings) if f.name in recorded})
+
+
 def rescore_for_evidence(scorer: Any, record: Mapping[str, Any], tolerance: float = 1e-3) -> TrackEvidence:
     """A batch record's :class:`TrackEvidence`: its clip (``video``, ``audio``) scored again to
     get what records do not keep (the per-frame similarities and the speech mask).
@@ -377,7 +385,7 @@ def rescore_for_evidence(scorer: Any, record: Mapping[str, Any], tolerance: floa
             f"{record['id']}: scored again {result.score:.6f}, the record says {record['score']:.6f}; "
             "give the checkpoint, layer and settings the record was scored with"
         )
-    speech = analyse_wav(record["audio"], max_seconds=options.max_seconds).speech
+    speech = analyse_wav(record["audio"], recorded_speech_settings(record), options.max_seconds).speech
     return TrackEvidence({"fps": options.fps, **record}, result, record["video"], record["audio"], speech)
 
 

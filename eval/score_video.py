@@ -580,7 +580,7 @@ def main(argv: list[str] | None = None) -> int:
         result["transcribe"] = {"checkpoint": transcriber_name, "beam": args.beam, "lenpen": args.lenpen}
     result["fingerprint"] = output_fingerprint(args, scorer, result, threshold, verdict)
     log_replacement(json_path, previous, result["fingerprint"])
-    resume.atomic_write_text(json_path, json.dumps(result, indent=2, allow_nan=False) + "\n")
+    resume.atomic_write_text(json_path, json.dumps(result, indent=2) + "\n")
     written = [json_path]
     if scored_main:
         with resume.atomic_path(png_path) as tmp:

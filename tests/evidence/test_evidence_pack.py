@@ -78,3 +78,12 @@ def test_worst_windows_are_the_dip_and_skip_silence():
 def test_flatten_nested_provenance():
     rows = dict(evidence.flatten({"a": {"b": 1, "c": [1, 2]}, "d": [{"e": None}], "f": "text"}))
     assert rows == {"a.b": "1", "a.c": "[1, 2]", "d[0].e": "null", "f": "text"}
+
+
+def test_rescored_speech_band_uses_the_recorded_voice_activity_settings():
+    from sf_fairseq.eval.speech import SpeechSettings
+
+    record = {"provenance": {"settings": {"speech": {"detector": "silero-vad 6.0", "threshold": 0.7,
+                                                      "pad_frames": 0}}}}
+    assert evidence.recorded_speech_settings(record) == SpeechSettings(threshold=0.7, pad_frames=0)
+    assert evidence.recorded_speech_settings({"id": "old"}) == SpeechSettings()
