@@ -104,6 +104,7 @@ setup(
             "sf-perturb=sf_fairseq.eval.perturb:main",
             "sf-robustness=sf_fairseq.eval.robustness:main",
             "sf-paths=sf_fairseq.paths:main",
+            "sf-pack-roi=sf_fairseq.preprocess.pack:main",
             "sf-serve=sf_fairseq.eval.serve:main",
             "sf-score-ray=sf_fairseq.eval.score_ray:main",
             "sf-reference-set=sf_fairseq.eval.reference_set:main",
