@@ -3,9 +3,10 @@
 One "clip" is a mouth-ROI stream (250 frames of 88x88) and its audio features (250 x 104);
 scoring it is the lip-only pass, the speech-only pass (each through ``extract_finetune``) and
 SpeechForensics' offset search (:func:`sf_fairseq.eval.score.batch_score`), for a batch of clips
-per model call. File decoding and feature extraction are not included (they run in loader
-workers in ``score_batch``). Runs on CPU, and on the GPU when one is available, in fp32 and
-bf16 autocast::
+per model call, as the scorer runs them (on CPU both streams through the transformer as one
+batch). File decoding and feature extraction are not included (they run in loader workers in
+``score_batch``). Runs on CPU, and on the GPU when one is available, in fp32 and bf16 autocast
+(``auto`` is printed as the precision it resolves to; CPU rows name the CPU capability)::
 
     python benchmarks/bench_scoring.py                      # CPU (and GPU if present)
     python benchmarks/bench_scoring.py --devices cuda --gpu-batch 128 --sizes large
@@ -19,7 +20,7 @@ import time
 
 import torch
 
-from sf_fairseq.eval.encode import StreamEncoder
+from sf_fairseq.eval.encode import PRECISION_CHOICES, StreamEncoder, cpu_capability, resolve_precision
 from sf_fairseq.eval.score import batch_score
 from sf_fairseq.models.av_hubert import AVHubertConfig, AVHubertModel
 
@@ -51,8 +52,7 @@ def measure(
     lengths = torch.full((batch,), frames, dtype=torch.long)
 
     def step() -> None:
-        v = encoder.encode_source({"video": video, "audio": None}, lengths)
-        a = encoder.encode_source({"video": None, "audio": audio}, lengths)
+        v, a = encoder.encode_padded(video, lengths, audio, lengths)
         scores, _, _ = batch_score(v, lengths, a, lengths)
         scores.cpu()
 
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", nargs="+", default=["base", "large"], choices=sorted(SIZES))
     p.add_argument("--devices", nargs="+", default=None, help="cpu and/or cuda (default: cpu, plus cuda if present)")
-    p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=PRECISION_CHOICES)
     p.add_argument("--seconds", type=float, default=10.0, help="clip length")
     p.add_argument("--cpu-batch", type=int, default=2, help="clips per model call on CPU")
     p.add_argument("--gpu-batch", type=int, default=64, help="clips per model call on GPU")
@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     if "cuda" in devices:
         torch.backends.cudnn.benchmark = True
         print(f"GPU: {torch.cuda.get_device_name(0)}")
-    print(f"CPU threads: {torch.get_num_threads()}; clip = {args.seconds:g} s ({frames} frames per stream)")
+    print(f"CPU threads: {torch.get_num_threads()}, capability {cpu_capability()}; "
+          f"clip = {args.seconds:g} s ({frames} frames per stream)")
     print(f"{'size':6} {'device':6} {'precision':9} {'batch':>5} {'clips/s':>9}")
     for size in args.sizes:
         model = build_model(size)
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             gpu = device.type == "cuda"
             batch = args.gpu_batch if gpu else args.cpu_batch
             repeats = args.repeats or (10 if gpu else 1)
-            for precision in args.precisions:
+            for precision in dict.fromkeys(resolve_precision(requested, device) for requested in args.precisions):
                 rate = measure(model, device, precision, batch, frames, repeats, warmup=2 if gpu else 0)
                 print(f"{size:6} {name:6} {precision:9} {batch:5d} {rate:9.2f}", flush=True)
         del model

@@ -341,17 +341,26 @@ class StreamEncoder:
             ``(video_feats [B, Tv_max, D], video_lengths [B], audio_feats [B, Ta_max, D],
             audio_lengths [B])``; features on ``device``, lengths on CPU.
         """
-        if not self.joint_streams:
-            v, vlen = self.encode_video([c.video for c in clips])
-            a, alen = self.encode_audio([c.audio for c in clips])
-            return v, vlen, a, alen
         videos, vlen = pad_batch([c.video for c in clips])
         audios, alen = pad_batch([c.audio for c in clips])
-        vmask = padding_mask(vlen.to(self.device), videos.shape[1])
-        amask = padding_mask(alen.to(self.device), audios.shape[1])
+        v, a = self.encode_padded(
+            videos.unsqueeze(1).to(self.device), vlen, audios.transpose(1, 2).to(self.device), alen
+        )
+        return v, vlen, a, alen
+
+    def encode_padded(
+        self, video: torch.Tensor, video_lengths: torch.Tensor, audio: torch.Tensor, audio_lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both streams of padded batches on ``device``: video ``[B, 1, Tv, H, W]`` and audio
+        ``[B, F, Ta]`` with their valid frames ``[B]`` -> float32 features ``([B, Tv, D],
+        [B, Ta, D])``, jointly or in two passes as :attr:`joint_streams` says."""
+        if not self.joint_streams:
+            return (self.encode_source({"video": video, "audio": None}, video_lengths),
+                    self.encode_source({"video": None, "audio": audio}, audio_lengths))
+        video_mask = padding_mask(video_lengths.to(self.device), video.size(2))
+        audio_mask = padding_mask(audio_lengths.to(self.device), audio.size(2))
         with torch.inference_mode(), self._autocast():
             v, a = self.model.extract_finetune_streams(
-                videos.unsqueeze(1).to(self.device), vmask, audios.transpose(1, 2).to(self.device), amask,
-                output_layer=self.output_layer,
+                video, video_mask, audio, audio_mask, output_layer=self.output_layer
             )
-        return v.float(), vlen, a.float(), alen
+        return v.float(), a.float()
