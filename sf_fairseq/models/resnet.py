@@ -130,6 +130,10 @@ class ResEncoder(nn.Module):
         x = x.reshape(batch * frames, height, width, channels).permute(0, 3, 1, 2)  # [B*T, C, H, W]
         weight = conv.weight.flatten(1, 2)  # [64, 1, span, kH, kW] -> [64, span, kH, kW]
         weight = F.pad(weight, (0, 0, 0, 0, 0, channels - span))  # [64, channels, kH, kW]
+        # A channels-last weight makes oneDNN write a channels-last output, so the batch norm,
+        # activation and pooling after it need no layout conversion (on CPU, LARGE scoring
+        # spent ~0.1 s per 10-second clip converting it).
+        weight = weight.contiguous(memory_format=torch.channels_last)
         x = F.conv2d(x, weight, stride=conv.stride[1:], padding=conv.padding[1:])  # [B*T, 64, H/2, W/2]
         return activation(norm(x))
 
