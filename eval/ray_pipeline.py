@@ -23,7 +23,15 @@ size and modification time, ``notes`` from preprocessing, and one more field::
 
 which lets a rerun know that every track of an input was scored. An input that preprocessing
 rejects (``no_face``, ``unreadable``, ...) gets one ``failed`` record with the ``sf-prepare``
-status as ``error_type`` and ``"track": null``.
+status as ``error_type`` and ``"track": null``; for ``no_face``, ``no_audio`` and ``too_short``
+its verdict is ``inconclusive`` with that reason, as in ``sf-score-batch``.
+
+Verdicts (:mod:`.verdict`) are those of ``sf-score-batch`` on the same ROIs: the CPU stage
+analyses the wav (voice activity, levels), reads the face-track statistics from the landmarks
+and the stream checks from the preprocessing record, and hashes the scored ROI and wav while
+they exist; the model stage adds the verdict fields and ``provenance`` (input = the raw video;
+``files`` = the ROI and wav scored, their ``path`` null when they were not kept, i.e. without
+``roi_dir``: such a record cannot be re-scored by ``sf-verify``).
 
 Fault tolerance: a Python exception on an item becomes its failed record. A worker process that
 dies (out of memory, a crash in a native library) is restarted by Ray and its items are retried
@@ -40,7 +48,7 @@ import os
 import shutil
 import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -51,8 +59,13 @@ from sf_fairseq.preprocess.prepare import InputItem, PrepareOptions, VideoPrepro
 from . import lists
 from .encode import ClipInputs, InputSettings, load_clip
 from .pipeline import BatchLimits, ScoreOptions, Scorer, length_batches, load_scorer_from_arguments
-from .results import OK, input_stamps
-from .score_batch import failed_record, item_record
+from .provenance import clip_provenance, file_entry
+from .results import OK, PrepareStatus, input_stamps
+from .score_batch import failed_record, item_record, prepared_face
+from .speech import AudioAnalysis, AudioStats, analyse_wav
+from .verdict import (
+    PREPARE_STATUS_REASONS, FaceStats, MediaChecks, VerdictConfig, assess_clip, media_checks_from_prepare,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +76,9 @@ BUCKET_BATCHES = 4
 # One Ray block per input up to this many blocks: a dead worker retries its block's inputs.
 MAX_BLOCKS = 10_000
 WORKER_LOST = "WorkerLost"
+# Record key, from the CPU stage to the model stage only, holding what the verdict needs besides
+# the score (:func:`verdict_inputs`).
+VERDICT_INPUTS = "_verdict_inputs"
 
 
 @dataclass(frozen=True)
@@ -80,13 +96,15 @@ class VideoItem:
 @dataclass(frozen=True)
 class StageSettings:
     """What the workers need besides the item: preprocessing and input settings, the score rule
-    options (for the stream caps) and where ROIs go (None: a scratch folder, deleted)."""
+    options (for the stream caps), where ROIs go (None: a scratch folder, deleted) and the
+    verdict settings (voice activity for the CPU stage, the rest for the model stage)."""
 
     prepare: PrepareOptions
     inputs: InputSettings
     score: ScoreOptions
     roi_dir: str | None = None
     keep_truncated: bool = False
+    verdict: VerdictConfig = VerdictConfig()
 
 
 @dataclass(frozen=True)
@@ -158,9 +176,38 @@ def _eval_item_of(record: dict[str, Any]) -> lists.EvalItem:
 
 
 def input_failed_record(item: VideoItem, error_type: str, error: str, notes: Sequence[str] = ()) -> dict[str, Any]:
-    """The one record of an input with no scored track."""
-    return {**failed_record(_eval_item(item, item.id), error_type, error),
-            "inputs": input_stamps(item.path, item.path), "notes": list(notes), "track": None}
+    """The one record of an input with no scored track (``inconclusive`` with the reason when
+    ``error_type`` is an ``sf-prepare`` status that means nothing to judge, e.g. ``no_face``)."""
+    reason = PREPARE_STATUS_REASONS.get(error_type)
+    return {**failed_record(_eval_item(item, item.id), error_type, error, [reason] if reason else []),
+            "provenance": None, "inputs": input_stamps(item.path, item.path), "notes": list(notes), "track": None}
+
+
+def _track_failed(record: dict[str, Any], error: BaseException) -> dict[str, Any]:
+    """``record`` (a track's) turned into its failed record."""
+    return {**record, **failed_record(_eval_item_of(record), type(error).__name__, str(error)), "provenance": None}
+
+
+def verdict_inputs(
+    clip: ClipInputs, audio: AudioAnalysis, status: PrepareStatus, files: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """JSON-ready checks of one track for the model stage (what ``sf-score-batch``'s loader
+    hands over besides the clip): the wav analysis, face-track statistics, stream checks from
+    the preprocessing record, and the scored files' provenance entries."""
+    face = prepared_face(status)
+    media = media_checks_from_prepare(status.record, video_frames=len(clip.video), audio_frames=len(clip.audio))
+    return {"audio_stats": asdict(audio.stats), "speech": audio.speech.astype(int).tolist(),
+            "full_duration_s": audio.full_duration_s, "face": None if face is None else asdict(face),
+            "media": asdict(media), "files": files}
+
+
+def _from_verdict_inputs(
+    checks: dict[str, Any], config: VerdictConfig
+) -> tuple[AudioAnalysis, FaceStats | None, MediaChecks]:
+    audio = AudioAnalysis(AudioStats(**checks["audio_stats"]), np.asarray(checks["speech"], dtype=bool),
+                          config.speech, checks["full_duration_s"])
+    face = None if checks["face"] is None else FaceStats(**checks["face"])
+    return audio, face, MediaChecks(**checks["media"])
 
 
 def _row(record: dict[str, Any], clip: ClipInputs | None, crop: int, feat_dim: int) -> dict[str, Any]:
@@ -207,27 +254,39 @@ class PrepareStage:
             return [(input_failed_record(item, status["status"], status["reason"], notes), None)]
         tracks = status["tracks"]
         audio = str(out_dir / status["audio"])
+        score = self.settings.score
         out = []
         for track in tracks:
             record = {**item_record(_eval_item(item, track["id"])), "status": None,
                       "inputs": input_stamps(item.path, item.path), "notes": notes,
                       "track": {"input": item.id, "index": track["track"], "count": len(tracks)}}
+            video = str(out_dir / track["video"])
             try:
-                clip = load_clip(str(out_dir / track["video"]), audio, self.settings.inputs,
-                                 self.settings.score.max_seconds, self.settings.score.fps)
+                clip = load_clip(video, audio, self.settings.inputs, score.max_seconds, score.fps)
+                analysis = analyse_wav(audio, self.settings.verdict.speech, score.max_seconds)
+                files = {"video": self._file_entry(video), "audio": self._file_entry(audio)}
             except Exception as err:  # noqa: BLE001 - as in sf-score-batch: a bad clip is a record
-                out.append(({**record, **failed_record(_eval_item_of(record), type(err).__name__, str(err))}, None))
+                out.append((_track_failed(record, err), None))
                 continue
+            prepared = PrepareStatus(out_dir, status, int(track["track"]))
+            record[VERDICT_INPUTS] = verdict_inputs(clip, analysis, prepared, files)
             out.append((record, clip))
         return out
+
+    def _file_entry(self, path: str) -> dict[str, Any]:
+        """Provenance entry of a scored file; its path only when the file is kept."""
+        entry = file_entry(path)
+        return entry if self.settings.roi_dir is not None else {**entry, "path": None}
 
 
 class ScoreStage:
     """Model worker: scores the pending rows of a batch, shortest clips first, in model batches
-    under ``limits``; passes the failed rows through. Outputs only the records."""
+    under ``limits``, and gives each its verdict and provenance; passes the failed rows through.
+    Outputs only the records."""
 
     def __init__(self, scorer_args: argparse.Namespace, device: str, limits: BatchLimits,
-                 precision: str, threads: int):
+                 precision: str, threads: int, verdict: VerdictConfig = VerdictConfig(),
+                 settings_provenance: dict[str, Any] | None = None):
         import torch
 
         torch.set_num_threads(threads)
@@ -236,9 +295,14 @@ class ScoreStage:
             raise RuntimeError(f"model worker runs in {self.scorer.encoder.precision}, the run's settings "
                                f"say {precision}")
         self.limits = limits
+        self.checkpoint = scorer_args.path
+        self.verdict = verdict
+        # Made by the driver (it hashes the reference set once, where its path is valid).
+        self.settings_provenance = verdict.provenance() if settings_provenance is None else settings_provenance
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         records = [json.loads(r) for r in batch["record"]]
+        checks = [r.pop(VERDICT_INPUTS, None) for r in records]
         pending = [i for i, p in enumerate(batch["pending"]) if p]
         clips = {i: ClipInputs(np.asarray(batch["video"][i]), np.asarray(batch["audio"][i])) for i in pending}
         lengths = [max(clips[i].video.shape[0], clips[i].audio.shape[0]) for i in pending]
@@ -246,11 +310,24 @@ class ScoreStage:
             indices = [pending[g] for g in group]
             for index, result in zip(indices, self._score([clips[i] for i in indices])):
                 if isinstance(result, Exception):
-                    records[index].update(failed_record(_eval_item_of(records[index]), type(result).__name__,
-                                                        str(result)))
+                    records[index] = _track_failed(records[index], result)
                 else:
-                    records[index].update(status=OK, **result.as_record(), error_type=None, error=None)
+                    records[index] = self._scored(records[index], result, checks[index])
         return {"record": np.array([json.dumps(_ordered(r), ensure_ascii=False) for r in records], dtype=object)}
+
+    def _scored(self, record: dict[str, Any], result: Any, checks: dict[str, Any]) -> dict[str, Any]:
+        """The record of a scored track, with its verdict fields and provenance (as
+        ``sf-score-batch`` makes them)."""
+        record = {**record, "status": OK, **result.as_record(), "error_type": None, "error": None}
+        audio, face, media = _from_verdict_inputs(checks, self.verdict)
+        prov = clip_provenance(record["video"], {}, self.checkpoint, self.scorer, self.verdict.speech,
+                               **self.settings_provenance)
+        prov["files"] = checks["files"]  # hashed by the CPU stage, while the files existed
+        v = self.verdict
+        record.update(assess_clip(result, self.scorer.options, audio, v.settings, v.reference, record, prov,
+                                  v.drift, face, media))
+        record["provenance"] = prov
+        return record
 
     def _score(self, clips: list[ClipInputs]) -> list[Any]:
         """Results of a model batch; if the batch fails (e.g. out of memory), clip by clip, a
@@ -307,7 +384,8 @@ def run_pipeline(
 ) -> Iterator[dict[str, Any]]:
     """Score ``items`` on the running Ray cluster, yielding each record as it is done (any
     order); inputs that no worker finished (it died ``max_retries + 1`` times) come last as
-    ``WorkerLost`` records. ``prepare_stage`` is the CPU stage's class (tests swap it)."""
+    ``WorkerLost`` records. Verdicts follow ``settings.verdict``; provenance names the
+    checkpoint ``scorer_args.path``. ``prepare_stage`` is the CPU stage's class (tests swap it)."""
     import ray
     import ray.data
 
@@ -322,6 +400,8 @@ def run_pipeline(
     valid = [item for item in items if item.problem is None]
     if not valid:
         return
+    # Workers may run in another folder: they load (and record) the checkpoint by its absolute path.
+    scorer_args = argparse.Namespace(**{**vars(scorer_args), "path": os.path.abspath(scorer_args.path)})
     rows = [{"id": it.id, "path": it.path, "label": it.label, "category": it.category} for it in valid]
     dataset = ray.data.from_items(rows, override_num_blocks=min(len(rows), MAX_BLOCKS))
     # A dead worker is always replaced; the task it was running (its items) is retried
@@ -338,7 +418,7 @@ def run_pipeline(
         dataset = dataset.map_batches(
             ScoreStage, batch_size=limits.batch_size * BUCKET_BATCHES, batch_format="numpy",
             fn_constructor_args=(scorer_args, "cuda" if plan.model_gpus else "cpu", limits, precision,
-                                 plan.model_cpus),
+                                 plan.model_cpus, settings.verdict, settings.verdict.provenance()),
             num_cpus=plan.model_cpus, num_gpus=plan.model_gpus,
             compute=ray.data.ActorPoolStrategy(size=plan.model_workers), **retry,
         )

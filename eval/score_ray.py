@@ -16,7 +16,17 @@ only) and ``--roi-dir`` must be at the same paths on every node.
 
 Output, under ``--results-path``: ``scores.jsonl`` (records appended as items finish),
 ``fingerprint.json`` (checkpoint content hash, layer, offsets, cap, precision, input transform,
-the preprocessing settings of ``sf-prepare`` and the input), ``run.json`` and ``summary.json``.
+the preprocessing settings of ``sf-prepare``, the verdict thresholds, offset-drift and
+voice-activity settings, the reference set's content hash and the input), ``run.json`` and
+``summary.json``.
+
+Every record carries the verdict fields of ``sf-score-batch`` (``verdict``, ``reasons``,
+``score_speech``, ``speech_seconds``, ``p_value``, ``drift``, ``provenance``, ...; see
+:mod:`.verdict`), with the same options (``--reference``, ``--alpha``, ``--min-speech-seconds``,
+``--min-frames``, ``--drift-*``, ``--vad-*``). ``--min-frames`` is the verdict's threshold, as in
+``sf-score-batch``; ``sf-prepare``'s ``--min-frames`` is ``--prepare-min-frames`` here. The
+records' ``provenance`` names the raw video as the input and the ROI and wav as the scored files
+(their paths only with ``--roi-dir``; ``sf-verify`` re-scores records whose files were kept).
 A rerun with the same settings skips the inputs whose every face track is scored and unchanged
 and retries the others; other settings are refused, naming them, unless ``--overwrite``. With
 ``--roi-dir`` the mouth ROIs, wavs, landmarks and status records are kept there as ``sf-prepare``
@@ -38,6 +48,7 @@ import pickle
 import sys
 import time
 from argparse import Namespace
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterator
@@ -53,6 +64,7 @@ from .pipeline import BatchLimits, add_scorer_arguments, load_scorer_from_argume
 from .ray_pipeline import StageSettings, VideoItem, WorkerPlan, finished_inputs, plan_workers, read_videos, run_pipeline
 from .results import OK, ResultWriter, latest_records
 from .score_batch import Terminated, accept_settings, error_text, sigterm_as_interrupt
+from .verdict import VerdictConfig, add_verdict_arguments, verdict_config_from_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -90,8 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="longer side of the downscaled frame the detector sees")
     pre.add_argument("--upsample", type=int, default=defaults.upsample, help="detector pyramid upsamplings")
     pre.add_argument("--cnn-detector", action="store_true", help="try dlib's CNN detector where HOG finds nothing")
-    pre.add_argument("--min-frames", type=int, default=defaults.min_frames,
-                     help="inputs shorter than this many 25 fps frames fail as 'too_short'")
+    pre.add_argument("--prepare-min-frames", type=int, default=defaults.min_frames,
+                     help="inputs shorter than this many 25 fps frames fail as 'too_short' (sf-prepare's "
+                     "--min-frames; --min-frames here is the verdict's threshold, as in sf-score-batch)")
     pre.add_argument("--min-track-fraction", type=float, default=defaults.min_track_fraction,
                      help="score the faces followed on at least this fraction of the frames")
     pre.add_argument("--keep-truncated", action="store_true",
@@ -112,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="restarts of a worker that dies, and retries of its items, before they are failed")
     cluster.add_argument("--object-store-mb", type=int, default=LOCAL_OBJECT_STORE_MB,
                          help="object store size of a local Ray (ignored with --address)")
+    add_verdict_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -119,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
 def prepare_options(args: Namespace) -> prepare.PrepareOptions:
     return prepare.PrepareOptions(
         detect_every=args.detect_every, detect_size=args.detect_size, upsample=args.upsample,
-        cnn_detector=args.cnn_detector, min_frames=args.min_frames, min_track_fraction=args.min_track_fraction,
+        cnn_detector=args.cnn_detector, min_frames=args.prepare_min_frames,
+        min_track_fraction=args.min_track_fraction,
     )
 
 
@@ -136,8 +151,9 @@ def input_fingerprint(args: Namespace) -> dict[str, Any]:
 
 
 def run_fingerprint(args: Namespace, precision: str, settings: StageSettings) -> dict[str, Any]:
-    """Everything that changes the records: score settings as ``sf-score-batch`` records them,
-    ``sf-prepare``'s settings, and the input."""
+    """Everything that changes the records: score and verdict settings as ``sf-score-batch``
+    records them, ``sf-prepare``'s settings, and the input."""
+    verdict: VerdictConfig = settings.verdict
     return {
         "checkpoint_sha256": resume.file_sha256(args.path),
         "layer": args.layer,
@@ -147,6 +163,10 @@ def run_fingerprint(args: Namespace, precision: str, settings: StageSettings) ->
         "input_settings": asdict(settings.inputs),
         "prepare": prepare.settings_fingerprint(settings.prepare),
         "keep_truncated": settings.keep_truncated,
+        "verdict_settings": asdict(verdict.settings),
+        "drift_settings": asdict(verdict.drift),
+        "speech_settings": verdict.speech.as_record(),
+        "reference_sha256": None if verdict.reference_path is None else resume.file_sha256(verdict.reference_path),
         "input": input_fingerprint(args),
     }
 
@@ -204,10 +224,10 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: Namespace) -> int:
     """:func:`main` after argument parsing (interruptions are handled there)."""
     out = Path(args.results_path).resolve()
-    counts = (args.batch_size, args.detect_every, args.min_frames, args.cpu_workers or 1, args.model_workers or 1,
-              args.model_threads or 1, args.max_retries + 1)
+    counts = (args.batch_size, args.detect_every, args.prepare_min_frames, args.cpu_workers or 1,
+              args.model_workers or 1, args.model_threads or 1, args.max_retries + 1)
     if min(counts) < 1:
-        print("error: --batch-size, --detect-every, --min-frames, --cpu-workers, --model-workers and "
+        print("error: --batch-size, --detect-every, --prepare-min-frames, --cpu-workers, --model-workers and "
               "--model-threads must be >= 1, --max-retries >= 0", file=sys.stderr)
         return 2
     try:
@@ -236,13 +256,14 @@ def run(args: Namespace) -> int:
 def score_all(args: Namespace, items: list[VideoItem], out: Path) -> int:
     """Check the settings, score what is not done yet, print and write the summary."""
     try:
+        verdict = verdict_config_from_arguments(args)
         # Read here (on CPU) for the settings and an early error; the model workers load their own.
         scorer = load_scorer_from_arguments(args, args.path, torch.device("cpu"))
-    except (OSError, ValueError, pickle.UnpicklingError) as err:
+    except (OSError, ValueError, pickle.UnpicklingError) as err:  # missing/unsafe checkpoint, bad reference
         raise SystemExit(error_text(err)) from err
     roi_dir = None if args.roi_dir is None else Path(args.roi_dir).resolve()
     settings = StageSettings(prepare_options(args), scorer.settings, scorer.options,
-                             None if roi_dir is None else str(roi_dir), args.keep_truncated)
+                             None if roi_dir is None else str(roi_dir), args.keep_truncated, verdict)
     precision = scorer.encoder.precision
     del scorer
     fingerprint = run_fingerprint(args, precision, settings)
@@ -275,6 +296,7 @@ def score_all(args: Namespace, items: list[VideoItem], out: Path) -> int:
                 "max_seconds": settings.score.max_seconds, "precision": precision,
                 "device": "cuda" if plan.model_gpus else "cpu", "input_settings": asdict(settings.inputs),
                 "prepare": asdict(settings.prepare), "roi_dir": settings.roi_dir, "workers": asdict(plan),
+                **verdict.provenance(), "speech_settings": verdict.speech.as_record(),
                 "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             }
             resume.atomic_write_json(out / "run.json", run_info)
@@ -295,10 +317,12 @@ def score_all(args: Namespace, items: list[VideoItem], out: Path) -> int:
 def summarise(items: list[VideoItem], scores: Path, counts: dict[str, int], seconds: float, out: Path) -> int:
     latest = latest_records([scores])
     n_ok = len(finished_inputs(items, latest))
+    verdicts = Counter(str(record.get("verdict")) for record in latest.values())
     summary = {**counts, "inputs": len(items), "ok": n_ok, "not_ok": len(items) - n_ok,
-               "records": len(latest), "seconds": round(seconds, 2)}
+               "records": len(latest), "verdicts": dict(sorted(verdicts.items())), "seconds": round(seconds, 2)}
     print(f"{len(items)} inputs: {counts['scored']} tracks scored now, {counts['skipped']} inputs already done, "
           f"{counts['failed']} failed; {n_ok} inputs fully scored; {seconds:.1f} s")
+    print("verdicts: " + ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items())))
     resume.atomic_write_json(out / "summary.json", summary)
     return 0 if n_ok == len(items) else 1
 

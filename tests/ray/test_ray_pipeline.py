@@ -1,6 +1,6 @@
 """sf-score-ray: raw videos scored as one Ray Data pipeline give the records of sf-prepare +
-sf-score-batch; failures are records; reruns resume; a worker that dies is replaced and its item
-retried. One local Ray for the whole module."""
+sf-score-batch (scores and verdicts); failures are records; reruns resume; a worker that dies is
+replaced and its item retried. One local Ray for the whole module."""
 
 from __future__ import annotations
 
@@ -13,9 +13,12 @@ import ray
 from ray_media import crashing_stage, write_talking_faces
 
 from sf_fairseq.eval import ray_pipeline, score_batch, score_ray
+from sf_fairseq.eval.conformal import ReferenceSet
 from sf_fairseq.eval.pipeline import BatchLimits
 from sf_fairseq.eval.results import latest_records
+from sf_fairseq.eval.verdict import VERDICT_FIELDS
 from sf_fairseq.preprocess import prepare
+from sf_fairseq.resume import file_sha256
 
 pytestmark = pytest.mark.slow
 
@@ -38,22 +41,32 @@ def videos(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def two_step(tmp_path_factory, videos: Path, shared_dir: Path) -> dict[str, dict]:
+def verdict_args(tmp_path_factory) -> list[str]:
+    """Verdict options both paths get: a tiny reference set for real clips only (so the real
+    clip gets a p-value and a verdict, the dubbed one 'reference_group_missing')."""
+    path = tmp_path_factory.mktemp("reference") / "reference.json"
+    ReferenceSet("score_speech", "category", {"real": [0.1, 0.2, 0.3]}).save(path)
+    return ["--reference", str(path), "--alpha", "0.3", "--min-speech-seconds", "0.5"]
+
+
+@pytest.fixture(scope="module")
+def two_step(tmp_path_factory, videos: Path, shared_dir: Path, verdict_args: list[str]) -> dict[str, dict]:
     """Records of sf-prepare then sf-score-batch on the same videos."""
     work = tmp_path_factory.mktemp("two_step")
     assert prepare.main([str(videos), str(work / "prepared")]) == 1  # the broken file
     assert score_batch.main([str(work / "prepared"), "--gen-subset", "test", "--path", str(shared_dir / FIXTURE),
                              "--results-path", str(work / "scores"), "--cpu", "--num-workers", "0",
-                             "--no-progress"]) == 0
+                             "--no-progress", *verdict_args]) == 0
     return latest_records([work / "scores"])
 
 
-def test_scores_equal_the_two_step_path_and_reruns_resume(local_ray, videos, two_step, shared_dir, tmp_path):
+def test_scores_equal_the_two_step_path_and_reruns_resume(local_ray, videos, two_step, verdict_args, shared_dir,
+                                                          tmp_path):
     out = tmp_path / "scores"
     labels = tmp_path / "test_list.txt"
     labels.write_text("real/a.mp4 1\ndubbed/a.mp4 0\n", encoding="utf-8")
     args = [str(videos), "--path", str(shared_dir / FIXTURE), "--results-path", str(out), "--cpu", "--no-progress",
-            "--labels", str(labels)]
+            "--labels", str(labels), *verdict_args]
     assert score_ray.main(args + ["--roi-dir", str(tmp_path / "rois")]) == 1  # the broken file
 
     records = latest_records([out])
@@ -68,9 +81,28 @@ def test_scores_equal_the_two_step_path_and_reruns_resume(local_ray, videos, two
             expected["best_offset"], expected["n_frames"], expected["category"])
         assert got["track"] == {"input": item_id, "index": 0, "count": 1}
         assert set(got) == set(expected) | {"track"}  # the records of sf-score-batch
+        # The same verdicts: speech analysis, face and stream checks, drift, reasons.
+        assert "face" in expected
+        for field in (*VERDICT_FIELDS, "face"):
+            assert_close(got[field], expected[field], field)
+        # Provenance: the checkpoint and every setting as sf-score-batch records them; the raw
+        # video as the input, the ROI and wav kept under --roi-dir as the scored files.
+        prov, expected_prov = got["provenance"], expected["provenance"]
+        assert set(prov) == set(expected_prov)
+        for key in ("checkpoint", "checkpoint_sha256", "layer", "settings", "verdict_settings", "drift_settings",
+                    "reference_set", "precision"):
+            assert prov[key] == expected_prov[key], key
+        assert prov["input_sha256"] == file_sha256(videos / f"{item_id}.mp4")
+        assert prov["files"]["video"]["path"] == str(tmp_path / "rois" / "video" / f"{item_id}.mp4")
+        for role in ("video", "audio"):
+            assert prov["files"][role]["sha256"] == file_sha256(prov["files"][role]["path"])
+        assert prov["files"]["audio"]["sha256"] == expected_prov["files"]["audio"]["sha256"]
     assert (records["real/a"]["label"], records["dubbed/a"]["label"], records["broken/b"]["label"]) == (1, 0, None)
+    assert records["real/a"]["p_value"] is not None and records["real/a"]["verdict"] in ("real", "fake")
+    assert records["dubbed/a"]["reasons"] == ["reference_group_missing"]
     broken = records["broken/b"]
     assert (broken["status"], broken["error_type"], broken["track"]) == ("failed", "unreadable", None)
+    assert all(broken[field] is None for field in (*VERDICT_FIELDS, "provenance"))
     # ROIs were asked for: laid out as sf-prepare writes them, with a manifest of the scored ones.
     assert (tmp_path / "rois" / "video" / "real" / "a.mp4").is_file()
     assert len((tmp_path / "rois" / "test.tsv").read_text().splitlines()) == 3
@@ -85,6 +117,8 @@ def test_scores_equal_the_two_step_path_and_reruns_resume(local_ray, videos, two
     # Other settings are refused, naming them; nothing is scored.
     assert score_ray.main(args + ["--max-offset", "10"]) == 2
     assert score_ray.main(args + ["--detect-every", "5"]) == 2
+    assert score_ray.main(args + ["--alpha", "0.1"]) == 2
+    assert score_ray.main(args + ["--vad-threshold", "0.3"]) == 2
     assert len((out / "scores.jsonl").read_text().splitlines()) == n_lines + 1
 
 
@@ -111,3 +145,19 @@ def test_a_killed_worker_is_replaced_and_its_item_retried(local_ray, videos, two
 
 def latest_records_of(records) -> dict[str, dict]:
     return {record["id"]: record for record in records}
+
+
+def assert_close(got, expected, where: str) -> None:
+    """``got == expected``, floats within 1e-6 (the model batches differ between the paths)."""
+    if isinstance(expected, dict):
+        assert isinstance(got, dict) and set(got) == set(expected), where
+        for key in expected:
+            assert_close(got[key], expected[key], f"{where}.{key}")
+    elif isinstance(expected, list):
+        assert isinstance(got, list) and len(got) == len(expected), where
+        for i, (g, e) in enumerate(zip(got, expected)):
+            assert_close(g, e, f"{where}[{i}]")
+    elif isinstance(expected, float) and isinstance(got, float):
+        assert got == pytest.approx(expected, abs=1e-6, nan_ok=True), where
+    else:
+        assert got == expected, where

@@ -55,3 +55,22 @@ def test_an_input_is_finished_when_every_track_is_scored_from_the_same_file(tmp_
     assert finished_inputs([item], changed) == set()  # the file changed since
     failed_input = {"two_faces": {"id": "two_faces", "status": "failed", "inputs": stamps, "track": None}}
     assert finished_inputs([item], failed_input) == set()
+
+
+def test_an_input_prepare_finds_nothing_to_judge_in_is_inconclusive_with_that_reason(tmp_path):
+    from sf_fairseq.eval.ray_pipeline import input_failed_record
+    from sf_fairseq.eval.verdict import VERDICT_FIELDS
+
+    video = tmp_path / "a.mp4"
+    video.write_bytes(b"x")
+    item = VideoItem("a", str(video))
+    for status, reason in (("no_face", "no_face"), ("no_audio", "no_audio"), ("too_short", "clip_too_short")):
+        record = input_failed_record(item, status, "why")
+        assert (record["status"], record["error_type"], record["track"]) == ("failed", status, None)
+        assert (record["verdict"], record["reasons"]) == ("inconclusive", [reason])
+        assert all(record[f] is None for f in VERDICT_FIELDS if f not in ("verdict", "reasons"))
+        assert record["provenance"] is None
+    # Other failures (an unreadable file, a lost worker) have no verdict.
+    for error_type in ("unreadable", "WorkerLost"):
+        record = input_failed_record(item, error_type, "why")
+        assert all(record[f] is None for f in (*VERDICT_FIELDS, "provenance"))
