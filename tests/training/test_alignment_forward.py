@@ -88,10 +88,9 @@ def _model(frames: int = FRAMES) -> StubModel:
 
 
 def _criterion(**options: Any) -> AVAlignmentCriterion:
-    settings = dict(pred_masked_weight=1.0, pred_nomask_weight=0.0, loss_weights=[10.0],
-                    alignment_weight=0.7, alignment_temperature=TAU, alignment_negatives="batch",
-                    alignment_max_shift=0, alignment_clip_weight=0.0)
-    settings.update(options)
+    settings = {"pred_masked_weight": 1.0, "pred_nomask_weight": 0.0, "loss_weights": [10.0],
+                "alignment_weight": 0.7, "alignment_temperature": TAU, "alignment_negatives": "batch",
+                "alignment_max_shift": 0, "alignment_clip_weight": 0.0, **options}
     return AVAlignmentCriterion(None, **settings)
 
 
@@ -285,6 +284,7 @@ def test_zero_alignment_weight_keeps_the_clip_term() -> None:
     torch.manual_seed(0)
     loss, sample_size, log = _criterion(alignment_weight=0.0, alignment_clip_weight=2.0)(model, _sample(lips, sound, padding))
     masked, n = _masked_part(model.net_output, 10.0)
+    assert sample_size == n
     clip = _clip_term(model, lips, sound, LENGTHS, 0)
     align, n_frames = _frame_term(_pairs(model, lips, sound, LENGTHS, 0), "batch")
     assert loss.item() == pytest.approx(masked + 2.0 * clip * n, rel=1e-5)
@@ -299,7 +299,7 @@ def test_zero_max_shift_encodes_whole_clips_and_draws_nothing() -> None:
         model, sample = _model(), _sample(lips, sound, padding)
         torch.manual_seed(seed)
         state = torch.get_rng_state()
-        loss, _, log = _criterion(alignment_max_shift=0)(model, sample)
+        _, _, log = _criterion(alignment_max_shift=0)(model, sample)
         assert torch.equal(torch.get_rng_state(), state)
         assert _observed_shift(model, sample) == 0
         assert model.encoded[0]["video"].size(2) == FRAMES
