@@ -33,6 +33,12 @@ perturbation and preprocessing settings). A rerun with other settings is refused
 unless ``--overwrite`` is given (the cell's old scores and report are then discarded); records
 of items whose input files changed are scored again (see :mod:`.score_batch`). One grid run at
 a time works on a ``--results-path`` (a second is refused, naming the first).
+
+Cell records are ``sf-score-batch``'s, with ``provenance`` (the checkpoint, the scored files,
+every setting) and the verdict fields of :mod:`.verdict` made with the default verdict,
+offset-drift and voice-activity settings and no reference set (so every verdict is
+``inconclusive``, reason ``uncalibrated``); the grid has no verdict options, and its AUCs are
+those of the paper's ``score``, which the verdict settings do not change.
 """
 
 from __future__ import annotations
@@ -242,7 +248,7 @@ class Grid:
             pending = [item for item in to_score if item.id not in writer.done]
             if pending:
                 counts = score_items(to_score, self.scorer(), writer, a.batch_size,
-                                     num_workers=a.num_workers, progress=not a.no_progress)
+                                     num_workers=a.num_workers, progress=not a.no_progress, checkpoint=a.path)
                 logger.info("%s: scoring %s", cell, counts)
         latest = latest_records([scores])
         records = [latest[item.id] for item in self.items if item.id in latest]  # list order

@@ -160,11 +160,18 @@ def test_raw_grid_perturbs_copies_then_preprocesses_them(tmp_path, shared_dir, m
     assert clean_root == str(root) and clean_inputs[0] == str(root / "real" / "a.mp4")
     media = tmp_path / "work" / "cells" / "cc_2" / "media"
     assert cell_root == str(media) and cell_inputs[2] == str(media / "fake" / "Deepfakes" / "c.mp4")
+    checkpoint = shared_dir / "fixtures" / "avhubert_tiny" / "checkpoint.pt"
     for name in ("clean", "cc_2"):
         report = json.loads((results / "cells" / name / "report" / "report.json").read_text())
         assert report["n_used"] == 2 and report["left_out"] == {"failed: prepare:no_face": 1}
         records = [json.loads(x) for x in (results / "cells" / name / "scores.jsonl").read_text().splitlines()]
         assert sorted(r["id"] for r in records) == ["fake/Deepfakes/c.mp4", "real/a.mp4", "real/b.mp4"]
+        # Scored records name the checkpoint and the ROI they scored (provenance), with verdicts.
+        for record in (r for r in records if r["status"] == "ok"):
+            prov = record["provenance"]
+            assert prov["checkpoint_sha256"] == resume.file_sha256(checkpoint)
+            assert prov["files"]["video"]["path"] == record["video"]
+            assert (record["verdict"], record["reasons"][-1]) == ("inconclusive", "uncalibrated")
     rep = json.loads((results / "report" / "report.json").read_text())
     assert rep["types"]["cc"]["n_used"] == {"2": 2} and rep["clean"]["n_used"] == 2
 
