@@ -138,6 +138,12 @@ def test_a_killed_worker_is_replaced_and_its_item_retried(local_ray, videos, two
     assert marker.exists()  # a worker died on real/a once ...
     assert records["real/a"]["status"] == "ok"  # ... and the item was retried on its replacement
     assert records["real/a"]["score"] == pytest.approx(two_step["real/a"]["score"], abs=1e-6)
+    # Default verdict settings, no reference set; the ROI was not kept: hashed, no path.
+    assert (records["real/a"]["verdict"], records["real/a"]["reasons"]) == (
+        "inconclusive", ["too_little_speech", "uncalibrated"])
+    files = records["real/a"]["provenance"]["files"]
+    assert files["video"]["path"] is None and files["video"]["sha256"] == two_step["real/a"]["provenance"][
+        "files"]["video"]["sha256"]
     # An input that kills its worker on every try fails alone.
     assert (records["dubbed/a"]["status"], records["dubbed/a"]["error_type"]) == ("failed", "WorkerLost")
     assert len(records) == 2
