@@ -16,6 +16,8 @@ def test_scoring_stage_key_follows_checkpoint_content_and_score_rule(tmp_path: P
     assert key["max_offset"] == demo.SCORE_OPTIONS.max_offset and key["precision"] == "fp32"
     arguments = demo.scoring_arguments()
     assert arguments[arguments.index("--max-offset") + 1] == str(key["max_offset"])
+    # the key's precision is what the stage asks for, not what `auto` would pick on this host
+    assert arguments[arguments.index("--precision") + 1] == key["precision"]
 
     stages = demo.Stages(tmp_path)
     runs = []
