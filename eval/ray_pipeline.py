@@ -290,10 +290,10 @@ class ScoreStage:
         import torch
 
         torch.set_num_threads(threads)
-        self.scorer: Scorer = load_scorer_from_arguments(scorer_args, scorer_args.path, torch.device(device))
-        if self.scorer.encoder.precision != precision:
-            raise RuntimeError(f"model worker runs in {self.scorer.encoder.precision}, the run's settings "
-                               f"say {precision}")
+        # The driver resolved the precision (``auto``) once: every worker runs and records that one,
+        # whatever its own device would pick, so that one run never mixes precisions.
+        self.scorer: Scorer = load_scorer_from_arguments(scorer_args, scorer_args.path, torch.device(device),
+                                                         precision=precision)
         self.limits = limits
         self.checkpoint = scorer_args.path
         self.verdict = verdict

@@ -60,7 +60,7 @@ from sf_fairseq import resume
 from sf_fairseq.preprocess import prepare
 
 from . import lists
-from .pipeline import BatchLimits, add_scorer_arguments, load_scorer_from_arguments
+from .pipeline import BatchLimits, add_scorer_arguments, load_scorer_from_arguments, precision_from_arguments
 from .ray_pipeline import StageSettings, VideoItem, WorkerPlan, finished_inputs, plan_workers, read_videos, run_pipeline
 from .results import OK, ResultWriter, latest_records
 from .score_batch import Terminated, accept_settings, error_text, sigterm_as_interrupt
@@ -257,14 +257,16 @@ def score_all(args: Namespace, items: list[VideoItem], out: Path) -> int:
     """Check the settings, score what is not done yet, print and write the summary."""
     try:
         verdict = verdict_config_from_arguments(args)
+        # ``auto`` is resolved here, once, for the driver's device (its GPU when it has one): on a
+        # cluster whose model workers have other devices, give --precision explicitly.
+        precision = precision_from_arguments(args, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
         # Read here (on CPU) for the settings and an early error; the model workers load their own.
-        scorer = load_scorer_from_arguments(args, args.path, torch.device("cpu"))
+        scorer = load_scorer_from_arguments(args, args.path, torch.device("cpu"), precision=precision)
     except (OSError, ValueError, pickle.UnpicklingError) as err:  # missing/unsafe checkpoint, bad reference
         raise SystemExit(error_text(err)) from err
     roi_dir = None if args.roi_dir is None else Path(args.roi_dir).resolve()
     settings = StageSettings(prepare_options(args), scorer.settings, scorer.options,
                              None if roi_dir is None else str(roi_dir), args.keep_truncated, verdict)
-    precision = scorer.encoder.precision
     del scorer
     fingerprint = run_fingerprint(args, precision, settings)
     scores = out / "scores.jsonl"

@@ -74,3 +74,19 @@ def test_an_input_prepare_finds_nothing_to_judge_in_is_inconclusive_with_that_re
     for error_type in ("unreadable", "WorkerLost"):
         record = input_failed_record(item, error_type, "why")
         assert all(record[f] is None for f in (*VERDICT_FIELDS, "provenance"))
+
+
+def test_model_workers_run_the_precision_the_driver_resolved(shared_dir):
+    """``auto`` is resolved once on the driver; a worker whose own device would pick another
+    precision (fp32 on this AVX2 host, bf16 on a bf16 GPU) runs the driver's, not its own."""
+    import argparse
+
+    from sf_fairseq.eval.pipeline import BatchLimits, add_scorer_arguments
+    from sf_fairseq.eval.ray_pipeline import ScoreStage
+
+    parser = argparse.ArgumentParser()
+    add_scorer_arguments(parser)
+    args = parser.parse_args(["--path", str(shared_dir / "fixtures" / "avhubert_tiny" / "checkpoint.pt")])
+    assert args.precision == "auto"
+    stage = ScoreStage(args, "cpu", BatchLimits(2, None, 0.2), "bf16", threads=1)
+    assert stage.scorer.encoder.precision == "bf16"
