@@ -38,7 +38,6 @@ import logging
 import math
 import os
 import pickle
-import sys
 from argparse import Namespace
 from dataclasses import fields
 from pathlib import Path
@@ -60,15 +59,8 @@ from .pipeline import (
     pick_device,
 )
 from .results import OK, ResultWriter, latest_records
-from .score_batch import (
-    Terminated,
-    accept_settings,
-    error_text,
-    failed_record,
-    score_fingerprint,
-    score_items,
-    sigterm_as_interrupt,
-)
+from .jobs import error_text, run_interruptible
+from .score_batch import accept_settings, failed_record, score_fingerprint, score_items
 
 logger = logging.getLogger(__name__)
 
@@ -409,13 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # force: importing fairseq leaves a DEBUG root handler behind.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
-    with sigterm_as_interrupt():
-        try:
-            return run(args)
-        except KeyboardInterrupt as stop:
-            name, status = ("SIGTERM", 143) if isinstance(stop, Terminated) else ("Ctrl-C", 130)
-            print(f"sf-benchmark: stopped by {name}; rerun the same command to resume", file=sys.stderr)
-            return status
+    return run_interruptible("sf-benchmark", run, args, "rerun the same command to resume")
 
 
 if __name__ == "__main__":

@@ -73,7 +73,6 @@ import logging
 import os
 import pickle
 import signal
-import sys
 import threading
 import time
 from argparse import Namespace
@@ -90,6 +89,7 @@ from sf_fairseq import resume
 
 from . import lists
 from .encode import SAMPLE_RATE, ClipInputs, InputSettings, load_clip
+from .jobs import error_text, run_interruptible
 from .metrics import Calibration
 from .pipeline import (
     BatchLimits, ClipResult, ScoreOptions, Scorer, add_scorer_arguments, length_order, load_scorer_from_arguments,
@@ -481,38 +481,6 @@ def read_items(args: Namespace) -> list[lists.EvalItem]:
     return lists.read_manifest_split(args.data, args.gen_subset, args.category_rule)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised in the main thread so that the run unwinds as on Ctrl-C."""
-
-
-def _raise_terminated(signum: int, frame: Any) -> None:
-    raise Terminated()
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM (what ``timeout``, schedulers and ``kill`` send) raises
-    :class:`Terminated` in the main thread; the previous handler is restored after."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def error_text(err: BaseException) -> str:
-    """``error: <message>`` followed by the messages of the exceptions that caused it."""
-    lines = [f"error: {err}"]
-    cause = err.__cause__
-    while cause is not None:
-        lines.append(f"  caused by {type(cause).__name__}: {cause}")
-        cause = cause.__cause__
-    return "\n".join(lines)
-
-
 def input_fingerprint(args: Namespace) -> dict[str, Any]:
     """Identity of the run's input: content hash of the list (or manifest and its labels), the
     data root and the category rule."""
@@ -570,14 +538,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # force: importing fairseq leaves a DEBUG root handler behind (matplotlib floods it).
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
-    with sigterm_as_interrupt():
-        try:
-            return run(args)
-        except KeyboardInterrupt as stop:
-            name, status = ("SIGTERM", 143) if isinstance(stop, Terminated) else ("Ctrl-C", 130)
-            print(f"sf-score-batch: stopped by {name}; the records written so far are kept in "
-                  f"{args.results_path}: run the same command again to resume", file=sys.stderr)
-            return status
+    return run_interruptible("sf-score-batch", run, args,
+                             f"the records written so far are kept in {args.results_path}: "
+                             "run the same command again to resume")
 
 
 def run(args: Namespace) -> int:

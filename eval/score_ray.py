@@ -63,7 +63,8 @@ from . import lists
 from .pipeline import BatchLimits, add_scorer_arguments, load_scorer_from_arguments, precision_from_arguments
 from .ray_pipeline import StageSettings, VideoItem, WorkerPlan, finished_inputs, plan_workers, read_videos, run_pipeline
 from .results import OK, ResultWriter, latest_records
-from .score_batch import Terminated, accept_settings, error_text, sigterm_as_interrupt
+from .jobs import error_text, run_interruptible
+from .score_batch import accept_settings
 from .verdict import VerdictConfig, add_verdict_arguments, verdict_config_from_arguments
 
 logger = logging.getLogger(__name__)
@@ -211,14 +212,9 @@ def cluster_plan(args: Namespace) -> WorkerPlan:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
-    with sigterm_as_interrupt():
-        try:
-            return run(args)
-        except KeyboardInterrupt as stop:
-            name, status = ("SIGTERM", 143) if isinstance(stop, Terminated) else ("Ctrl-C", 130)
-            print(f"sf-score-ray: stopped by {name}; the records written so far are kept in "
-                  f"{args.results_path}: run the same command again to resume", file=sys.stderr)
-            return status
+    return run_interruptible("sf-score-ray", run, args,
+                             f"the records written so far are kept in {args.results_path}: "
+                             "run the same command again to resume")
 
 
 def run(args: Namespace) -> int:
