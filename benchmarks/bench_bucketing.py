@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from sf_fairseq.eval.encode import ClipInputs, StreamEncoder
-from sf_fairseq.eval.pipeline import BatchLimits, ClipResult, ScoreOptions, Scorer, length_order
+from sf_fairseq.data.batching import BatchLimits, length_order
+from sf_fairseq.eval.pipeline import ClipResult, ScoreOptions, Scorer
 from sf_fairseq.eval.score_batch import model_batches
 from sf_fairseq.models.av_hubert import AVHubertConfig, AVHubertModel
 

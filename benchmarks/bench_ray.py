@@ -40,7 +40,8 @@ import cv2
 import torch
 
 from sf_fairseq.eval import score_batch, score_ray
-from sf_fairseq.eval.pipeline import BatchLimits, length_batches, load_scorer_from_arguments, pick_device
+from sf_fairseq.data.batching import BatchLimits, length_batches
+from sf_fairseq.eval.pipeline import load_scorer_from_arguments, pick_device
 from sf_fairseq.eval.ray_pipeline import PrepareStage, StageSettings, VideoItem, read_videos
 from sf_fairseq.preprocess import prepare
 from sf_fairseq.preprocess.synthetic import corpus

@@ -431,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     (work_dir).mkdir(parents=True, exist_ok=True)
     (work_dir / "demo_settings.json").write_text(json.dumps(asdict(settings), indent=2))
     try:
-        summary = run_demo(work_dir, settings, args.workers)
+        run_demo(work_dir, settings, args.workers)
     except StageFailed as err:
         logger.error("%s", err)
         return 1

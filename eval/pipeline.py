@@ -3,8 +3,7 @@
 :func:`load_scorer` builds a :class:`Scorer` from a checkpoint file (published AV-HuBERT
 pretrained or fine-tuned, or ours); :meth:`Scorer.score_clips` encodes a batch of loaded clips
 stream by stream and applies SpeechForensics' rule (:mod:`.score`) to each;
-:class:`BatchLimits` and :func:`length_batches` group clips of similar length into model calls
-(scoring and transcription alike).
+Clips of similar length share a model call through :mod:`sf_fairseq.data.batching`.
 """
 
 from __future__ import annotations
@@ -100,55 +99,6 @@ class Scorer:
                 )
             )
         return results
-
-
-@dataclass(frozen=True)
-class BatchLimits:
-    """How clips are grouped into one model call.
-
-    A batch is padded to its longest clip, so clips of very different lengths waste compute
-    (one 50 s clip with three 6 s ones costs four 50 s clips). Clips are therefore taken in
-    order of length and a batch is closed when adding the next clip would exceed any limit.
-
-    Attributes:
-        batch_size: most clips per call.
-        max_frames: most padded frames per call (clips x longest clip), a memory cap; None = no cap.
-        max_padding: most padding per call, as a fraction of its padded frames; None = no cap.
-    """
-
-    batch_size: int = 8
-    max_frames: int | None = None
-    max_padding: float | None = 0.2
-
-    def admits(self, lengths: Sequence[int], length: int) -> bool:
-        """Whether a clip of ``length`` frames may join a batch of clips of ``lengths`` frames."""
-        if not lengths:
-            return True
-        n = len(lengths) + 1
-        padded = n * max(max(lengths), length)
-        if n > self.batch_size or (self.max_frames is not None and padded > self.max_frames):
-            return False
-        real = sum(lengths) + length
-        return self.max_padding is None or padded - real <= self.max_padding * padded
-
-
-def length_order(lengths: Sequence[int]) -> list[int]:
-    """Indices of ``lengths`` from shortest to longest (ties keep their order)."""
-    return sorted(range(len(lengths)), key=lengths.__getitem__)
-
-
-def length_batches(lengths: Sequence[int], limits: BatchLimits) -> list[list[int]]:
-    """Indices of ``lengths`` grouped into batches under ``limits``, shortest clips first."""
-    batches: list[list[int]] = []
-    current: list[int] = []
-    for index in length_order(lengths):
-        if not limits.admits([lengths[i] for i in current], lengths[index]):
-            batches.append(current)
-            current = []
-        current.append(index)
-    if current:
-        batches.append(current)
-    return batches
 
 
 def pick_device(cpu: bool = False) -> torch.device:

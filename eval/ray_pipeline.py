@@ -12,7 +12,7 @@ Stages (each a pool of Ray actors, so that models load once per worker)::
 :func:`.encode.load_clip`, as ``sf-score-batch`` reads a prepared clip: the model sees exactly the
 inputs of the two-step path (``sf-prepare`` then ``sf-score-batch``), H.264 round trip included,
 so the scores are the same. :class:`ScoreStage` receives a few batches' worth of clips at a time,
-sorts them by length and scores them in batches under :class:`.pipeline.BatchLimits`.
+sorts them by length and scores them in batches under :class:`sf_fairseq.data.batching.BatchLimits`.
 
 Records are those of ``sf-score-batch`` (:mod:`.results`), built with its
 :func:`.score_batch.item_record` / :func:`.score_batch.failed_record`, one per face track (ids as
@@ -54,11 +54,12 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from sf_fairseq.data.batching import BatchLimits, length_batches
 from sf_fairseq.preprocess.prepare import InputItem, PrepareOptions, VideoPreprocessor
 
 from . import lists
 from .encode import ClipInputs, InputSettings, load_clip
-from .pipeline import BatchLimits, ScoreOptions, Scorer, length_batches, load_scorer_from_arguments
+from .pipeline import ScoreOptions, Scorer, load_scorer_from_arguments
 from .provenance import clip_provenance, file_entry
 from .results import OK, PrepareStatus, input_stamps
 from .score_batch import failed_record, item_record, prepared_face

@@ -33,7 +33,7 @@ left by killed runs are removed on the next run. Ctrl-C and SIGTERM stop the run
 status 130 and 143, every record written so far kept); the loader processes end with the run
 even when it is killed with SIGKILL.
 
-Clips are scored in batches of similar length (:class:`.pipeline.BatchLimits`: at most
+Clips are scored in batches of similar length (:class:`sf_fairseq.data.batching.BatchLimits`: at most
 ``--batch-size`` clips, ``--max-frames`` padded frames and ``--max-padding`` padding per model
 call), the lengths read from the wav headers; the scores equal those of ``--batch-size 1``.
 
@@ -86,15 +86,13 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from sf_fairseq import resume
+from sf_fairseq.data.batching import BatchLimits, length_order
 
 from . import lists
 from .encode import SAMPLE_RATE, ClipInputs, InputSettings, load_clip
 from .jobs import error_text, run_interruptible
 from .metrics import Calibration
-from .pipeline import (
-    BatchLimits, ClipResult, ScoreOptions, Scorer, add_scorer_arguments, length_order, load_scorer_from_arguments,
-    pick_device,
-)
+from .pipeline import ClipResult, ScoreOptions, Scorer, add_scorer_arguments, load_scorer_from_arguments, pick_device
 from .provenance import clip_provenance
 from .report import write_report
 from .results import (
@@ -246,7 +244,7 @@ def model_batches(
     length: Callable[[Any], int] = clip_length,
 ) -> Iterator[tuple[list[tuple[int, Any]], list[tuple[int, str, str]]]]:
     """Group loaded clips, in the order they come, into model batches under
-    :class:`.pipeline.BatchLimits` (a clip's length, ``length(clip)``, is by default its
+    :class:`sf_fairseq.data.batching.BatchLimits` (a clip's length, ``length(clip)``, is by default its
     longer stream); failures pass through at once."""
     limits = BatchLimits(batch_size, max_frames, max_padding)
     batch: list[tuple[int, Any]] = []

@@ -57,10 +57,11 @@ import torch
 from tqdm import tqdm
 
 from sf_fairseq import resume
+from sf_fairseq.data.batching import BatchLimits
 from sf_fairseq.preprocess import prepare
 
 from . import lists
-from .pipeline import BatchLimits, add_scorer_arguments, load_scorer_from_arguments, precision_from_arguments
+from .pipeline import add_scorer_arguments, load_scorer_from_arguments, precision_from_arguments
 from .ray_pipeline import StageSettings, VideoItem, WorkerPlan, finished_inputs, plan_workers, read_videos, run_pipeline
 from .results import OK, ResultWriter, latest_records
 from .jobs import error_text, run_interruptible

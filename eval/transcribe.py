@@ -41,7 +41,7 @@ from sf_fairseq.data.manifest import read_label_lines, read_manifest
 from sf_fairseq.resume import atomic_path
 
 from .encode import FPS, SAMPLE_RATE, ClipInputs, InputSettings, load_clip, pad_batch, padding_mask
-from .pipeline import BatchLimits, length_batches
+from sf_fairseq.data.batching import BatchLimits, length_batches
 
 logger = logging.getLogger(__name__)
 

@@ -10,8 +10,9 @@ projected front-end output (``ret_conv``). One feature row per video frame.
 
 Unlike the reference (one clip at a time), clips are batched: up to ``max_batch_frames`` padded
 frames per forward pass, with a padding mask, which gives the same features for every real frame.
-Clips of similar length share a batch (:func:`length_batches` within windows of a few batches'
-worth of frames), so a long clip does not pad the short ones; features come out in input order.
+Clips of similar length share a batch (:mod:`sf_fairseq.data.batching`, within windows of a few
+batches' worth of frames), so a long clip does not pad the short ones; features come out in input
+order.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import torch
 from sf_fairseq.checkpoint import load_encoder
 from sf_fairseq.data.audio_features import audio_features_from_wav
 from sf_fairseq.data.audio_io import read_wav_checked
+from sf_fairseq.data.batching import BatchLimits, length_batches
 from sf_fairseq.data.manifest import Manifest, ManifestItem
 from sf_fairseq.data.video import VideoTransform, load_video_frames
 
@@ -49,27 +51,6 @@ def align_audio_to_video(audio: np.ndarray, n_video_frames: int) -> np.ndarray:
     if diff < 0:
         return np.concatenate([audio, np.zeros((-diff, audio.shape[1]), dtype=audio.dtype)])
     return audio[:n_video_frames]
-
-
-def length_batches(lengths: Sequence[int], max_frames: int) -> list[list[int]]:
-    """Group clip indices into batches of similar length for padded forward passes.
-
-    Clips are taken shortest first (ties in input order); a batch grows while its size times its
-    longest clip stays within ``max_frames``. A clip longer than ``max_frames`` is a batch alone.
-
-    Returns:
-        the batches, as lists of indices into ``lengths``, shortest clips first.
-    """
-    batches: list[list[int]] = []
-    batch: list[int] = []
-    for i in sorted(range(len(lengths)), key=lengths.__getitem__):
-        if batch and (len(batch) + 1) * lengths[i] > max_frames:  # lengths[i] is the longest
-            batches.append(batch)
-            batch = []
-        batch.append(i)
-    if batch:
-        batches.append(batch)
-    return batches
 
 
 def _ordered_prefetch(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
@@ -184,6 +165,8 @@ class ModelFeatureReader:
     def _window_features(self, window: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
         """Features of ``window``'s clips in its order, computed in length-sorted batches."""
         out: dict[int, np.ndarray] = {}
-        for batch in length_batches([len(video) for video, _ in window], self.max_batch_frames):
+        # Only the frame budget limits a batch here (no clip count, no padding cap).
+        limits = BatchLimits(batch_size=len(window), max_frames=self.max_batch_frames, max_padding=None)
+        for batch in length_batches([len(video) for video, _ in window], limits):
             out.update(zip(batch, self.features([window[i] for i in batch])))
         return [out[i] for i in range(len(window))]

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from sf_fairseq.data.manifest import ManifestItem, write_manifest
 from sf_fairseq.eval import lists, score_batch
 from sf_fairseq.eval.encode import InputSettings, StreamEncoder
-from sf_fairseq.eval.pipeline import BatchLimits, Scorer, length_batches
+from sf_fairseq.data.batching import BatchLimits, length_batches
+from sf_fairseq.eval.pipeline import Scorer
 from sf_fairseq.eval.results import ResultWriter, latest_records
 from sf_fairseq.eval.transcribe import transcribe_manifest
 

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 
 from sf_fairseq.data.manifest import ManifestItem, read_label_lines, read_manifest, write_manifest
 from sf_fairseq.preprocess import iteration
-from sf_fairseq.preprocess.features_model import ModelFeatureReader, align_audio_to_video, length_batches
+from sf_fairseq.data.batching import BatchLimits, length_batches
+from sf_fairseq.preprocess.features_model import ModelFeatureReader, align_audio_to_video
 
 # (video frames, audio samples): audio shorter (padded), longer (trimmed), exact.
 CLIPS = [(12, 12 * 640 - 1500), (18, 18 * 640 + 3000), (15, 15 * 640)]
@@ -106,12 +107,18 @@ def test_model_features_match_reference_recipe(av_manifest_dir, checkpoint, laye
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
-def test_length_batches() -> None:
+def test_length_batches_under_a_frame_budget_only() -> None:
+    """The shared batcher as the clustering features use it (frame budget, no count or padding cap)."""
+
+    def batches(lengths: list[int], max_frames: int) -> list[list[int]]:
+        return length_batches(lengths, BatchLimits(batch_size=max(len(lengths), 1), max_frames=max_frames,
+                                                   max_padding=None))
+
     # Shortest first, ties in input order; batch size x longest clip within the budget.
-    assert length_batches([60, 6, 6, 6], 60) == [[1, 2, 3], [0]]
-    assert length_batches([40, 10, 40, 10], 80) == [[1, 3], [0, 2]]
-    assert length_batches([100, 5], 50) == [[1], [0]]  # a clip over the budget goes alone
-    assert length_batches([], 10) == []
+    assert batches([60, 6, 6, 6], 60) == [[1, 2, 3], [0]]
+    assert batches([40, 10, 40, 10], 80) == [[1, 3], [0, 2]]
+    assert batches([100, 5], 50) == [[1], [0]]  # a clip over the budget goes alone
+    assert batches([], 10) == []
 
 
 def test_batches_group_similar_lengths_in_input_order(av_manifest_dir, checkpoint) -> None:

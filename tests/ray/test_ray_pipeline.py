@@ -14,7 +14,7 @@ from ray_media import crashing_stage, write_talking_faces
 
 from sf_fairseq.eval import ray_pipeline, score_batch, score_ray
 from sf_fairseq.eval.conformal import ReferenceSet
-from sf_fairseq.eval.pipeline import BatchLimits
+from sf_fairseq.data.batching import BatchLimits
 from sf_fairseq.eval.results import latest_records
 from sf_fairseq.eval.verdict import VERDICT_FIELDS
 from sf_fairseq.preprocess import prepare

@@ -81,7 +81,8 @@ def test_model_workers_run_the_precision_the_driver_resolved(shared_dir):
     precision (fp32 on this AVX2 host, bf16 on a bf16 GPU) runs the driver's, not its own."""
     import argparse
 
-    from sf_fairseq.eval.pipeline import BatchLimits, add_scorer_arguments
+    from sf_fairseq.data.batching import BatchLimits
+    from sf_fairseq.eval.pipeline import add_scorer_arguments
     from sf_fairseq.eval.ray_pipeline import ScoreStage
 
     parser = argparse.ArgumentParser()
