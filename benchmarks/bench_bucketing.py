@@ -5,7 +5,7 @@ The clips are the issue's case: one 60 s clip and three 6 s clips (random 88x88 
 audio features, in memory: file decoding runs in loader processes and is not timed), in list
 order long clip second. They go through what ``sf-score-batch`` does with loaded clips:
 shortest first (:func:`sf_fairseq.eval.pipeline.length_order`), grouped by
-:func:`sf_fairseq.eval.score_batch.model_batches` under :class:`~sf_fairseq.eval.pipeline.BatchLimits`,
+:func:`sf_fairseq.eval.batch_engine.model_batches` under :class:`~sf_fairseq.eval.pipeline.BatchLimits`,
 scored by :meth:`~sf_fairseq.eval.pipeline.Scorer.score_clips`. The model is a random-init
 AV-HuBERT (``tiny`` by default; ``base`` for realistic proportions)::
 
@@ -27,7 +27,7 @@ import torch
 from sf_fairseq.eval.encode import ClipInputs, StreamEncoder
 from sf_fairseq.data.batching import BatchLimits, length_order
 from sf_fairseq.eval.pipeline import ClipResult, ScoreOptions, Scorer
-from sf_fairseq.eval.score_batch import model_batches
+from sf_fairseq.eval.batch_engine import model_batches
 from sf_fairseq.models.av_hubert import AVHubertConfig, AVHubertModel
 
 SIZES = {

@@ -13,7 +13,7 @@ Stages, each resumable (rerun the same command after an interruption):
 2. **prepare** the raw videos into 25 fps mouth ROIs and 16 kHz wavs with
    :mod:`sf_fairseq.preprocess.prepare` (``<out>/prepared``; its settings record refuses a rerun
    with other settings); SpeechForensics lists are already prepared and skip this;
-3. **score** with :func:`.score_batch.score_items` into ``<out>/scores/scores[.<i>-of-<n>].jsonl``
+3. **score** with :func:`.batch_engine.score_items` into ``<out>/scores/scores[.<i>-of-<n>].jsonl``
    (the settings fingerprint of :mod:`.score_batch` refuses a rerun with another checkpoint or
    score setting unless ``--overwrite``); for AV-Deepfake1M and LAV-DF every record also keeps
    ``frame_agreement``, the per-frame lip-speech agreement at the clip's best offset;
@@ -60,7 +60,7 @@ from .pipeline import (
 )
 from .results import OK, ResultWriter, latest_records
 from .jobs import error_text, run_interruptible
-from .score_batch import accept_settings, failed_record, score_fingerprint, score_items
+from .batch_engine import accept_settings, failed_record, score_fingerprint, score_items
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ so the scores are the same. :class:`ScoreStage` receives a few batches' worth of
 sorts them by length and scores them in batches under :class:`sf_fairseq.data.batching.BatchLimits`.
 
 Records are those of ``sf-score-batch`` (:mod:`.results`), built with its
-:func:`.score_batch.item_record` / :func:`.score_batch.failed_record`, one per face track (ids as
+:func:`.batch_engine.item_record` / :func:`.batch_engine.failed_record`, one per face track (ids as
 ``sf-prepare`` names the tracks), with ``video`` and ``audio`` both the raw input, ``inputs`` its
 size and modification time, ``notes`` from preprocessing, and one more field::
 
@@ -62,7 +62,7 @@ from .encode import ClipInputs, InputSettings, load_clip
 from .pipeline import ScoreOptions, Scorer, load_scorer_from_arguments
 from .provenance import clip_provenance, file_entry
 from .results import OK, PrepareStatus, input_stamps
-from .score_batch import failed_record, item_record, prepared_face
+from .batch_engine import failed_record, item_record, prepared_face
 from .speech import AudioAnalysis, AudioStats, analyse_wav
 from .verdict import (
     PREPARE_STATUS_REASONS, FaceStats, MediaChecks, VerdictConfig, assess_clip, media_checks_from_prepare,

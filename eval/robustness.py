@@ -7,7 +7,7 @@ perturb -> preprocess -> score -> metrics:
 2. raw videos (default) go through ``python -m sf_fairseq.preprocess.prepare`` (mouth ROIs,
    16 kHz wavs); with ``--roi`` the list holds mouth-ROI clips and their copies are scored as
    they are (a fast approximation, see :mod:`.perturb`);
-3. :func:`.score_batch.score_items` scores the clips with one checkpoint (loaded once);
+3. :func:`.batch_engine.score_items` scores the clips with one checkpoint (loaded once);
 4. :func:`.report.write_report` writes the cell's metrics report.
 
 Every item keeps its id in every cell; an item whose preprocessing fails in a cell (no face
@@ -229,7 +229,7 @@ class Grid:
 
     def run_cell(self, code: str | None, level: int | None) -> dict[str, Any]:
         """The cell's report (reused when it exists)."""
-        from .score_batch import failed_record, score_items
+        from .batch_engine import failed_record, score_items
 
         cell = CLEAN if code is None else cell_name(code, level)
         a = self.args

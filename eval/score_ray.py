@@ -65,7 +65,7 @@ from .pipeline import add_scorer_arguments, load_scorer_from_arguments, precisio
 from .ray_pipeline import StageSettings, VideoItem, WorkerPlan, finished_inputs, plan_workers, read_videos, run_pipeline
 from .results import OK, ResultWriter, latest_records
 from .jobs import error_text, run_interruptible
-from .score_batch import accept_settings
+from .batch_engine import accept_settings
 from .verdict import VerdictConfig, add_verdict_arguments, verdict_config_from_arguments
 
 logger = logging.getLogger(__name__)

@@ -89,7 +89,7 @@ from .pipeline import (
     pick_device,
 )
 from .provenance import clip_provenance
-from .score_batch import add_transcribe_arguments, load_transcriber, transcribe_batch
+from .batch_engine import add_transcribe_arguments, load_transcriber, transcribe_batch
 from .speech import analyse_wav
 from .transcribe import Transcriber
 from .verdict import (

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sf_fairseq.data.manifest import ManifestItem, write_manifest
-from sf_fairseq.eval import lists, score_batch
+from sf_fairseq.eval import batch_engine, lists
 from sf_fairseq.eval.encode import InputSettings, StreamEncoder
 from sf_fairseq.data.batching import BatchLimits, length_batches
 from sf_fairseq.eval.pipeline import Scorer
@@ -38,7 +38,7 @@ def mixed(tmp_path: Path, roi_clip) -> list[lists.EvalItem]:
 
 def _score(items, scorer, path: Path, **kwargs) -> dict[str, dict]:
     with ResultWriter(path) as writer:
-        counts = score_batch.score_items(items, scorer, writer, progress=False, **kwargs)
+        counts = batch_engine.score_items(items, scorer, writer, progress=False, **kwargs)
     assert counts == {"skipped": 0, "scored": 4, "failed": 1}
     return latest_records([path])
 
@@ -71,7 +71,7 @@ def test_failed_batch_is_scored_one_clip_at_a_time(tmp_path: Path, mixed, stand_
 
     scorer.score_clips = fragile
     with ResultWriter(tmp_path / "scores.jsonl") as writer:
-        counts = score_batch.score_items(mixed, scorer, writer, progress=False)
+        counts = batch_engine.score_items(mixed, scorer, writer, progress=False)
     assert counts == {"skipped": 0, "scored": 3, "failed": 2}
     assert sizes == [3, 1, 1, 1, 1]
     records = latest_records([tmp_path / "scores.jsonl"])

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from sf_fairseq.eval import lists, score_batch
+from sf_fairseq.eval import batch_engine, lists, score_batch
 from sf_fairseq.eval.encode import InputSettings, StreamEncoder
 from sf_fairseq.eval.pipeline import Scorer
 from sf_fairseq.eval.results import ResultWriter, latest_records
@@ -35,7 +35,7 @@ def test_changed_input_file_is_scored_again(tmp_path: Path, envelope_clip, envel
     scorer = _envelope_scorer(envelope_encoder)
     out = tmp_path / "scores.jsonl"
     with ResultWriter(out) as writer:
-        assert score_batch.score_items(items, scorer, writer, progress=False)["scored"] == 3
+        assert batch_engine.score_items(items, scorer, writer, progress=False)["scored"] == 3
     first = latest_records([out])
     assert first["a.mp4"]["inputs"]["audio"]["size"] == os.path.getsize(root / "a.wav")
 
@@ -44,13 +44,13 @@ def test_changed_input_file_is_scored_again(tmp_path: Path, envelope_clip, envel
     stat = os.stat(root / "a.mp4")
     os.utime(root / "a.mp4", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     with ResultWriter(out) as writer:
-        counts = score_batch.score_items(items, scorer, writer, progress=False)
+        counts = batch_engine.score_items(items, scorer, writer, progress=False)
     assert counts == {"skipped": 1, "scored": 2, "failed": 0}
     second = latest_records([out])
     assert second["b.mp4"]["score"] != pytest.approx(first["b.mp4"]["score"], abs=1e-6)
     assert second["a.mp4"]["score"] == pytest.approx(first["a.mp4"]["score"], abs=1e-6)
     with ResultWriter(out) as writer:
-        assert score_batch.score_items(items, scorer, writer, progress=False)["skipped"] == 3
+        assert batch_engine.score_items(items, scorer, writer, progress=False)["skipped"] == 3
 
 
 def test_prepare_notes_reach_the_record(tmp_path: Path, envelope_clip, envelope_encoder) -> None:
@@ -70,7 +70,7 @@ def test_prepare_notes_reach_the_record(tmp_path: Path, envelope_clip, envelope_
     items = lists.read_list(listing, str(root))
     out = tmp_path / "scores.jsonl"
     with ResultWriter(out) as writer:
-        score_batch.score_items(items, _envelope_scorer(envelope_encoder), writer, progress=False)
+        batch_engine.score_items(items, _envelope_scorer(envelope_encoder), writer, progress=False)
     records = latest_records([out])
     assert records["video/spk/quiet.mp4"]["notes"] == ["silent audio (all samples are zero)"]
     assert records["video/spk/loud.mp4"]["notes"] == []  # no status file

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sf_fairseq.eval import conformal, lists, score_batch
+from sf_fairseq.eval import batch_engine, conformal, lists
 from sf_fairseq.eval.encode import InputSettings, StreamEncoder, load_clip
 from sf_fairseq.eval.metrics import Calibration
 from sf_fairseq.eval.pipeline import Scorer, ScoreOptions
@@ -49,7 +49,7 @@ def _corpus(root: Path, utt) -> list[lists.EvalItem]:
 
 def _score(items, out: Path, **kwargs) -> dict[str, dict]:
     with ResultWriter(out) as writer:
-        score_batch.score_items(items, _scorer(), writer, batch_size=2, progress=False, **kwargs)
+        batch_engine.score_items(items, _scorer(), writer, batch_size=2, progress=False, **kwargs)
     return latest_records([out])
 
 

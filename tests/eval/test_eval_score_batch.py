@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from sf_fairseq.eval import lists, metrics_cli, score_batch
+from sf_fairseq.eval import batch_engine, lists, metrics_cli, score_batch
 from sf_fairseq.eval.encode import ClipInputs, InputSettings, StreamEncoder
 from sf_fairseq.eval.pipeline import Scorer
 from sf_fairseq.eval.results import ResultWriter, latest_records
@@ -26,9 +26,9 @@ def test_model_batches_respect_batch_size_and_max_frames() -> None:
     loaded = [(0, _clip(10), None, None), (1, None, "OSError", "x"), (2, _clip(10), None, None),
               (3, _clip(30), None, None), (4, _clip(5), None, None), (5, _clip(5), None, None)]
     got = [([i for i, _ in b], [f[0] for f in fails])
-           for b, fails in score_batch.model_batches(iter(loaded), batch_size=2, max_frames=None)]
+           for b, fails in batch_engine.model_batches(iter(loaded), batch_size=2, max_frames=None)]
     assert got == [([], [1]), ([0, 2], []), ([3, 4], []), ([5], [])]
-    got = [[i for i, _ in b] for b, _ in score_batch.model_batches(iter(loaded), batch_size=8, max_frames=40)]
+    got = [[i for i, _ in b] for b, _ in batch_engine.model_batches(iter(loaded), batch_size=8, max_frames=40)]
     assert got == [[], [0, 2], [3], [4, 5]]  # 3 x 30 > 40: the 30-frame clip goes alone
 
 
@@ -70,7 +70,7 @@ def test_every_line_gets_a_record_and_resume(tmp_path: Path, dataset, envelope_e
     scorer = _envelope_scorer(envelope_encoder)
     out = tmp_path / "scores.jsonl"
     with ResultWriter(out) as writer:
-        counts = score_batch.score_items(items, scorer, writer, batch_size=3, progress=False)
+        counts = batch_engine.score_items(items, scorer, writer, batch_size=3, progress=False)
     assert counts == {"skipped": 0, "scored": 4, "failed": 3}
     records = latest_records([out])
     assert sorted(records) == sorted(i.id for i in items)
@@ -88,7 +88,7 @@ def test_every_line_gets_a_record_and_resume(tmp_path: Path, dataset, envelope_e
     # Batching does not change scores.
     single = tmp_path / "single.jsonl"
     with ResultWriter(single) as writer:
-        score_batch.score_items(items, scorer, writer, batch_size=1, progress=False)
+        batch_engine.score_items(items, scorer, writer, batch_size=1, progress=False)
     for key, rec in latest_records([single]).items():
         if rec["status"] == "ok":
             assert rec["score"] == pytest.approx(records[key]["score"], abs=1e-6)
@@ -98,7 +98,7 @@ def test_every_line_gets_a_record_and_resume(tmp_path: Path, dataset, envelope_e
     shutil.copy(root / "RealVideo-RealAudio/x/b.mp4", root / "gone/missing.mp4")
     shutil.copy(root / "RealVideo-RealAudio/x/b.wav", root / "gone/missing.wav")
     with ResultWriter(out) as writer:
-        counts = score_batch.score_items(items, scorer, writer, batch_size=3, progress=False)
+        counts = batch_engine.score_items(items, scorer, writer, batch_size=3, progress=False)
     assert counts == {"skipped": 4, "scored": 1, "failed": 2}
     assert latest_records([out])["gone/missing.mp4"]["status"] == "ok"
     assert len(out.read_text().splitlines()) == 7 + 3

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from sf_fairseq.eval import lists, score_batch
+from sf_fairseq.eval import batch_engine, lists, score_batch
 from sf_fairseq.eval import score_video as sv
 from sf_fairseq.eval.encode import InputSettings, StreamEncoder, load_clip
 from sf_fairseq.eval.metrics import roc_auc
@@ -110,7 +110,7 @@ def test_batch_records_get_transcripts_failures_and_resume(
 
     # First run without transcripts; c's transcription will fail on the second run.
     with ResultWriter(out) as writer:
-        score_batch.score_items(items, scorer, writer, batch_size=2, progress=False)
+        batch_engine.score_items(items, scorer, writer, batch_size=2, progress=False)
     assert "transcripts" not in latest_records([out])["real/a.mp4"]
 
     # The transcriber fails on c (recognised by its audio inputs), batch or alone.
@@ -127,7 +127,7 @@ def test_batch_records_get_transcripts_failures_and_resume(
     transcriber.transcribe_clips = flaky
     try:
         with ResultWriter(out) as writer:
-            counts = score_batch.score_items(items, scorer, writer, batch_size=2, progress=False,
+            counts = batch_engine.score_items(items, scorer, writer, batch_size=2, progress=False,
                                              transcriber=transcriber, transcriber_name="vsr.pt")
     finally:
         del transcriber.transcribe_clips
@@ -147,7 +147,7 @@ def test_batch_records_get_transcripts_failures_and_resume(
     # Rerun: transcribed items are kept as they are; the failed transcription is retried.
     kept = {k: records[k]["transcripts"] for k in ("real/a.mp4", "real/b.mp4")}
     with ResultWriter(out) as writer:
-        counts = score_batch.score_items(items, scorer, writer, batch_size=2, progress=False,
+        counts = batch_engine.score_items(items, scorer, writer, batch_size=2, progress=False,
                                          transcriber=transcriber, transcriber_name="vsr.pt")
     assert counts == {"skipped": 2, "scored": 1, "failed": 1}
     records = latest_records([out])
@@ -159,7 +159,7 @@ def test_batch_records_get_transcripts_failures_and_resume(
     assert records["fake/c.mp4"]["transcripts"]["audio"] == direct.audio
     # A different transcription model means transcribing again.
     with ResultWriter(out) as writer:
-        counts = score_batch.score_items(items, scorer, writer, batch_size=2, progress=False,
+        counts = batch_engine.score_items(items, scorer, writer, batch_size=2, progress=False,
                                          transcriber=transcriber, transcriber_name="other.pt")
     assert counts["skipped"] == 0 and latest_records([out])["real/a.mp4"]["transcripts"]["model"] == "other.pt"
 

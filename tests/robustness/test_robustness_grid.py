@@ -10,7 +10,7 @@ import pytest
 from robustness_media import write_roi_pair
 from sf_fairseq import resume
 from sf_fairseq.eval import robustness as rb
-from sf_fairseq.eval import score_batch
+from sf_fairseq.eval import batch_engine
 
 
 def fake_report(auc: float, n: int = 10) -> dict:
@@ -95,7 +95,7 @@ def test_roi_grid_end_to_end_with_the_fixture_checkpoint(tmp_path, shared_dir, m
     def refuse(*args, **kwargs):
         raise AssertionError("a finished cell was recomputed")
 
-    monkeypatch.setattr(score_batch, "score_items", refuse)
+    monkeypatch.setattr(batch_engine, "score_items", refuse)
     monkeypatch.setattr(rb, "perturb_items", refuse)
     monkeypatch.setattr("sf_fairseq.eval.pipeline.load_scorer", refuse)
     before = (results / "cells" / "gnc_5" / "report" / "report.json").stat().st_mtime_ns
@@ -107,8 +107,8 @@ def test_roi_grid_end_to_end_with_the_fixture_checkpoint(tmp_path, shared_dir, m
     # Widening the grid computes only the new cell.
     monkeypatch.undo()
     scored = []
-    real_score_items = score_batch.score_items
-    monkeypatch.setattr(score_batch, "score_items",
+    real_score_items = batch_engine.score_items
+    monkeypatch.setattr(batch_engine, "score_items",
                         lambda items, *a, **k: scored.append(len(items)) or real_score_items(items, *a, **k))
     assert rb.main(grid_argv("gnc", "1,3,5")) == 0
     assert scored == [4]
