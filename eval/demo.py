@@ -43,16 +43,13 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
-from sf_fairseq import resume
+from sf_fairseq import paths, resume
 from sf_fairseq.eval.metrics import roc_auc
 from sf_fairseq.eval.pipeline import ScoreOptions
 from sf_fairseq.eval.results import OK, latest_records
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-USER_DIR = REPO_ROOT / "user_dir"
-PRETRAIN_CONFIG_DIR = REPO_ROOT / "sf_fairseq" / "config" / "pretrain"
 # The perturbation grid scores real clips against dubbed ones (the paper's main fake type).
 ROBUSTNESS_CATEGORIES = ("real", "dubbed")
 # The 96-pixel ROIs are below the reference's 256-pixel block threshold.
@@ -169,8 +166,8 @@ def _hydra_train(save_dir: Path, log_path: Path, max_update: int, overrides: lis
     """Run ``fairseq-hydra-train`` with the tiny config, showing a progress bar of updates."""
     executable = Path(sys.executable).with_name("fairseq-hydra-train")
     command = [
-        str(executable), "--config-dir", str(PRETRAIN_CONFIG_DIR), "--config-name", "tiny_cpu",
-        f"common.user_dir={USER_DIR}", f"checkpoint.save_dir={save_dir}",
+        str(executable), "--config-dir", str(paths.config_dir("pretrain")), "--config-name", "tiny_cpu",
+        f"common.user_dir={paths.user_dir()}", f"checkpoint.save_dir={save_dir}",
         f"optimization.max_update={max_update}", "common.log_interval=5",
         "checkpoint.save_interval_updates=0", *overrides,
     ]

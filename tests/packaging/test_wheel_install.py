@@ -104,3 +104,27 @@ def test_hydra_config_dir_of_the_wheel_composes(installed, tmp_path):
         env, tmp_path)
     assert out.split("\n")[0] == "0"
     assert "av_hubert_pretraining" in out and "user_dir:" in out
+
+
+@pytest.mark.slow
+def test_installed_demo_trains_with_the_wheels_config_and_user_dir(installed, tmp_path):
+    """The demo's fairseq-hydra-train command names the installed package's folders, not a
+    checkout's (it used to find them through ``Path(__file__).parents[1]``)."""
+    target, env = installed
+    out = run_python(
+        "from pathlib import Path\n"
+        "from sf_fairseq.eval import demo\n"
+        "class Stop(Exception):\n    pass\n"
+        "def capture(command, **kwargs):\n"
+        "    print(command[command.index('--config-dir') + 1])\n"
+        "    print(next(c for c in command if c.startswith('common.user_dir=')))\n"
+        "    raise Stop\n"
+        "demo.subprocess.Popen = capture\n"
+        "try:\n    demo._hydra_train(Path('save'), Path('log.txt'), 1, [])\n"
+        "except Stop:\n    pass\n",
+        env, tmp_path)
+    config_dir, user_dir = out.split("\n")[:2]
+    assert Path(config_dir).is_relative_to(target) and (Path(config_dir) / "tiny_cpu.yaml").is_file()
+    assert user_dir.startswith("common.user_dir=")
+    user_dir = Path(user_dir.split("=", 1)[1])
+    assert user_dir.is_relative_to(target) and (user_dir / "__init__.py").is_file()
