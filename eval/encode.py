@@ -1,7 +1,8 @@
 """Lip-only and speech-only encodings of clips, as SpeechForensics computes them.
 
 For each clip (a mouth-ROI video and a 16 kHz mono wav), the first ``max_seconds`` of each
-stream are turned into model inputs the way the reference does:
+stream are turned into model inputs the way the reference does, by the clip-input contract
+(:mod:`sf_fairseq.data.clip_inputs`, which also holds :class:`InputSettings`), as in training:
 
 * video: grayscale frames -> /255 -> centre crop -> (x - mean) / std (values from the
   checkpoint's task config) -> ``[1, T_v, 88, 88]``;
@@ -34,20 +35,17 @@ import functools
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
-from sf_fairseq.data.audio_features import audio_features_from_wav
-from sf_fairseq.data.audio_io import read_wav_checked
-from sf_fairseq.data.video import CROP_SIZE, MEAN, STD, VideoReadError, VideoTransform, load_video_frames
+from sf_fairseq.data.clip_inputs import FPS, SAMPLE_RATE, InputSettings, clip_inputs, read_clip
+from sf_fairseq.data.video import VideoReadError
 from sf_fairseq.preprocess.prepare import PrepareOptions
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
-FPS = 25.0
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 PRECISION_CHOICES = ("auto", *PRECISIONS)
 # Shortest clip scored: the shortest one ``sf-prepare`` keeps (``--min-frames``, 12 = 0.48 s).
@@ -114,29 +112,6 @@ def resolve_precision(requested: str, device: torch.device | str) -> str:
 
 class ClipLengthError(ValueError):
     """A clip too short to score, or whose video and audio durations disagree."""
-
-
-@dataclass(frozen=True)
-class InputSettings:
-    """Input transform settings, normally read from the checkpoint's task config."""
-
-    crop_size: int = CROP_SIZE
-    mean: float = MEAN
-    std: float = STD
-    stack_order: int = 4
-    normalize: bool = True
-
-    @classmethod
-    def from_task_config(cls, task_cfg: Mapping[str, Any]) -> "InputSettings":
-        """From the task config dict ``load_encoder`` returns (missing keys keep defaults)."""
-        defaults = cls()
-        return cls(
-            crop_size=int(task_cfg.get("image_crop_size", defaults.crop_size)),
-            mean=float(task_cfg.get("image_mean", defaults.mean)),
-            std=float(task_cfg.get("image_std", defaults.std)),
-            stack_order=int(task_cfg.get("stack_order_audio", defaults.stack_order)),
-            normalize=bool(task_cfg.get("normalize", defaults.normalize)),
-        )
 
 
 @dataclass
@@ -208,17 +183,16 @@ def load_clip(
     """
     _check_is_file(video_path, "video", VideoReadError)
     _check_is_file(audio_path, "audio")
-    frames = load_video_frames(video_path)
-    samples = read_wav_checked(audio_path, SAMPLE_RATE)
+    frames, samples = read_clip(video_path, audio_path)
     check_clip_lengths(frames.shape[0], samples.shape[0], fps, max_seconds)
     if max_seconds is not None:
         frames = frames[: int(round(fps * max_seconds))]
         samples = samples[: int(round(SAMPLE_RATE * max_seconds))]
-    video = VideoTransform.eval(settings.crop_size, settings.mean, settings.std)(frames)
     if samples.shape[0] < 400:  # one 25 ms logfbank window (a --max-seconds below 0.025 s)
         raise ValueError(f"audio file {audio_path!r} is too short ({samples.shape[0]} samples)")
-    audio = audio_features_from_wav(samples, settings.stack_order, settings.normalize)
-    return ClipInputs(video=video, audio=np.asarray(audio, dtype=np.float32))
+    # Each stream at its own length: the scorer resamples the lips onto the speech afterwards.
+    video, audio = clip_inputs(frames, samples, settings, align=False)
+    return ClipInputs(video=video, audio=audio)
 
 
 def pad_batch(arrays: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,7 +1,7 @@
 """Clustering features of later iterations: layer ``L`` of an AV-HuBERT encoder, at 25 Hz.
 
-Mirrors the reference's ``dump_hubert_feature.py``: each item's inputs are built as the
-evaluation dataset builds them — grayscale mouth ROI frames center-cropped and normalised with
+Mirrors the reference's ``dump_hubert_feature.py``: each item's inputs are built by the
+clip-input contract (:mod:`sf_fairseq.data.clip_inputs`), as the evaluation dataset builds them — grayscale mouth ROI frames center-cropped and normalised with
 the checkpoint's task settings; audio logfbank stacked ``stack_order_audio`` times, per-frame
 normalised if the task normalizes, then zero-padded or trimmed at the end to the video's frame
 count — and both streams go through ``model.extract_features(mask=False)``. Layer ``L >= 1`` is
@@ -27,30 +27,20 @@ import numpy as np
 import torch
 
 from sf_fairseq.checkpoint import load_encoder
-from sf_fairseq.data.audio_features import audio_features_from_wav
-from sf_fairseq.data.audio_io import read_wav_checked
 from sf_fairseq.data.batching import BatchLimits, length_batches
+from sf_fairseq.data.clip_inputs import FPS, InputSettings, clip_inputs, read_clip
+from sf_fairseq.data.clip_inputs import align_audio_to_video  # noqa: F401  (importable here as before)
 from sf_fairseq.data.manifest import Manifest, ManifestItem
-from sf_fairseq.data.video import VideoTransform, load_video_frames
 
 logger = logging.getLogger(__name__)
 
-MODEL_FEATURE_RATE = 25
-AUDIO_SAMPLE_RATE = 16000
+MODEL_FEATURE_RATE = FPS
 # Clips are sorted by length within windows of this many batches' worth of frames: enough for
 # batches of similar lengths, while the window's inputs and features stay small in memory.
 SORT_WINDOW_BATCHES = 4
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-def align_audio_to_video(audio: np.ndarray, n_video_frames: int) -> np.ndarray:
-    """Zero-pad or trim ``audio`` [T_a, F] at the end to ``[n_video_frames, F]`` (as the dataset)."""
-    diff = len(audio) - n_video_frames
-    if diff < 0:
-        return np.concatenate([audio, np.zeros((-diff, audio.shape[1]), dtype=audio.dtype)])
-    return audio[:n_video_frames]
 
 
 def _ordered_prefetch(fn: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[R]:
@@ -101,24 +91,14 @@ class ModelFeatureReader:
         self.model = model.to(self.device).eval()
         self.max_batch_frames = max_batch_frames
         self.workers = workers
-        self.stack_order = int(task_cfg.get("stack_order_audio", 4))
-        self.normalize = bool(task_cfg.get("normalize", True))
-        self.crop_size = int(task_cfg.get("image_crop_size", 88))
-        self.transform = VideoTransform.eval(
-            crop_size=self.crop_size,
-            mean=float(task_cfg.get("image_mean", 0.421)),
-            std=float(task_cfg.get("image_std", 0.165)),
-        )
+        self.settings = InputSettings.from_task_config(task_cfg)
 
     def load_inputs(self, manifest: Manifest, item: ManifestItem) -> tuple[np.ndarray, np.ndarray]:
         """Model inputs of one item: ``(video float32 [T, crop, crop], audio float32 [T, F])``
         with ``T`` its number of video frames and ``F = 26 * stack_order_audio``."""
-        # Both raise errors that name the file (missing, undecodable, not 16 kHz mono).
-        frames = load_video_frames(manifest.resolve(item.video))
-        video = np.asarray(self.transform(frames), dtype=np.float32)
-        samples = read_wav_checked(manifest.resolve(item.audio), AUDIO_SAMPLE_RATE)
-        audio = audio_features_from_wav(samples, stack_order=self.stack_order, normalize=self.normalize)
-        return video, align_audio_to_video(np.asarray(audio, dtype=np.float32), len(video))
+        # Errors name the file (missing, undecodable, not 16 kHz mono).
+        frames, samples = read_clip(manifest.resolve(item.video), manifest.resolve(item.audio))
+        return clip_inputs(frames, samples, self.settings, align=True)
 
     @torch.no_grad()
     def features(self, batch: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
@@ -129,7 +109,8 @@ class ModelFeatureReader:
         """
         lengths = [len(video) for video, _ in batch]
         n, t_max = len(batch), max(lengths)
-        video = torch.zeros(n, 1, t_max, self.crop_size, self.crop_size)
+        crop = self.settings.crop_size
+        video = torch.zeros(n, 1, t_max, crop, crop)
         audio = torch.zeros(n, batch[0][1].shape[1], t_max)
         padding_mask = torch.zeros(n, t_max, dtype=torch.bool)
         for i, (v, a) in enumerate(batch):

@@ -3,7 +3,8 @@
 One item is a grayscale mouth video (25 fps) and its 16 kHz mono wav. Video frames are
 transformed to ``[T, 88, 88, 1]``; the wav becomes log filterbanks stacked to 25 Hz
 ``[T, 104]`` (zero-padded or trimmed at the end to the decoded video length, or to the
-manifest's frame count when video is not loaded), then normalised per frame.
+manifest's frame count when video is not loaded), then normalised per frame: the clip-input
+contract of :mod:`.clip_inputs`, which scoring and clustering use too.
 
 Sizes are video frame counts (the task's ``sample_rate`` is therefore 25). Items are filtered
 at load time by size and, for frame-level labels, by agreement of label and video durations
@@ -34,8 +35,8 @@ import numpy as np
 import torch
 from fairseq.data import FairseqDataset, data_utils
 
-from .audio_features import audio_features_from_wav, normalize_per_frame
 from .audio_io import read_wav_checked
+from .clip_inputs import SAMPLE_RATE, InputSettings, audio_inputs, video_inputs
 from .manifest import ManifestError, read_label_lines, read_manifest
 from .noise import NoiseAugmenter
 from .packed import PackedSplit
@@ -44,7 +45,7 @@ from .video import VideoTransform, load_video_frames
 logger = logging.getLogger(__name__)
 
 MODALITIES = frozenset({"audio", "video"})
-AUDIO_SAMPLE_RATE = 16000
+AUDIO_SAMPLE_RATE = SAMPLE_RATE  # its former name here
 
 LabelProcessor = Callable[[str], torch.LongTensor]
 
@@ -155,6 +156,8 @@ class AVHubertDataset(FairseqDataset):
         self.shuffle, self.pad_audio, self.normalize = shuffle, pad_audio, normalize
         self.random_crop, self.single_target, self.is_s2s = random_crop, single_target, is_s2s
         self.stack_order_audio = stack_order_audio
+        self.input_settings = InputSettings(image_crop_size, image_mean, image_std,
+                                            stack_order_audio, normalize)
         self.seed, self.epoch = seed, 1
 
         self._load(manifest_path, label_paths, min_keep_sample_size, max_keep_sample_size,
@@ -167,12 +170,11 @@ class AVHubertDataset(FairseqDataset):
             logger.info("%s: reading packed clips from %s (decoded by %s)", manifest_path,
                         packed_dir, self.packed.decoder)
 
-        if image_aug:
-            self.video_transform = VideoTransform.train(image_crop_size, image_mean, image_std)
-        else:
-            self.video_transform = VideoTransform.eval(image_crop_size, image_mean, image_std)
+        # Without augmentation: the contract's deterministic transform, as scoring uses.
+        self.video_transform = (VideoTransform.train(image_crop_size, image_mean, image_std)
+                                if image_aug else self.input_settings.eval_transform())
         self.noise_prob = noise_prob
-        self.noise = (NoiseAugmenter.from_list(noise_list, noise_snr, noise_num, AUDIO_SAMPLE_RATE)
+        self.noise = (NoiseAugmenter.from_list(noise_list, noise_snr, noise_num, SAMPLE_RATE)
                       if noise_list is not None and noise_prob > 0 else None)
 
     # ------------------------------------------------------------------ loading
@@ -245,7 +247,7 @@ class AVHubertDataset(FairseqDataset):
             wav = self.packed.audio(int(self.manifest_indices[index]))
         else:
             path = self.manifest.resolve(self.items[index].audio)
-            wav = read_wav_checked(path, AUDIO_SAMPLE_RATE)
+            wav = read_wav_checked(path, SAMPLE_RATE)
         if wav.size == 0:
             raise ValueError(f"audio file {path!r} has no samples")
         rng = rng if rng is not None else self._item_rng(index)
@@ -261,38 +263,34 @@ class AVHubertDataset(FairseqDataset):
 
     def load_feature(self, index: int, rng: np.random.Generator
                      ) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """``(video [T, H, W, 1] float32 | None, audio [T, F] float32 | None)``."""
+        """``(video [T, H, W, 1] float32 | None, audio [T, F] float32 | None)``: the model
+        inputs of :mod:`.clip_inputs`, audio aligned to the video's frame count (the manifest's
+        when video is not loaded) and normalised when ``normalize``."""
         item = self.items[index]
         video = audio = None
         path = None
         try:
+            # Video first: its augmentation draws from ``rng`` before the noise does.
             if "video" in self.modalities:
                 path = (self.packed.paths["video"] if self.packed is not None
                         else self.manifest.resolve(item.video))
-                video = self.video_transform(self.load_video(index), rng)[..., None]
+                video = video_inputs(self.load_video(index), self.input_settings,
+                                     self.video_transform, rng)[..., None]
             if "audio" in self.modalities:
                 path = (self.packed.paths["audio"] if self.packed is not None
                         else self.manifest.resolve(item.audio))
-                audio = audio_features_from_wav(self.load_audio_samples(index, rng),
-                                                self.stack_order_audio, normalize=False)
+                n_frames = len(video) if video is not None else int(self.sizes[index])
+                audio = audio_inputs(self.load_audio_samples(index, rng), self.input_settings,
+                                     n_frames)
         except (OSError, ValueError) as err:
             raise ItemLoadError(f"item {item.id!r} (index {index}): cannot load {path!r}: {err}"
                                 ) from err
-        if audio is not None:
-            n_frames = len(video) if video is not None else int(self.sizes[index])
-            diff = len(audio) - n_frames
-            if diff < 0:
-                audio = np.concatenate([audio, np.zeros((-diff, audio.shape[1]), audio.dtype)])
-            elif diff > 0:
-                audio = audio[:n_frames]
         return video, audio
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         """``{"id", "fid", "audio": [T, F] | None, "video": [T, H, W, 1] | None, "label_list"}``."""
         video, audio = self.load_feature(index, self._item_rng(index))
         audio_t = torch.from_numpy(audio) if audio is not None else None
-        if audio_t is not None and self.normalize:
-            audio_t = normalize_per_frame(audio_t)
         video_t = torch.from_numpy(video) if video is not None else None
         return {"id": index, "fid": self.items[index].id, "audio": audio_t, "video": video_t,
                 "label_list": self.get_labels(index)}
