@@ -40,7 +40,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from sf_fairseq.data.clip_inputs import FPS, SAMPLE_RATE, InputSettings, clip_inputs, read_clip
+from sf_fairseq.data.clip_inputs import (FPS, SAMPLE_RATE, InputSettings, clip_inputs, pad_batch, padding_mask,
+                                         read_clip)
 from sf_fairseq.data.video import VideoReadError
 from sf_fairseq.preprocess.prepare import PrepareOptions
 
@@ -193,24 +194,6 @@ def load_clip(
     # Each stream at its own length: the scorer resamples the lips onto the speech afterwards.
     video, audio = clip_inputs(frames, samples, settings, align=False)
     return ClipInputs(video=video, audio=audio)
-
-
-def pad_batch(arrays: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero-pad ``[T_i, ...]`` arrays along time.
-
-    Returns:
-        ``(batch [B, T_max, ...] float32, lengths [B] int64)``.
-    """
-    lengths = torch.tensor([a.shape[0] for a in arrays], dtype=torch.long)
-    out = torch.zeros((len(arrays), int(lengths.max()), *arrays[0].shape[1:]), dtype=torch.float32)
-    for row, arr in enumerate(arrays):  # one copy per clip
-        out[row, : arr.shape[0]] = torch.from_numpy(arr)
-    return out, lengths
-
-
-def padding_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
-    """``[B, max_len]`` bool, True at padded frames."""
-    return torch.arange(max_len, device=lengths.device)[None, :] >= lengths[:, None]
 
 
 MATMUL_LAYERS = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)

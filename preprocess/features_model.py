@@ -1,10 +1,10 @@
 """Clustering features of later iterations: layer ``L`` of an AV-HuBERT encoder, at 25 Hz.
 
-Mirrors the reference's ``dump_hubert_feature.py``: each item's inputs are built by the
-clip-input contract (:mod:`sf_fairseq.data.clip_inputs`), as the evaluation dataset builds them — grayscale mouth ROI frames center-cropped and normalised with
-the checkpoint's task settings; audio logfbank stacked ``stack_order_audio`` times, per-frame
-normalised if the task normalizes, then zero-padded or trimmed at the end to the video's frame
-count — and both streams go through ``model.extract_features(mask=False)``. Layer ``L >= 1`` is
+Mirrors the reference's ``dump_hubert_feature.py``: each item's inputs are built by the clip-input
+contract (:mod:`sf_fairseq.data.clip_inputs`), as the evaluation dataset builds them — grayscale
+mouth ROI frames center-cropped and normalised with the checkpoint's task settings; audio logfbank
+stacked ``stack_order_audio`` times, zero-padded or trimmed at the end to the video's frame count,
+per-frame normalised if the task normalizes — and both streams go through ``model.extract_features(mask=False)``. Layer ``L >= 1`` is
 the raw residual stream after transformer block ``L`` (no final LayerNorm); layer 0 is the fused,
 projected front-end output (``ret_conv``). One feature row per video frame.
 
@@ -28,7 +28,7 @@ import torch
 
 from sf_fairseq.checkpoint import load_encoder
 from sf_fairseq.data.batching import BatchLimits, length_batches
-from sf_fairseq.data.clip_inputs import FPS, InputSettings, clip_inputs, read_clip
+from sf_fairseq.data.clip_inputs import FPS, InputSettings, clip_inputs, pad_batch, padding_mask, read_clip
 from sf_fairseq.data.clip_inputs import align_audio_to_video  # noqa: F401  (importable here as before)
 from sf_fairseq.data.manifest import Manifest, ManifestItem
 
@@ -108,19 +108,14 @@ class ModelFeatureReader:
             one float32 ``[T_i, D]`` array per clip, padding removed.
         """
         lengths = [len(video) for video, _ in batch]
-        n, t_max = len(batch), max(lengths)
-        crop = self.settings.crop_size
-        video = torch.zeros(n, 1, t_max, crop, crop)
-        audio = torch.zeros(n, batch[0][1].shape[1], t_max)
-        padding_mask = torch.zeros(n, t_max, dtype=torch.bool)
-        for i, (v, a) in enumerate(batch):
-            video[i, 0, : len(v)] = torch.from_numpy(v)
-            audio[i, :, : len(a)] = torch.from_numpy(a).T
-            padding_mask[i, len(v) :] = True
+        video, lengths_t = pad_batch([v for v, _ in batch])  # [B, T, crop, crop]
+        audio, _ = pad_batch([a for _, a in batch])  # [B, T, F]
+        mask = padding_mask(lengths_t, int(lengths_t.max()))
+        source = {"video": video.unsqueeze(1), "audio": audio.transpose(1, 2)}  # [B, 1, T, H, W], [B, F, T]
         feats, _ = self.model.extract_features(
-            source={"video": video.to(self.device), "audio": audio.to(self.device)},
+            source={name: x.to(self.device) for name, x in source.items()},
             # None for an unpadded batch, as the reference passes for its single clips.
-            padding_mask=padding_mask.to(self.device) if padding_mask.any() else None,
+            padding_mask=mask.to(self.device) if mask.any() else None,
             mask=False,
             ret_conv=self.layer == 0,
             # With ret_conv the encoder output is discarded: stop it after one block.

@@ -36,7 +36,7 @@ import torch
 from fairseq.data import FairseqDataset, data_utils
 
 from .audio_io import read_wav_checked
-from .clip_inputs import SAMPLE_RATE, InputSettings, audio_inputs, video_inputs
+from .clip_inputs import SAMPLE_RATE, InputSettings, audio_inputs, padding_mask, video_inputs
 from .manifest import ManifestError, read_label_lines, read_manifest
 from .noise import NoiseAugmenter
 from .packed import PackedSplit
@@ -340,14 +340,14 @@ class AVHubertDataset(FairseqDataset):
         ids = [s["id"] for s in samples]
         starts = self._crop_starts(lengths, size, self._batch_rng(ids))
 
-        padding_mask = torch.arange(size)[None, :] >= torch.tensor(lengths)[:, None]
+        mask = padding_mask(torch.tensor(lengths), size)
         source = {"audio": None, "video": None}
         if audios is not None:
             source["audio"] = self._collate_frames(audios, size, starts).transpose(1, 2)
         if videos is not None:
             source["video"] = self._collate_frames(videos, size, starts).permute(0, 4, 1, 2, 3
                                                                                  ).contiguous()
-        net_input: dict[str, Any] = {"source": source, "padding_mask": padding_mask}
+        net_input: dict[str, Any] = {"source": source, "padding_mask": mask}
 
         targets_list, lengths_list, ntokens_list = [], [], []
         for i, (rate, pad, eos) in enumerate(zip(self.label_rates, self.pad_list, self.eos_list)):

@@ -20,15 +20,19 @@ Alignment is the one deliberate difference between the users: training and clust
 audio to the video's frame count (as the reference's dataset and ``dump_hubert_feature.py``);
 scoring and transcription encode each stream at its own length (as SpeechForensics does; the
 scorer resamples afterwards) and only cap both at the first ``max_seconds``.
+
+Batches of clips are zero-padded along time with a padding mask (:func:`pad_batch`,
+:func:`padding_mask`); the dataset's collater pads (or crops) the same way.
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
+import torch
 
 from .audio_features import audio_features_from_wav, normalize_per_frame
 from .audio_io import read_wav_checked
@@ -140,3 +144,21 @@ def read_clip(video_path: str, audio_path: str) -> tuple[np.ndarray, np.ndarray]
             :data:`SAMPLE_RATE` mono).
     """
     return load_video_frames(video_path), read_wav_checked(audio_path, SAMPLE_RATE)
+
+
+def pad_batch(arrays: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-pad ``[T_i, ...]`` arrays along time.
+
+    Returns:
+        ``(batch [B, T_max, ...] float32, lengths [B] int64)``.
+    """
+    lengths = torch.tensor([a.shape[0] for a in arrays], dtype=torch.long)
+    out = torch.zeros((len(arrays), int(lengths.max()), *arrays[0].shape[1:]), dtype=torch.float32)
+    for row, arr in enumerate(arrays):  # one copy per clip
+        out[row, : arr.shape[0]] = torch.from_numpy(arr)
+    return out, lengths
+
+
+def padding_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """``[B, max_len]`` bool, True at padded frames."""
+    return torch.arange(max_len, device=lengths.device)[None, :] >= lengths[:, None]
