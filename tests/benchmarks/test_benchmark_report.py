@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from sf_fairseq.eval.benchmark import eval_item, localisation_outputs
+from sf_fairseq.eval import benchmark
+from sf_fairseq.eval.benchmark import eval_item, localisation_outputs, row_speech
 from sf_fairseq.eval.benchmarks import FAKE, REAL, BenchmarkItem, ItemProblem
 from sf_fairseq.eval.benchmarks import report
 from sf_fairseq.eval.benchmarks.proposals import ProposalSettings
@@ -110,3 +111,25 @@ def test_unlabelled_split_gets_challenge_files_only(tmp_path: Path):
     assert localisation_outputs("avdeepfake1m", [item], records, tmp_path, ProposalSettings()) is None
     assert json.loads((tmp_path / "challenge" / "localisation.json").read_text())["a/b/0.mp4"]
     assert not (tmp_path / "challenge" / "metadata.json").exists()
+
+
+def test_speech_gating_pairs_rows_with_their_audio_frames(tmp_path: Path, monkeypatch):
+    assert row_speech(np.array([0, 1, 1, 0, 0], bool), 1, 5).tolist() == [True, True, False, False, False]
+    assert row_speech(np.array([0, 1, 1, 0, 0], bool), -2, 5).tolist() == [False, False, False, True, True]
+    item = BenchmarkItem("v.mp4", "/v.mp4", FAKE, "audio_modified", fake_segments=((1.0, 2.0),))
+    record = {**_agreement_record(item), "audio": str(tmp_path / "v.wav"), "best_offset": 0}
+    silent = np.ones(100, dtype=bool)
+    silent[20:60] = False  # the disagreeing stretch is silence
+
+    class Analysis:
+        speech = silent
+
+    monkeypatch.setattr(benchmark.speech, "analyse_wav", lambda path, settings, max_seconds: Analysis)
+    gated = localisation_outputs("avdeepfake1m", [item], {item.id: record}, tmp_path, ProposalSettings(),
+                                 benchmark.speech.SpeechSettings())
+    rows = json.loads((tmp_path / "challenge" / "localisation.json").read_text())["v.mp4"]
+    assert [row[1:] for row in rows] == [[0.0, 4.0]]  # only the whole clip is left
+    assert gated["speech_gating"]["ungated"] == 0
+    ungated = localisation_outputs("avdeepfake1m", [item], {item.id: record}, tmp_path / "plain", ProposalSettings())
+    assert ungated["speech_gating"] is None
+    assert ungated["ar"][50] > gated["ar"][50]  # ungated, the stretch itself is proposed
