@@ -107,6 +107,7 @@ setup(
             "sf-pack-roi=sf_fairseq.preprocess.pack:main",
             "sf-serve=sf_fairseq.eval.serve:main",
             "sf-score-ray=sf_fairseq.eval.score_ray:main",
+            "sf-benchmark=sf_fairseq.eval.benchmark:main",
             "sf-reference-set=sf_fairseq.eval.reference_set:main",
             "sf-verify=sf_fairseq.eval.verify:main",
             "sf-evidence-index=sf_fairseq.eval.evidence_index:main",
