@@ -84,7 +84,7 @@ setup(
         # are passed through ray_remote_args, which Ray 2.64 removes.
         "ray": ["ray[data]>=2.60,<2.64"],
         "test": [
-            "pytest>=7.4", "python_speech_features==0.6", "setuptools>=64", "wheel",
+            "pytest>=7.4", "python_speech_features==0.6", "setuptools>=64", "wheel", "ruff>=0.6",
             # the web page and its browser tests (Debian's chromium: scripts/install_browser.sh)
             "flask>=3.0", "selenium>=4.20",
             "ray[data]>=2.60,<2.64",

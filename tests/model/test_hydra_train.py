@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import sf_fairseq
+import sf_fairseq  # noqa: F401  (registers the plugin in fairseq)
 from sf_fairseq.checkpoint import load_encoder
 from sf_test_media import write_corpus
 
