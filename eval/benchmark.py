@@ -199,16 +199,12 @@ def score_stage(args: Namespace, found: BenchmarkSet, mine: list[BenchmarkItem],
     scores_dir = out / "scores"
     scores_dir.mkdir(parents=True, exist_ok=True)
     scores = scores_dir / f"scores{suffix}.jsonl"
-    lock = resume.RunLock(scores_dir / f"scores{suffix}.lock", f"preparing and scoring into {scores}")
     try:
-        lock.acquire()
+        with resume.exclusive_output(scores_dir / f"scores{suffix}.lock", f"preparing and scoring into {scores}",
+                                     scores_dir):
+            return _score_locked(args, found, mine, out, scores, suffix)
     except resume.RunLocked as err:
         raise SystemExit(f"error: {err}") from None
-    try:
-        resume.remove_stale_temporaries(scores_dir)
-        return _score_locked(args, found, mine, out, scores, suffix)
-    finally:
-        lock.release()
 
 
 def _score_locked(

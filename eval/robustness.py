@@ -406,21 +406,17 @@ def main(argv: list[str] | None = None) -> int:
     grid = Grid(args, items)
     cells: list[tuple[str | None, int | None]] = [] if args.no_clean else [(None, None)]
     cells += [(code, level) for code in types for level in levels]
-    lock = resume.RunLock(Path(args.results_path) / "grid.lock", f"robustness grid in {args.results_path}")
     try:
-        lock.acquire()
+        with resume.exclusive_output(Path(args.results_path) / "grid.lock", f"robustness grid in {args.results_path}",
+                                     args.results_path):
+            return run_grid(args, grid, cells, types, levels)
     except resume.RunLocked as err:
         raise SystemExit(f"error: {err}") from None
-    try:
-        return run_grid(args, grid, cells, types, levels)
-    finally:
-        lock.release()
 
 
 def run_grid(args: Namespace, grid: Grid, cells: list[tuple[str | None, int | None]], types: list[str],
              levels: list[int]) -> int:
     """Every cell, then the grid report (the results lock held)."""
-    resume.remove_stale_temporaries(args.results_path)
     reports = {}
     for code, level in cells:
         name = CLEAN if code is None else cell_name(code, level)

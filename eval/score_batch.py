@@ -168,16 +168,11 @@ def run(args: Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     suffix = "" if args.num_shards == 1 else f".{args.shard_id}-of-{args.num_shards}"
     scores = out / f"scores{suffix}.jsonl"
-    lock = resume.RunLock(out / f"scores{suffix}.lock", f"scoring into {scores}")
     try:
-        lock.acquire()
+        with resume.exclusive_output(out / f"scores{suffix}.lock", f"scoring into {scores}", out):
+            return score_shard(args, items, out, suffix)
     except resume.RunLocked as err:
         raise SystemExit(f"error: {err}") from None
-    try:
-        resume.remove_stale_temporaries(out)
-        return score_shard(args, items, out, suffix)
-    finally:
-        lock.release()
 
 
 def score_shard(args: Namespace, items: list[lists.EvalItem], out: Path, suffix: str) -> int:

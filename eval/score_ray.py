@@ -234,20 +234,15 @@ def run(args: Namespace) -> int:
         print(error_text(err), file=sys.stderr)
         return 2
     out.mkdir(parents=True, exist_ok=True)
-    lock = resume.RunLock(out / "scores.lock", f"scoring into {out / 'scores.jsonl'}")
     try:
-        lock.acquire()
+        with resume.exclusive_output(out / "scores.lock", f"scoring into {out / 'scores.jsonl'}", out):
+            return score_all(args, items, out)
     except resume.RunLocked as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    try:
-        resume.remove_stale_temporaries(out)
-        return score_all(args, items, out)
     except SystemExit as refused:  # accept_settings refuses other settings this way
         print(refused.code, file=sys.stderr)
         return 2
-    finally:
-        lock.release()
 
 
 def score_all(args: Namespace, items: list[VideoItem], out: Path) -> int:

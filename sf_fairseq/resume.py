@@ -267,3 +267,14 @@ def _command_line() -> list[str]:
         return Path("/proc/self/cmdline").read_bytes().decode("utf-8", "replace").split("\0")[:-1][:6]
     except OSError:
         return [f"pid {os.getpid()}"]
+
+
+@contextlib.contextmanager
+def exclusive_output(lock: str | os.PathLike, what: str, directory: str | os.PathLike) -> Iterator[None]:
+    """Work in ``directory`` as its only writer: hold :class:`RunLock` ``lock`` (raises
+    :class:`RunLocked` naming the holder when another process has it) and, once it is held,
+    remove the temporaries killed runs left there."""
+    with RunLock(lock, what):
+        remove_stale_temporaries(directory)
+        yield
+

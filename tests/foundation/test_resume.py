@@ -101,3 +101,25 @@ def test_manifest_refusing_a_field_leaves_no_temporary(tmp_path):
     with pytest.raises(ManifestError):
         write_manifest(tmp_path / "train.tsv", str(tmp_path), items)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_exclusive_output_cleans_only_once_it_holds_the_lock(tmp_path):
+    from sf_fairseq.resume import exclusive_output
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    stale = tmp_path / f".scores.jsonl.{dead}.tmp"
+    stale.write_bytes(b"x")
+    holder = RunLock(tmp_path / "scores.lock", "first run")
+    holder.acquire()
+    try:
+        with pytest.raises(RunLocked):
+            with exclusive_output(tmp_path / "scores.lock", "second run", tmp_path):
+                pass
+        assert stale.exists()  # a refused run touches nothing
+    finally:
+        holder.release()
+    with exclusive_output(tmp_path / "scores.lock", "second run", tmp_path):
+        assert not stale.exists()
+    with exclusive_output(tmp_path / "scores.lock", "third run", tmp_path):  # released after the block
+        pass
