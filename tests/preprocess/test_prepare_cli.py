@@ -14,7 +14,8 @@ import soundfile as sf
 from prepare_media import make_clip
 
 from sf_fairseq.data.manifest import read_manifest
-from sf_fairseq.preprocess.prepare import InputItem, discover_inputs, main, shard
+from sf_fairseq.preprocess.prepare import main
+from sf_fairseq.preprocess.prepare_engine import InputItem, discover_inputs, shard
 
 EXPECTED = {
     "good": "ok",

@@ -10,7 +10,7 @@ from prepare_media import frame_at, make_clip
 from sf_fairseq.preprocess.faces import FaceDetector, FaceTracker, LandmarkPredictor, iou, model_path
 from sf_fairseq.preprocess.mean_face import load_mean_face
 from sf_fairseq.preprocess.mouth_align import mouth_crop_matrices
-from sf_fairseq.preprocess.prepare import InputItem, PrepareOptions, VideoPreprocessor
+from sf_fairseq.preprocess.prepare_engine import InputItem, PrepareOptions, VideoPreprocessor
 
 
 def gray(bgr):

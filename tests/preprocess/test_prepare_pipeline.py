@@ -11,7 +11,7 @@ from prepare_media import make_clip
 from sf_fairseq.data.video import load_video_frames
 from sf_fairseq.preprocess.mean_face import load_mean_face
 from sf_fairseq.preprocess.mouth_align import mouth_crop_matrices
-from sf_fairseq.preprocess.prepare import InputItem, PrepareOptions, VideoPreprocessor
+from sf_fairseq.preprocess.prepare_engine import InputItem, PrepareOptions, VideoPreprocessor
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,8 @@ import pytest
 from prepare_media import make_clip
 
 from sf_fairseq.data.manifest import read_manifest
-from sf_fairseq.preprocess.prepare import SETTINGS_FILE, discover_inputs, main
+from sf_fairseq.preprocess.prepare import main
+from sf_fairseq.preprocess.prepare_engine import SETTINGS_FILE, discover_inputs
 
 
 def read_log(path):
