@@ -270,7 +270,7 @@ def score_input(
     reference_path: Path | None = None,
 ) -> tuple[dict[str, Any], list[TrackEvidence]]:
     """Score every face track of ``video`` exactly as ``sf-score-video`` does
-    (:func:`.score_video.score_video_tracks`), keeping what the evidence pack needs.
+    (:func:`.video_engine.score_video_tracks`), keeping what the evidence pack needs.
 
     A ROI-sized video (frames of at most 128 px) is scored as it is with the wav beside it; any
     other video is preprocessed (faces tracked, mouths cropped) first. Each track record gets the
@@ -285,7 +285,7 @@ def score_input(
         ``verdict``, ``score``, ``p_value``; ``input`` is the file's name only) and one
         :class:`.evidence.TrackEvidence` per track.
     """
-    from .score_video import NoRoiAudio, ScoreVideoError, score_video_tracks
+    from .video_engine import NoRoiAudio, ScoreVideoError, score_video_tracks
     from .verdict import VerdictConfig
 
     config = VerdictConfig(reference=reference,

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from sf_fairseq.eval import score_video as sv
+from sf_fairseq.eval import video_engine as ve
 from sf_fairseq.eval.encode import InputSettings, StreamEncoder
 from sf_fairseq.eval.pipeline import Scorer
 
@@ -22,9 +23,9 @@ def test_own_audio_beats_other_audio_and_offsets_are_found(tmp_path: Path, envel
     late_video, _ = envelope_clip(tmp_path / "late.mp4", env_a, audio_delay_frames=5)
     scorer = Scorer(StreamEncoder(envelope_encoder), InputSettings(normalize=False))
 
-    own = sv.score_video(scorer, str(video), input_kind="roi")["tracks"][0]
-    other = sv.score_video(scorer, str(video), str(other_wav), input_kind="auto")["tracks"][0]
-    late = sv.score_video(scorer, str(late_video))["tracks"][0]
+    own = ve.score_video(scorer, str(video), input_kind="roi")["tracks"][0]
+    other = ve.score_video(scorer, str(video), str(other_wav), input_kind="auto")["tracks"][0]
+    late = ve.score_video(scorer, str(late_video))["tracks"][0]
     assert own["score"] > 0.6 and other["score"] < 0.4
     assert own["best_offset"] == 0
     assert late["best_offset"] == 5 and late["best_offset_ms"] == 200.0
@@ -38,15 +39,15 @@ def test_own_audio_beats_other_audio_and_offsets_are_found(tmp_path: Path, envel
 def test_input_kind_and_errors(tmp_path: Path, roi_clip, envelope_encoder) -> None:
     scorer = Scorer(StreamEncoder(envelope_encoder))
     video, wav = roi_clip(tmp_path / "r.mp4", n_frames=10)
-    assert sv.roi_sized(str(video))
+    assert ve.roi_sized(str(video))
     wav.unlink()
     for kind in ("roi", "auto"):  # a ROI-sized video without its wav is not taken for a raw one
-        with pytest.raises(sv.ScoreVideoError, match="no audio for this ROI: expected .*r.wav"):
-            sv.score_video(scorer, str(video), input_kind=kind)
-    with pytest.raises(sv.ScoreVideoError, match="not found"):
-        sv.score_video(scorer, str(tmp_path / "nothing.mp4"))
+        with pytest.raises(ve.ScoreVideoError, match="no audio for this ROI: expected .*r.wav"):
+            ve.score_video(scorer, str(video), input_kind=kind)
+    with pytest.raises(ve.ScoreVideoError, match="not found"):
+        ve.score_video(scorer, str(tmp_path / "nothing.mp4"))
     big, _ = roi_clip(tmp_path / "big.mp4", n_frames=3, size=256)
-    assert not sv.roi_sized(str(big))
+    assert not ve.roi_sized(str(big))
 
 
 @pytest.mark.slow
@@ -54,7 +55,7 @@ def test_raw_video_without_a_face_is_reported(tmp_path: Path, roi_clip, envelope
     scorer = Scorer(StreamEncoder(envelope_encoder))
     big, _ = roi_clip(tmp_path / "noface.mp4", n_frames=15, size=200)
     # no face: a record, inconclusive with the reason, never a score or a "real"
-    result = sv.score_video(scorer, str(big), work_dir=str(tmp_path / "work"))
+    result = ve.score_video(scorer, str(big), work_dir=str(tmp_path / "work"))
     assert result["input_kind"] == "raw" and result["prepare"]["status"] == "no_face"
     assert result["verdict"] == "inconclusive" and result["reasons"] == ["no_face"]
     track = result["tracks"][0]
@@ -62,8 +63,8 @@ def test_raw_video_without_a_face_is_reported(tmp_path: Path, roi_clip, envelope
     # an input the preprocessing cannot read is still refused
     garbage = tmp_path / "garbage.mp4"
     garbage.write_bytes(b"not a video" * 100)
-    with pytest.raises(sv.ScoreVideoError, match="preprocessing failed"):
-        sv.score_video(scorer, str(garbage), work_dir=str(tmp_path / "work2"))
+    with pytest.raises(ve.ScoreVideoError, match="preprocessing failed"):
+        ve.score_video(scorer, str(garbage), work_dir=str(tmp_path / "work2"))
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 
 from sf_fairseq.eval import score_video as sv
+from sf_fairseq.eval import video_engine as ve
 from sf_fairseq.eval.encode import InputSettings, StreamEncoder
 from sf_fairseq.eval.pipeline import Scorer, ScoreOptions
 
@@ -36,22 +37,22 @@ def test_roi_without_its_wav_is_not_preprocessed_as_raw(tmp_path: Path, roi_clip
     scorer = Scorer(StreamEncoder(envelope_encoder))
     video, wav = roi_clip(tmp_path / "mouth.mp4", n_frames=30)
     wav.unlink()
-    with pytest.raises(sv.ScoreVideoError, match=r"no audio for this ROI: expected .*mouth\.wav"):
-        sv.score_video(scorer, str(video), work_dir=str(tmp_path / "work"))
+    with pytest.raises(ve.ScoreVideoError, match=r"no audio for this ROI: expected .*mouth\.wav"):
+        ve.score_video(scorer, str(video), work_dir=str(tmp_path / "work"))
 
 
 def test_directory_and_degenerate_inputs(tmp_path: Path, roi_clip, envelope_encoder) -> None:
     scorer = Scorer(StreamEncoder(envelope_encoder))
     (tmp_path / "x.mp4").mkdir()
-    with pytest.raises(sv.ScoreVideoError, match=r"not a file.*x\.mp4"):
-        sv.score_video(scorer, str(tmp_path / "x.mp4"))
+    with pytest.raises(ve.ScoreVideoError, match=r"not a file.*x\.mp4"):
+        ve.score_video(scorer, str(tmp_path / "x.mp4"))
     video, wav = roi_clip(tmp_path / "four.mp4", n_frames=4)
     sf.write(wav, np.zeros(401, np.int16), 16000, subtype="PCM_16")
-    with pytest.raises(sv.ScoreVideoError, match="too short"):
-        sv.score_video(scorer, str(video))
+    with pytest.raises(ve.ScoreVideoError, match="too short"):
+        ve.score_video(scorer, str(video))
     video, wav = roi_clip(tmp_path / "long_audio.mp4", n_frames=30, seconds=6.0)
-    with pytest.raises(sv.ScoreVideoError, match=r"video 1\.20 s .*audio 6\.00 s"):
-        sv.score_video(scorer, str(video))
+    with pytest.raises(ve.ScoreVideoError, match=r"video 1\.20 s .*audio 6\.00 s"):
+        ve.score_video(scorer, str(video))
 
 
 def test_errors_go_to_stderr(tmp_path: Path, cli, capsys) -> None:

@@ -14,6 +14,7 @@ import pytest
 import soundfile as sf
 from sf_fairseq.eval import conformal, verify
 from sf_fairseq.eval import score_video as sv
+from sf_fairseq.eval import video_engine
 from sf_fairseq.eval.encode import InputSettings, StreamEncoder, load_clip
 from sf_fairseq.eval.pipeline import ScoreOptions, Scorer
 from sf_fairseq.eval.verdict import summary_lines
@@ -206,7 +207,7 @@ def test_html_pack_has_one_section_per_face_track_and_the_transcripts(tmp_path, 
     transcripts = {"lips": "bob made five pies", "audio": "a quiet tone", "word_disagreement": 1.0,
                    "char_disagreement": 0.8, "model": "vsr.pt", "error_type": None, "error": None}
     monkeypatch.setattr(sv, "load_transcriber", lambda args, device: (object(), "vsr.pt"))
-    monkeypatch.setattr(sv, "transcribe_batch", lambda transcriber, name, loaded, paths, scorer:
+    monkeypatch.setattr(video_engine, "transcribe_batch", lambda transcriber, name, loaded, paths, scorer:
                         [dict(transcripts, lips=f"{transcripts['lips']} {i}") for i in range(len(loaded))])
     vsr = tmp_path / "vsr.pt"
     vsr.write_bytes(b"stand-in")
