@@ -33,6 +33,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from sf_fairseq.data.audio_io import read_wav_checked
+from sf_fairseq.data.rates import FPS, SAMPLE_RATE
 from sf_fairseq.data.video import load_video_frames
 from sf_fairseq.resume import atomic_write_text
 
@@ -40,7 +41,6 @@ from .pipeline import ClipResult
 from .speech import SpeechSettings
 from .verdict import REASONS
 
-SAMPLE_RATE = 16000
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 NOT_COMPUTED = "not computed"
 # Verdict -> CSS class of its badge.
@@ -133,7 +133,7 @@ def offset_curve_figure(record: Mapping[str, Any]) -> str:
     """S(k) against the offset in ms (and the speech-gated curve when recorded)."""
     curve = record["curve"]
     k_max = (len(curve) - 1) // 2
-    fps = float(record.get("fps") or 25.0)
+    fps = float(record.get("fps") or FPS)
     ms = [(k - k_max) * 1000.0 / fps for k in range(len(curve))]
     fig = Figure(figsize=(7, 2.8))
     ax = fig.add_subplot()
@@ -311,7 +311,7 @@ def track_section(
 ) -> dict[str, Any]:
     """Everything the template shows for one track."""
     record = track.record
-    fps = float(record.get("fps") or 25.0)
+    fps = float(record.get("fps") or FPS)
     windows = worst = best = None
     if track.result is not None:
         sims = track.result.sims.double().numpy()

@@ -64,6 +64,8 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
+from sf_fairseq.data.rates import FPS
+
 from . import lists
 from .perturb_audio import AUDIO_PERTURBATIONS, audio_perturbation
 from .perturb_video import BLOCK_RULES, VIDEO_PERTURBATIONS, compression_crf, frame_perturbation
@@ -200,7 +202,7 @@ def _temp_path(path: Path) -> Path:
 
 
 def _video_encoder(out, vin, crf: int, options: PerturbOptions):
-    rate = vin.average_rate or vin.guessed_rate or Fraction(25)
+    rate = vin.average_rate or vin.guessed_rate or Fraction(FPS)
     stream = out.add_stream("libx264", rate=rate)
     width, height = vin.codec_context.width, vin.codec_context.height
     stream.width, stream.height = width, height

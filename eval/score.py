@@ -39,8 +39,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sf_fairseq.data.rates import FPS
+
 DEFAULT_MAX_OFFSET = 15
-DEFAULT_FPS = 25.0
+DEFAULT_FPS = float(FPS)  # a float: score settings and records store 25.0
 DEFAULT_MAX_SECONDS = 50.0
 # Frames per block in the banded similarity product: larger blocks waste more multiply-adds
 # (block + 2K columns per row instead of 2K + 1), smaller ones make more, tinier matmuls.

@@ -31,11 +31,10 @@ import numpy as np
 import torch
 
 from sf_fairseq.data.audio_io import read_wav_checked
+from sf_fairseq.data.rates import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
-SAMPLES_PER_FRAME = 640  # one 25 fps frame
 FULL_SCALE = 32768.0
 _SILERO_CHUNK = 512  # samples per Silero VAD step at 16 kHz
 _SILERO_DIST = "silero-vad"
@@ -208,7 +207,7 @@ class GatedScore:
         return asdict(self)
 
 
-def gated_score(sims: torch.Tensor | np.ndarray, speech: np.ndarray, fps: float = 25.0) -> GatedScore:
+def gated_score(sims: torch.Tensor | np.ndarray, speech: np.ndarray, fps: float = FPS) -> GatedScore:
     """Speech-gated score from the scorer's ``s_i(k)`` (``ClipResult.sims``, ``(T, 2K + 1)``)
     and the speech mask of the audio frames (``(n,)`` bool; cut or padded with silence to
     ``T``)."""

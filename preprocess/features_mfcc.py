@@ -19,12 +19,12 @@ import torch
 import torchaudio
 
 from sf_fairseq.data.manifest import Manifest, ManifestItem
+from sf_fairseq.data.rates import SAMPLE_RATE
 
 logger = logging.getLogger(__name__)
 
 MFCC_RATE = 100
 MFCC_DIM = 39
-SAMPLE_RATE = 16000
 
 
 def mfcc_features(waveform: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:

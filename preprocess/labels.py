@@ -27,6 +27,7 @@ from sf_fairseq.data.manifest import (
     write_cluster_dictionary,
     write_label_lines,
 )
+from sf_fairseq.data.rates import FPS
 
 from .feature_shards import iter_shard_items, read_shard
 from .kmeans import FeatureKMeans
@@ -104,7 +105,7 @@ def write_label_dictionary(out_dir: str | os.PathLike, label: str, n_clusters: i
 
 
 def label_duration_mismatches(
-    manifest: Manifest, label_lines: list[str], label_rate: float, video_rate: float = 25.0,
+    manifest: Manifest, label_lines: list[str], label_rate: float, video_rate: float = float(FPS),
     tolerance_s: float = DURATION_TOLERANCE_S,
 ) -> list[str]:
     """Ids of the items whose label duration is not within ``tolerance_s`` of their video

@@ -30,11 +30,11 @@ import av
 import numpy as np
 import soundfile as sf
 
-logger = logging.getLogger(__name__)
+# The clip rates, also re-exported to the prepare engine under these names.
+from sf_fairseq.data.rates import FPS as TARGET_FPS
+from sf_fairseq.data.rates import SAMPLE_RATE, SAMPLES_PER_FRAME  # noqa: F401
 
-TARGET_FPS = 25
-SAMPLE_RATE = 16000
-SAMPLES_PER_FRAME = SAMPLE_RATE // TARGET_FPS  # 640
+logger = logging.getLogger(__name__)
 
 # Errors PyAV raises for files FFmpeg cannot demux or decode.
 MediaError = (av.error.FFmpegError, OSError, UnicodeDecodeError)

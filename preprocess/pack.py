@@ -32,12 +32,11 @@ from sf_fairseq.data.packed import (
     index_record,
     packed_paths,
 )
+from sf_fairseq.data.rates import SAMPLE_RATE
 from sf_fairseq.data.video import load_video_frames
 from sf_fairseq.resume import atomic_path, atomic_write_text, file_sha256
 
 logger = logging.getLogger(__name__)
-
-AUDIO_RATE = 16000
 
 
 @dataclass(frozen=True)
@@ -69,7 +68,7 @@ def pack_split(manifest_path: str | os.PathLike, out_dir: str | os.PathLike) -> 
         for k, item in enumerate(manifest.items):
             video_path, audio_path = manifest.resolve(item.video), manifest.resolve(item.audio)
             frames = load_video_frames(video_path)
-            samples = read_wav_checked(audio_path, AUDIO_RATE)
+            samples = read_wav_checked(audio_path, SAMPLE_RATE)
             if samples.dtype.name not in AUDIO_DTYPES:
                 raise PackedError(f"{audio_path}: unexpected sample type {samples.dtype}")
             video_out.write(frames.tobytes())

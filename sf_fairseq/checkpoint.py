@@ -28,6 +28,8 @@ from typing import IO, TYPE_CHECKING, Any, Mapping
 
 import torch
 
+from .data.rates import FPS
+
 if TYPE_CHECKING:
     from .models.av_hubert import AVHubertModel
 
@@ -314,7 +316,7 @@ def load_encoder(
     if "latent_temp" in kwargs:
         kwargs["latent_temp"] = tuple(kwargs["latent_temp"])
     if not isinstance(kwargs.get("label_rate"), (int, float)):
-        kwargs["label_rate"] = task_cfg.get("label_rate", task_cfg.get("sample_rate", 25))
+        kwargs["label_rate"] = task_cfg.get("label_rate", task_cfg.get("sample_rate", FPS))
     encoder_cfg = AVHubertConfig(**kwargs)
 
     weights = {k[len(prefix):]: v for k, v in state["model"].items() if k.startswith(prefix)}
@@ -323,7 +325,7 @@ def load_encoder(
         num_classes = [len(d) for d in dictionaries]
     else:
         num_classes = [weights["label_embs_concat"].size(0)]
-    model = AVHubertModel(encoder_cfg, num_classes, encoder_cfg.label_rate / task_cfg.get("sample_rate", 25))
+    model = AVHubertModel(encoder_cfg, num_classes, encoder_cfg.label_rate / task_cfg.get("sample_rate", FPS))
     if "final_proj.weight" not in weights:
         model.remove_pretraining_modules()
     model.load_state_dict(weights, strict=True)

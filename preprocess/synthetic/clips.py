@@ -20,12 +20,12 @@ from typing import Iterable, Iterator
 import av
 import numpy as np
 
+from sf_fairseq.data.rates import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
+
 from .faces import Augmentation, augment
 from .render import FaceRenderer, HeadMotion
-from .speech import SAMPLE_RATE, Utterance, make_sentence, random_voice, speak
-from .visemes import FPS, MouthTrack, mouth_track
-
-SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
+from .speech import Utterance, make_sentence, random_voice, speak
+from .visemes import MouthTrack, mouth_track
 
 
 @dataclass

@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from sf_fairseq.data.rates import FPS, SAMPLE_RATE
+
 from .clips import ClipPlan, new_utterance, place_audio
-from .speech import SAMPLE_RATE, Phoneme
-from .visemes import FPS, MouthTrack, mouth_track
+from .speech import Phoneme
+from .visemes import MouthTrack, mouth_track
 
 CATEGORIES = ("real", "dubbed", "lipsync_other", "frozen_mouth", "smeared_mouth", "partial",
               "offset_small", "offset_large")

@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from sf_fairseq.data.audio_io import read_wav_checked
+from sf_fairseq.data.rates import SAMPLE_RATE
 
-from .speech import SAMPLE_RATE, Phoneme, Utterance, Voice
+from .speech import Phoneme, Utterance, Voice
 
 SPEECH_DIR = Path(__file__).with_name("speech")
 ALIGNMENTS = "alignments.json"

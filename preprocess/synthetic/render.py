@@ -22,6 +22,8 @@ import cv2
 import numpy as np
 from scipy.spatial import Delaunay
 
+from sf_fairseq.data.rates import FPS
+
 GAP_PER_WIDTH = 0.42  # inner-lip gap at open = 1, as a fraction of the mouth width
 SPREAD_PER_WIDTH = 0.10  # corner motion at width = +1 (each side), fraction of the mouth width
 ROUND_PER_WIDTH = 0.16  # corner motion at width = -1
@@ -80,7 +82,7 @@ class HeadMotion:
     scale: np.ndarray  # [T]
 
     @staticmethod
-    def random(rng: np.random.Generator, n_frames: int, fps: int = 25, amount: float = 1.0) -> "HeadMotion":
+    def random(rng: np.random.Generator, n_frames: int, fps: int = FPS, amount: float = 1.0) -> "HeadMotion":
         """Sums of three sinusoids of 0.1–0.7 Hz with random phases per degree of freedom:
         about ±1.5° rotation, ±3 px shift, ±1.5 % scale at ``amount = 1``."""
         t = np.arange(n_frames) / fps

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy.signal import resample_poly
 
-SAMPLE_RATE = 16_000
+from sf_fairseq.data.rates import SAMPLE_RATE
 
 # espeak_lib.h constants
 _AUDIO_OUTPUT_SYNCHRONOUS = 2

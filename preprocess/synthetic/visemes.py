@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .speech import Phoneme
+from sf_fairseq.data.rates import FPS
 
-FPS = 25
+from .speech import Phoneme
 
 
 @dataclass(frozen=True)

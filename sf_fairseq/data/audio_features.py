@@ -17,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .rates import SAMPLE_RATE
+
 # python_speech_features defaults, as AV-HuBERT calls it.
 WINLEN_S = 0.025
 WINSTEP_S = 0.01
@@ -40,7 +42,7 @@ def _mel_to_hz(mel: np.ndarray | float) -> np.ndarray | float:
 
 @lru_cache(maxsize=8)
 def mel_filterbank(
-    nfilt: int = NFILT, nfft: int = NFFT, sample_rate: int = 16000,
+    nfilt: int = NFILT, nfft: int = NFFT, sample_rate: int = SAMPLE_RATE,
     lowfreq: float = 0.0, highfreq: float | None = None,
 ) -> np.ndarray:
     """Triangular mel filters on integer FFT bins, as python_speech_features builds them.
@@ -86,7 +88,7 @@ def _frame_view(signal: np.ndarray, frame_len: int, frame_step: int) -> np.ndarr
     return np.lib.stride_tricks.sliding_window_view(padded, frame_len)[::frame_step]
 
 
-def logfbank(signal: np.ndarray, sample_rate: int = 16000) -> np.ndarray:
+def logfbank(signal: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Log mel filterbank energies, equal to ``python_speech_features.logfbank(signal, rate)``.
 
     Args:
@@ -144,7 +146,7 @@ def normalize_per_frame(feats: np.ndarray | torch.Tensor) -> np.ndarray | torch.
 
 
 def audio_features_from_wav(
-    samples: np.ndarray, stack_order: int = 4, normalize: bool = True, sample_rate: int = 16000
+    samples: np.ndarray, stack_order: int = 4, normalize: bool = True, sample_rate: int = SAMPLE_RATE
 ) -> np.ndarray:
     """AV-HuBERT audio input of a waveform: logfbank → stack → (per-frame norm).
 

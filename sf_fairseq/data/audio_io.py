@@ -20,6 +20,8 @@ import os
 import numpy as np
 import soundfile as sf
 
+from .rates import SAMPLE_RATE
+
 logger = logging.getLogger(__name__)
 
 INT16_FULL_SCALE = 32768.0
@@ -87,7 +89,7 @@ def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     return mono.astype(np.float32), rate
 
 
-def read_wav_checked(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
+def read_wav_checked(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Read a mono wav at ``sample_rate`` on the int16 scale, as the dataset needs it.
 
     Returns:

@@ -36,14 +36,9 @@ import torch
 
 from .audio_features import audio_features_from_wav, normalize_per_frame
 from .audio_io import read_wav_checked
+from .rates import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME  # noqa: F401 (re-exported: the contract's rates)
 from .video import CROP_SIZE, MEAN, STD, VideoTransform, load_video_frames
 
-SAMPLE_RATE = 16000
-"""Audio samples per second of every wav the models read."""
-FPS = 25
-"""Video frames per second of mouth-ROI videos, and the rate of stacked audio features."""
-SAMPLES_PER_FRAME = SAMPLE_RATE // FPS
-"""Audio samples per video frame (640)."""
 STACK_ORDER = 4
 """100 Hz filterbank frames stacked into one 25 Hz audio feature frame (AV-HuBERT's default)."""
 

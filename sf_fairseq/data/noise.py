@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from .audio_io import read_wav
+from .rates import SAMPLE_RATE
 
 INT16_MAX = float(np.iinfo(np.int16).max)
 INT16_MIN = float(np.iinfo(np.int16).min)
@@ -120,7 +121,7 @@ class NoiseAugmenter:
     """
 
     def __init__(self, noise_paths: Sequence[str], snr: str | float | SnrSpec = "0",
-                 num: int = 1, sample_rate: int = 16000):
+                 num: int = 1, sample_rate: int = SAMPLE_RATE):
         if not noise_paths:
             raise ValueError("NoiseAugmenter needs at least one noise file")
         if num < 1:
@@ -132,7 +133,7 @@ class NoiseAugmenter:
 
     @classmethod
     def from_list(cls, list_path: str | os.PathLike, snr: str | float | SnrSpec = "0",
-                  num: int = 1, sample_rate: int = 16000) -> "NoiseAugmenter":
+                  num: int = 1, sample_rate: int = SAMPLE_RATE) -> "NoiseAugmenter":
         return cls(read_noise_list(list_path), snr, num, sample_rate)
 
     def _read(self, path: str) -> np.ndarray:

@@ -25,6 +25,7 @@ from fairseq.dataclass import FairseqDataclass
 from fairseq.models import FairseqEncoder, FairseqEncoderDecoderModel, register_model
 from omegaconf import II, MISSING, OmegaConf, open_dict
 
+from ..data.rates import FPS
 from .av_hubert import MASK_SELECTION_CHOICES, AVHubertConfig, AVHubertModel
 from .decoder import TransformerDecoder, build_embedding
 
@@ -134,7 +135,7 @@ def encoder_config(w2v_args: Mapping[str, Any], overrides: Mapping[str, Any] | N
     if "latent_temp" in kwargs:
         kwargs["latent_temp"] = tuple(kwargs["latent_temp"])
     if not isinstance(kwargs.get("label_rate"), (int, float)):
-        kwargs["label_rate"] = task_cfg.get("label_rate", task_cfg.get("sample_rate", 25))
+        kwargs["label_rate"] = task_cfg.get("label_rate", task_cfg.get("sample_rate", FPS))
     kwargs.update(overrides or {})
     return AVHubertConfig(**kwargs)
 

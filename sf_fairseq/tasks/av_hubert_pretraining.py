@@ -27,6 +27,7 @@ from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II, MISSING
 
 from ..data.av_hubert_dataset import AVHubertDataset
+from ..data.rates import SAMPLE_RATE
 from ..models.sequence_generator import AVHubertSequenceGenerator
 
 logger = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ class AVHubertPretrainingConfig(FairseqDataclass):
     label_dir: str | None = field(default=None, metadata={"help": "directory of labels (default: data)"})
     label_rate: float = field(default=-1, metadata={"help": "labels per second; -1 for sequence labels"})
     sample_rate: float = field(
-        default=16_000, metadata={"help": "rate of the manifest sizes: video fps (25) for AV-HuBERT"}
+        default=SAMPLE_RATE, metadata={"help": "rate of the manifest sizes: video fps (25) for AV-HuBERT"}
     )
     normalize: bool = field(default=False, metadata={"help": "per-frame layer norm of audio features"})
     enable_padding: bool = field(default=False, metadata={"help": "unused; kept for compatibility"})
