@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from sf_fairseq.data.manifest import ManifestItem, read_label_lines, write_manifest
-from sf_fairseq.preprocess import iteration
+from sf_fairseq.preprocess import iteration, iteration_engine
 from sf_fairseq.preprocess.feature_shards import shard_exists, shard_paths
 
 K = 6
@@ -76,7 +76,7 @@ def test_rerun_reuses_finished_steps(tmp_path, manifest_dir, monkeypatch) -> Non
     def no_features(*args, **kwargs):
         raise AssertionError("features recomputed")
 
-    monkeypatch.setattr(iteration.MfccFeatureReader, "iter_features", no_features)
+    monkeypatch.setattr(iteration_engine.MfccFeatureReader, "iter_features", no_features)
     assert _run(manifest_dir, out, "--nshard", "2") == 0
     assert (work / "kmeans.joblib").stat().st_mtime_ns == km_mtime
     assert (out / "train.mfcc").read_text() == labels_before
