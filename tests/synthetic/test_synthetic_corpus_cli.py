@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sf_fairseq.preprocess import prepare
-from sf_fairseq.preprocess.synthetic import corpus
+from sf_fairseq.preprocess.synthetic import corpus, corpus_engine
 from sf_fairseq.preprocess.synthetic.fakes import LABELS
 
 
@@ -49,7 +49,7 @@ def test_corpus_then_prepare(tmp_path):
     # when the renderer opened it.
     prepared = tmp_path / "prepared"
     assert prepare.main([str(out / "test"), str(prepared), "--split", "test"]) == 0
-    plan = corpus.source_plan(3, "test", 0, (320, 320), True)
+    plan = corpus_engine.source_plan(3, "test", 0, (320, 320), True)
     for category in ("real", "partial", "offset_small"):
         status = json.loads((prepared / "status" / category / "s00000.json").read_text())
         assert status["status"] == "ok" and status["n_frames"] == plan.n_frames

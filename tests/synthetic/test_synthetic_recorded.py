@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from sf_fairseq.preprocess.synthetic import corpus
+from sf_fairseq.preprocess.synthetic import corpus, corpus_engine
 from sf_fairseq.preprocess.synthetic.recorded import (
     SPEECH_DIR,
     arpabet_to_espeak,
@@ -70,14 +70,14 @@ def test_mouth_opens_on_recorded_vowels_and_closes_on_bilabials():
 
 def test_recorded_choice_is_seeded_and_keeps_the_rest_of_the_clip():
     # seed 3: test clip 0 says a recording at fraction 0.2, training clip 2 does not at 0.5.
-    a = corpus.source_plan(3, "test", 0, (160, 160), True, recorded_fraction=0.2)
-    b = corpus.source_plan(3, "test", 0, (160, 160), True, recorded_fraction=0.2)
-    synthetic = corpus.source_plan(3, "test", 0, (160, 160), True, recorded_fraction=0.0)
+    a = corpus_engine.source_plan(3, "test", 0, (160, 160), True, recorded_fraction=0.2)
+    b = corpus_engine.source_plan(3, "test", 0, (160, 160), True, recorded_fraction=0.2)
+    synthetic = corpus_engine.source_plan(3, "test", 0, (160, 160), True, recorded_fraction=0.0)
     assert a.utterance.recording is not None and a.utterance.text == b.utterance.text
     assert np.array_equal(a.audio, b.audio) and np.array_equal(a.mouth.open, b.mouth.open)
     assert not hasattr(synthetic.utterance, "recording")
     assert a.augmentation == synthetic.augmentation and a.lead == synthetic.lead
-    assert not hasattr(corpus.source_plan(3, "train", 2, (160, 160), True, 0.5).utterance, "recording")
+    assert not hasattr(corpus_engine.source_plan(3, "train", 2, (160, 160), True, 0.5).utterance, "recording")
 
 
 def test_corpus_with_recorded_speech(tmp_path):

@@ -6,7 +6,7 @@ import av
 import numpy as np
 import pytest
 
-from sf_fairseq.preprocess.synthetic import corpus
+from sf_fairseq.preprocess.synthetic import corpus_engine
 from sf_fairseq.preprocess.synthetic.clips import SAMPLES_PER_FRAME, plan_real, render_frames, write_mp4
 from sf_fairseq.preprocess.synthetic.faces import FACE_SOURCES, augment, detect_landmarks
 from sf_fairseq.preprocess.synthetic.fakes import FAKE_CATEGORIES, LABELS, make_fake, shift_audio
@@ -122,8 +122,8 @@ def test_shift_audio_both_ways():
 
 
 def _generate(out, seed):
-    corpus.generate_source(out, "test", 0, seed, (256, 256), True, ("real", "dubbed", "partial"))
-    return {c: json.loads(corpus.clip_path(out, "test", c, 0).with_suffix(".json").read_text())
+    corpus_engine.generate_source(out, "test", 0, seed, (256, 256), True, ("real", "dubbed", "partial"))
+    return {c: json.loads(corpus_engine.clip_path(out, "test", c, 0).with_suffix(".json").read_text())
             for c in ("real", "dubbed", "partial")}
 
 
@@ -136,4 +136,4 @@ def test_same_seed_same_arrays_and_resume(tmp_path):
     assert a["real"]["audio_sha256"] != a["dubbed"]["audio_sha256"]
     assert a["real"]["frames_sha256"] == a["dubbed"]["frames_sha256"]
     assert a["real"]["frames_sha256"] != a["partial"]["frames_sha256"]
-    assert corpus.generate_source(tmp_path / "a", "test", 0, 5, (256, 256), True, ("real", "dubbed")) == 0
+    assert corpus_engine.generate_source(tmp_path / "a", "test", 0, 5, (256, 256), True, ("real", "dubbed")) == 0
