@@ -26,11 +26,14 @@ per-frame similarities ``s_i(k)`` of the scorer (:mod:`.score`):
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 REASON = "offset_drift"
 
@@ -101,6 +104,15 @@ class DriftResult:
         }
 
 
+
+def float64_values(values: "torch.Tensor | np.ndarray") -> np.ndarray:
+    """``values`` as a float64 array; torch is only consulted if it is already imported (a
+    tensor cannot exist otherwise), so numpy-only callers never import it."""
+    torch_module = sys.modules.get("torch")
+    if torch_module is not None and isinstance(values, torch_module.Tensor):
+        values = values.detach().double().cpu().numpy()
+    return np.asarray(values, dtype=np.float64)
+
 def _window_starts(n_frames: int, win: int, hop: int) -> np.ndarray:
     starts = np.arange(0, n_frames - win + 1, hop)
     if starts[-1] + win < n_frames:  # cover the end, as score.window_scores does
@@ -129,7 +141,7 @@ def offset_drift(
         settings: windows, confidence and flag thresholds.
         speech: optional ``(T,)`` bool speech mask (frames past its end count as silence).
     """
-    s = np.asarray(sims.double() if isinstance(sims, torch.Tensor) else sims, dtype=np.float64)
+    s = float64_values(sims)
     t, width = s.shape
     max_offset = (width - 1) // 2
     if t == 0:

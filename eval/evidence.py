@@ -26,20 +26,23 @@ import math
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import jinja2
 import numpy as np
-from matplotlib.figure import Figure
 
 from sf_fairseq.data.audio_io import read_wav_checked
 from sf_fairseq.data.rates import FPS, SAMPLE_RATE
 from sf_fairseq.data.video import load_video_frames
 from sf_fairseq.resume import atomic_write_text
 
-from .pipeline import ClipResult
 from .speech import SpeechSettings
 from .verdict import REASONS
+
+if TYPE_CHECKING:  # matplotlib and the scorer (torch) load only when a pack is drawn or scored
+    from matplotlib.figure import Figure
+
+    from .pipeline import ClipResult
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 NOT_COMPUTED = "not computed"
@@ -115,6 +118,13 @@ def best_offset_windows(
     return Windows(starts / fps, ends / fps, scores, fraction)
 
 
+def new_figure(**kwargs: Any) -> Figure:
+    """A matplotlib figure (no pyplot state, safe in threads)."""
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
+
+
 def png_data_uri(fig: Figure, dpi: int = 100) -> str:
     """The figure as an inline ``data:image/png;base64,...`` URI."""
     buf = io.BytesIO()
@@ -135,7 +145,7 @@ def offset_curve_figure(record: Mapping[str, Any]) -> str:
     k_max = (len(curve) - 1) // 2
     fps = float(record.get("fps") or FPS)
     ms = [(k - k_max) * 1000.0 / fps for k in range(len(curve))]
-    fig = Figure(figsize=(7, 2.8))
+    fig = new_figure(figsize=(7, 2.8))
     ax = fig.add_subplot()
     ax.plot(ms, curve, marker=".", label="S(k), all frames (the paper's score)")
     gated = record.get("curve_speech")
@@ -153,7 +163,7 @@ def offset_curve_figure(record: Mapping[str, Any]) -> str:
 
 def reference_figure(score: float, reference: Sequence[float], field: str) -> str:
     """Histogram of the real-only reference scores with this clip's score."""
-    fig = Figure(figsize=(7, 2.2))
+    fig = new_figure(figsize=(7, 2.2))
     ax = fig.add_subplot()
     ax.hist(np.asarray(reference, dtype=np.float64), bins=min(40, max(5, len(reference) // 5)),
             color="#7a9cc6", label=f"real reference clips (n={len(reference)})")
@@ -182,7 +192,7 @@ def timeline_figure(
     drift = record.get("drift")
     rows = [r for r, show in (("scores", windows is not None), ("drift", bool(drift)),
                               ("wave", track.wav is not None)) if show]
-    fig = Figure(figsize=(9, 1.0 + 1.6 * len(rows)))
+    fig = new_figure(figsize=(9, 1.0 + 1.6 * len(rows)))
     axes = fig.subplots(len(rows), 1, sharex=True, squeeze=False)[:, 0]
     spans = speech_spans(track.speech, fps) if track.speech is not None else []
     for ax in axes:
@@ -232,7 +242,7 @@ def frame_strip_figure(
 ) -> str:
     """Rows of mouth-ROI frames, one row per picked window (label, window index)."""
     frames = load_video_frames(roi_video)
-    fig = Figure(figsize=(1.3 * per_window, 1.5 * len(picks)))
+    fig = new_figure(figsize=(1.3 * per_window, 1.5 * len(picks)))
     axes = fig.subplots(len(picks), per_window, squeeze=False)
     for row, (label, w) in enumerate(picks):
         a = int(round(windows.start_s[w] * fps))

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from sf_fairseq.resume import atomic_write_text
 
@@ -41,6 +40,7 @@ from .evidence import (
     VERDICT_STYLE,
     environment,
     fmt,
+    new_figure,
     png_data_uri,
     rescore_for_evidence,
     write_evidence_pack,
@@ -90,7 +90,7 @@ def roc_figure(used: Sequence[Mapping[str, Any]], field: str) -> str:
     labels = np.array([r["label"] for r in used], dtype=int)
     scores = np.array([r[field] for r in used], dtype=np.float64)
     cats = np.array([r.get("category") or "unknown" for r in used], dtype=object)
-    fig = Figure(figsize=(4.6, 4.2))
+    fig = new_figure(figsize=(4.6, 4.2))
     ax = fig.add_subplot()
     for cat in ["all fakes", *sorted(set(cats[labels == 0]))]:
         fake = (labels == 0) if cat == "all fakes" else (labels == 0) & (cats == cat)
@@ -111,7 +111,7 @@ def histogram_figure(used: Sequence[Mapping[str, Any]], field: str) -> str:
     cats = np.array([r.get("category") or "unknown" for r in used], dtype=object)
     fake_cats = sorted(set(cats[labels == 0])) or ["(no fakes)"]
     bins = np.histogram_bin_edges(scores, bins=30)
-    fig = Figure(figsize=(6, 1.0 + 1.5 * len(fake_cats)))
+    fig = new_figure(figsize=(6, 1.0 + 1.5 * len(fake_cats)))
     axes = fig.subplots(len(fake_cats), 1, sharex=True, squeeze=False)[:, 0]
     for ax, cat in zip(axes, fake_cats):
         ax.hist(scores[labels == 1], bins=bins, alpha=0.6, label=f"real (n={int((labels == 1).sum())})")

@@ -25,8 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
-from sklearn.metrics import average_precision_score, roc_curve
 
 
 def _split(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -42,6 +40,8 @@ def _split(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 def _auc_rows(real: np.ndarray, fake: np.ndarray) -> np.ndarray:
     """Mann-Whitney AUC of each row: ``real [R, n_real]``, ``fake [R, n_fake]`` -> ``[R]``."""
+    from scipy.stats import rankdata  # here, not at the top: sf-report --help starts without scipy/sklearn
+
     n_real, n_fake = real.shape[1], fake.shape[1]
     ranks = rankdata(np.concatenate([real, fake], axis=1), axis=1)  # ties: average ranks
     rank_sum = ranks[:, :n_real].sum(axis=1)
@@ -57,6 +57,8 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
 def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
     """Average precision of detecting fakes (fakes positive, ranked by ``-score``)."""
     _split(labels, scores)
+    from sklearn.metrics import average_precision_score
+
     return float(average_precision_score(np.asarray(labels) == 0, -np.asarray(scores, float)))
 
 
@@ -64,6 +66,8 @@ def equal_error_rate(labels: np.ndarray, scores: np.ndarray) -> tuple[float, flo
     """``(eer, threshold)``: the rate where reals called fake equal fakes called real
     (linearly interpolated between ROC points), and the score threshold there."""
     _split(labels, scores)
+    from sklearn.metrics import roc_curve
+
     fpr_real, tpr_real, thresholds = roc_curve(np.asarray(labels) == 1, scores)
     # Calling "real" when score >= t: fakes called real = fpr_real, reals called fake = 1 - tpr.
     miss = 1.0 - tpr_real

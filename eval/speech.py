@@ -25,13 +25,17 @@ import functools
 import importlib.metadata
 import logging
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from sf_fairseq.data.audio_io import read_wav_checked
 from sf_fairseq.data.rates import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
+
+from .drift import float64_values
+
+if TYPE_CHECKING:  # torch is imported where the VAD model runs, not by the numpy-only helpers
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +68,9 @@ def silero_version() -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def _silero_model() -> torch.jit.ScriptModule:
+def _silero_model() -> "torch.jit.ScriptModule":
+    import torch
+
     # Located through the distribution's file list rather than by importing ``silero_vad``,
     # whose import sets torch's global thread count to 1.
     try:
@@ -98,15 +104,17 @@ def chunk_to_frames(chunk_probs: np.ndarray, n_samples: int) -> np.ndarray:
     return padded.reshape(n_frames, SAMPLES_PER_FRAME).mean(axis=1)
 
 
-@torch.inference_mode()
 def speech_probabilities(samples: np.ndarray) -> np.ndarray:
     """Silero VAD speech probability of every 25 fps frame of 16 kHz mono ``samples``,
     shape ``(ceil(N / 640),)``."""
+    import torch
+
     if samples.size == 0:
         return np.zeros(0)
     model = _silero_model()
     model.reset_states()
-    chunk_probs = model.audio_forward(torch.from_numpy(to_float(samples))[None], SAMPLE_RATE)[0]
+    with torch.inference_mode():
+        chunk_probs = model.audio_forward(torch.from_numpy(to_float(samples))[None], SAMPLE_RATE)[0]
     return chunk_to_frames(chunk_probs.numpy(), samples.size)
 
 
@@ -211,7 +219,7 @@ def gated_score(sims: torch.Tensor | np.ndarray, speech: np.ndarray, fps: float 
     """Speech-gated score from the scorer's ``s_i(k)`` (``ClipResult.sims``, ``(T, 2K + 1)``)
     and the speech mask of the audio frames (``(n,)`` bool; cut or padded with silence to
     ``T``)."""
-    s = np.asarray(sims.double() if isinstance(sims, torch.Tensor) else sims, dtype=np.float64)
+    s = float64_values(sims)
     t, width = s.shape
     k_max = (width - 1) // 2
     m = np.zeros(t, dtype=bool)

@@ -3,7 +3,8 @@
 torch now unpickles with ``weights_only=True``: only tensors, containers and an allow-list of
 globals may appear in a file, so a malicious pickle cannot run code. fairseq checkpoints also hold
 a few harmless objects (fairseq ``Dictionary``, omegaconf containers, ``argparse.Namespace``, the
-SentencePiece model of fine-tuned files, numpy scalars). Importing :mod:`sf_fairseq` adds exactly
+SentencePiece model of fine-tuned files, numpy scalars). Registering the plugin
+(:mod:`sf_fairseq.plugin`: on ``import sf_fairseq`` once fairseq is imported) adds exactly
 those classes to torch's allow-list and routes fairseq's own ``load_checkpoint_to_cpu`` through
 :func:`load_checkpoint_to_cpu`, so ``fairseq.checkpoint_utils.load_model_ensemble_and_task`` and
 ``fairseq-hydra-train`` load such files with safety still on.
@@ -257,6 +258,9 @@ def load_checkpoint_to_cpu(
     from fairseq.file_io import PathManager
     from omegaconf import OmegaConf
 
+    from . import plugin
+
+    plugin.register()  # completes a registration deferred by a half-imported module (see plugin)
     local_path = PathManager.get_local_path(path)
     state = load_state(local_path, trust_checkpoint=trust_checkpoint)
     if state.get("args") is not None and arg_overrides is not None:
@@ -295,8 +299,10 @@ def load_encoder(
         (model, task config of its pretraining as a plain dict: ``image_crop_size``,
         ``image_mean``, ``image_std``, ``stack_order_audio``, ``normalize``, ...).
     """
+    from . import plugin
     from .models.av_hubert import AVHubertConfig, AVHubertModel
 
+    plugin.register()  # the config upgrades of every plugin dataclass
     state = load_state(path, trust_checkpoint=trust_checkpoint)
     if state.get("cfg") is None:
         raise ValueError(f"{path}: no 'cfg' in the checkpoint (pre-hydra fairseq files are not supported)")

@@ -1,4 +1,7 @@
 """What ``--user-dir`` / ``common.user_dir=`` points at: importing it registers sf_fairseq's
-tasks, models and criteria in fairseq (``fairseq-hydra-train ... common.user_dir=<repo>/user_dir``)."""
+tasks, models and criteria in fairseq (``fairseq-hydra-train ... common.user_dir=<dir>``, where
+``sf-paths --user-dir`` prints ``<dir>``)."""
 
-import sf_fairseq  # noqa: F401  (registration happens on import)
+from sf_fairseq import plugin
+
+plugin.register()

@@ -50,6 +50,7 @@ from fairseq import metrics
 from fairseq.criterions import register_criterion
 from fairseq.dataclass import ChoiceEnum
 
+from ..checkpoint import register_config_upgrade
 from .av_hubert_criterion import AVHubertCriterion, AVHubertCriterionConfig
 
 
@@ -175,6 +176,10 @@ def frame_alignment_loss(
     else:
         video, audio = video_features[~padding_mask], audio_features[~padding_mask]
     return clip_alignment_loss(video[None], audio[None], None, temperature)
+
+
+# Saved configs of this name are upgraded to the dataclass on load (dropped keys are logged).
+register_config_upgrade("criterion", "av_hubert_alignment", AVAlignmentCriterionConfig)
 
 
 @register_criterion("av_hubert_alignment", dataclass=AVAlignmentCriterionConfig)

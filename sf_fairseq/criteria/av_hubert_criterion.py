@@ -13,6 +13,8 @@ from fairseq import metrics
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 
+from ..checkpoint import register_config_upgrade
+
 
 @dataclass
 class AVHubertCriterionConfig(FairseqDataclass):
@@ -49,6 +51,10 @@ def masked_prediction_loss(
             loss = loss + weight * sum(losses)
             sample_size += targets_list[0].numel()
     return loss, sample_size, logging_output
+
+
+# Saved configs of this name are upgraded to the dataclass on load (dropped keys are logged).
+register_config_upgrade("criterion", "av_hubert", AVHubertCriterionConfig)
 
 
 @register_criterion("av_hubert", dataclass=AVHubertCriterionConfig)

@@ -19,6 +19,7 @@ from fairseq.modules import GradMultiply
 from omegaconf import II
 from torch import nn
 
+from ..checkpoint import register_config_upgrade
 from .masking import compute_mask_indices, substitute_other_sequence, substitute_same_sequence
 from .resnet import ResEncoder
 from .transformer import TransformerEncoder
@@ -161,6 +162,10 @@ def _check_supported(cfg: AVHubertConfig) -> None:
         raise ValueError("av_hubert: only static mask span lengths are supported")
     if cfg.audio_feat_dim <= 0:
         raise ValueError("av_hubert: audio_feat_dim must be set (104 = 26 filterbanks x 4 frames)")
+
+
+# Saved configs of this name are upgraded to the dataclass on load (dropped keys are logged).
+register_config_upgrade("model", "av_hubert", AVHubertConfig)
 
 
 @register_model("av_hubert", dataclass=AVHubertConfig)

@@ -25,6 +25,7 @@ from fairseq.dataclass import FairseqDataclass
 from fairseq.models import FairseqEncoder, FairseqEncoderDecoderModel, register_model
 from omegaconf import II, MISSING, OmegaConf, open_dict
 
+from ..checkpoint import register_config_upgrade
 from ..data.rates import FPS
 from .av_hubert import MASK_SELECTION_CHOICES, AVHubertConfig, AVHubertModel
 from .decoder import TransformerDecoder, build_embedding
@@ -142,6 +143,10 @@ def encoder_config(w2v_args: Mapping[str, Any], overrides: Mapping[str, Any] | N
 
 def _as_plain(cfg: Any) -> Any:
     return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
+
+
+# Saved configs of this name are upgraded to the dataclass on load (dropped keys are logged).
+register_config_upgrade("model", "av_hubert_seq2seq", AVHubertSeq2SeqConfig)
 
 
 @register_model("av_hubert_seq2seq", dataclass=AVHubertSeq2SeqConfig)

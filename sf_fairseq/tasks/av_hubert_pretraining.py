@@ -26,6 +26,7 @@ from fairseq.dataclass import FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II, MISSING
 
+from ..checkpoint import register_config_upgrade
 from ..data.av_hubert_dataset import AVHubertDataset
 from ..data.rates import SAMPLE_RATE
 from ..models.sequence_generator import AVHubertSequenceGenerator
@@ -103,6 +104,10 @@ class TokenizedLabelEncoder(LabelEncoder):
 
     def __call__(self, line: str) -> torch.LongTensor:
         return super().__call__(self.tokenizer.encode(line.lower()))
+
+
+# Saved configs of this name are upgraded to the dataclass on load (dropped keys are logged).
+register_config_upgrade("task", "av_hubert_pretraining", AVHubertPretrainingConfig)
 
 
 @register_task("av_hubert_pretraining", dataclass=AVHubertPretrainingConfig)
