@@ -85,8 +85,6 @@ def auc_rows(used: Sequence[Mapping[str, Any]], field: str, n_boot: int) -> list
 
 def roc_figure(used: Sequence[Mapping[str, Any]], field: str) -> str:
     """ROC of each fake category against all reals (fakes are the positives)."""
-    from sklearn.metrics import roc_curve
-
     labels = np.array([r["label"] for r in used], dtype=int)
     scores = np.array([r[field] for r in used], dtype=np.float64)
     cats = np.array([r.get("category") or "unknown" for r in used], dtype=object)
@@ -95,7 +93,7 @@ def roc_figure(used: Sequence[Mapping[str, Any]], field: str) -> str:
     for cat in ["all fakes", *sorted(set(cats[labels == 0]))]:
         fake = (labels == 0) if cat == "all fakes" else (labels == 0) & (cats == cat)
         sel = fake | (labels == 1)
-        fpr, tpr, _ = roc_curve(labels[sel] == 0, -scores[sel])
+        fpr, tpr, _ = m.roc_curve(labels[sel] == 0, -scores[sel])
         ax.plot(fpr, tpr, lw=2 if cat == "all fakes" else 1, label=f"{cat} (n={int(fake.sum())})")
     ax.plot([0, 1], [0, 1], ls=":", c="grey")
     ax.set(xlabel="reals called fake (FPR)", ylabel="fakes detected (TPR)", title=f"ROC, {field}")

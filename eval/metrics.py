@@ -38,12 +38,28 @@ def _split(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return real, fake
 
 
+def _average_ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n along the last axis, tied values taking their average rank (scipy's
+    ``rankdata(method="average")``; numpy only, so reports start without scipy)."""
+    order = np.argsort(x, axis=-1, kind="mergesort")
+    ordered = np.take_along_axis(x, order, axis=-1)
+    n = x.shape[-1]
+    index = np.broadcast_to(np.arange(n), x.shape)
+    first = np.ones(x.shape, dtype=bool)  # first element of a run of equal values
+    first[..., 1:] = ordered[..., 1:] != ordered[..., :-1]
+    last = np.ones(x.shape, dtype=bool)
+    last[..., :-1] = first[..., 1:]
+    start = np.maximum.accumulate(np.where(first, index, 0), axis=-1)
+    end = np.flip(np.minimum.accumulate(np.flip(np.where(last, index, n - 1), -1), axis=-1), -1)
+    ranks = np.empty(x.shape, dtype=np.float64)
+    np.put_along_axis(ranks, order, (start + end) / 2.0 + 1.0, axis=-1)
+    return ranks
+
+
 def _auc_rows(real: np.ndarray, fake: np.ndarray) -> np.ndarray:
     """Mann-Whitney AUC of each row: ``real [R, n_real]``, ``fake [R, n_fake]`` -> ``[R]``."""
-    from scipy.stats import rankdata  # here, not at the top: sf-report --help starts without scipy/sklearn
-
     n_real, n_fake = real.shape[1], fake.shape[1]
-    ranks = rankdata(np.concatenate([real, fake], axis=1), axis=1)  # ties: average ranks
+    ranks = _average_ranks(np.concatenate([real, fake], axis=1))
     rank_sum = ranks[:, :n_real].sum(axis=1)
     return (rank_sum - n_real * (n_real + 1) / 2.0) / (n_real * n_fake)
 
@@ -54,20 +70,41 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(_auc_rows(real[None], fake[None])[0])
 
 
-def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Average precision of detecting fakes (fakes positive, ranked by ``-score``)."""
-    _split(labels, scores)
-    from sklearn.metrics import average_precision_score
+def _counts_by_threshold(positive: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(false positives, true positives, threshold)`` when calling positive every score >= each
+    distinct score, from the highest down (sklearn's binary classification curve)."""
+    order = np.argsort(scores, kind="mergesort")[::-1]
+    scores, positive = scores[order], positive[order]
+    at = np.r_[np.flatnonzero(np.diff(scores)), scores.size - 1]  # last index of each distinct score
+    tps = np.cumsum(positive, dtype=np.float64)[at]
+    return 1.0 + at - tps, tps, scores[at]
 
-    return float(average_precision_score(np.asarray(labels) == 0, -np.asarray(scores, float)))
+
+def roc_curve(positive: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(fpr, tpr, thresholds)`` as ``sklearn.metrics.roc_curve`` (collinear points dropped,
+    a first point (0, 0) at threshold +inf)."""
+    fps, tps, thresholds = _counts_by_threshold(np.asarray(positive, dtype=bool), np.asarray(scores, np.float64))
+    if fps.size > 2:
+        corners = np.flatnonzero(np.r_[True, np.logical_or(np.diff(fps, 2), np.diff(tps, 2)), True])
+        fps, tps, thresholds = fps[corners], tps[corners], thresholds[corners]
+    fps, tps, thresholds = np.r_[0.0, fps], np.r_[0.0, tps], np.r_[np.inf, thresholds]
+    return fps / fps[-1], tps / tps[-1], thresholds
+
+
+def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Average precision of detecting fakes (fakes positive, ranked by ``-score``):
+    ``sum_n (R_n - R_n-1) P_n`` over distinct thresholds, as ``sklearn.metrics.average_precision_score``."""
+    _split(labels, scores)
+    fps, tps, _ = _counts_by_threshold(np.asarray(labels) == 0, -np.asarray(scores, np.float64))
+    precision = tps / (tps + fps)
+    recall = tps / tps[-1]
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
 def equal_error_rate(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
     """``(eer, threshold)``: the rate where reals called fake equal fakes called real
     (linearly interpolated between ROC points), and the score threshold there."""
     _split(labels, scores)
-    from sklearn.metrics import roc_curve
-
     fpr_real, tpr_real, thresholds = roc_curve(np.asarray(labels) == 1, scores)
     # Calling "real" when score >= t: fakes called real = fpr_real, reals called fake = 1 - tpr.
     miss = 1.0 - tpr_real
@@ -104,7 +141,7 @@ def bootstrap_intervals(
     """95% stratified bootstrap intervals of AUC, AP and EER.
 
     AUC replicates are computed ``chunk`` at a time in one ranking call; AP and EER one
-    replicate at a time (sklearn).
+    replicate at a time.
     """
     real, fake = _split(labels, scores)
     rng = np.random.default_rng(seed)

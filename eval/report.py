@@ -218,7 +218,6 @@ def _plot(used: list[dict[str, Any]], out_dir: Path, threshold: float | None) ->
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from sklearn.metrics import roc_curve
 
     labels = np.array([r["label"] for r in used], dtype=int)
     scores = np.array([r["score"] for r in used], dtype=np.float64)
@@ -231,7 +230,7 @@ def _plot(used: list[dict[str, Any]], out_dir: Path, threshold: float | None) ->
     for name, sel in groups if len(fake_cats) > 1 else groups[:1]:
         s = np.concatenate([real, scores[sel]])
         y = np.r_[np.ones(real.size), np.zeros(int(sel.sum()))]
-        fpr, tpr, _ = roc_curve(y == 0, -s)  # fakes positive: fakes detected vs reals flagged
+        fpr, tpr, _ = m.roc_curve(y == 0, -s)  # fakes positive: fakes detected vs reals flagged
         auc = m.roc_auc(y, s)
         ax.plot(fpr, tpr, label=f"{name} (AUC {auc:.3f}, n={int(sel.sum())})")
     ax.plot([0, 1], [0, 1], ls=":", c="grey")

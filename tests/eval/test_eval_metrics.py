@@ -78,3 +78,22 @@ def test_calibration_hits_the_target_rate_and_round_trips(tmp_path: Path) -> Non
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(ValueError, match="bad.json"):
         m.Calibration.load(tmp_path / "bad.json")
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_numpy_metrics_equal_scipy_and_sklearn(seed: int) -> None:
+    # The report's metrics are numpy-only (sf-report starts without scipy/sklearn); they must
+    # equal the libraries' on ties, repeated scores and unbalanced classes.
+    from scipy.stats import rankdata
+    from sklearn.metrics import average_precision_score, roc_curve
+
+    rng = np.random.default_rng(seed)
+    n_real, n_fake = int(rng.integers(1, 40)), int(rng.integers(1, 60))
+    labels = np.r_[np.ones(n_real, int), np.zeros(n_fake, int)]
+    scores = np.round(rng.normal(0.5, 0.2, labels.size), 1)  # rounded: many ties
+    assert np.array_equal(m._average_ranks(np.stack([scores, scores[::-1]])),
+                          rankdata(np.stack([scores, scores[::-1]]), axis=1))
+    assert m.average_precision(labels, scores) == pytest.approx(
+        average_precision_score(labels == 0, -scores), abs=1e-12)
+    for ours, theirs in zip(m.roc_curve(labels == 1, scores), roc_curve(labels == 1, scores)):
+        np.testing.assert_allclose(ours, theirs, atol=1e-12)
