@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from sf_fairseq import resume
+from sf_fairseq.records import Transcripts
 from sf_fairseq.data.batching import BatchLimits, length_order
 
 from . import lists
@@ -41,7 +42,7 @@ from .pipeline import ClipResult, ScoreOptions, Scorer
 from .provenance import clip_provenance
 from .results import (
     FAILED, OK, PrepareStatus, ResultWriter, has_transcripts, input_stamps, iter_records, prepare_status,
-    transcribe_records, transcript_failure,
+    transcribe_records,
 )
 from .speech import AudioAnalysis, SpeechSettings, analyse_wav
 from .transcribe import DecodeSettings, Transcriber
@@ -78,12 +79,12 @@ def clip_length(clip: ClipInputs) -> int:
 def prepared_face(status: PrepareStatus | None) -> FaceStats | None:
     """Face statistics of the track a ROI video holds, from its prepare landmarks (None without
     them; an unreadable landmarks file is logged, not an error: the check is then skipped)."""
-    if status is None or not status.record.get("landmarks"):
+    if status is None or not status.record.landmarks:
         return None
     try:
         return face_stats_from_prepare(status.out_dir, status.record, status.track)
     except (OSError, ValueError, KeyError, IndexError) as err:
-        logger.warning("%s: no face statistics (%s)", status.record.get("landmarks"), err)
+        logger.warning("%s: no face statistics (%s)", status.record.landmarks, err)
         return None
 
 
@@ -164,7 +165,7 @@ def failed_record(item: lists.EvalItem, error_type: str, error: str, reasons: Se
 def unscored_reasons(status: PrepareStatus | None) -> list[str]:
     """Verdict reasons of an item prepare did not turn into a scorable clip (no face, no audio,
     too short), from its status record; empty otherwise."""
-    reason = None if status is None else PREPARE_STATUS_REASONS.get(status.record.get("status"))
+    reason = None if status is None else PREPARE_STATUS_REASONS.get(status.record.status)
     return [] if reason is None else [reason]
 
 
@@ -254,8 +255,8 @@ def score_items(
     stamps = {item.id: input_stamps(item.video, item.audio) for item in items}
     done = {item.id for item in items if writer.unchanged(item.id, stamps[item.id])}
     if transcriber is not None and writer.path.exists():
-        latest = {r["id"]: r for r in iter_records(writer.path)}
-        done = {i for i in done if has_transcripts(latest.get(i, {}), transcriber_name)}
+        latest = {r.id: r for r in iter_records(writer.path)}
+        done = {i for i in done if has_transcripts(latest.get(i), transcriber_name)}
     pending = [item for item in items if item.id not in done]
     counts = {"skipped": len(items) - len(pending), "scored": 0, "failed": 0}
     lengths = [header_length(item, scorer.options) for item in pending]
@@ -269,9 +270,8 @@ def score_items(
     transcripts: dict[int, dict[str, Any]] = {}
 
     def extra_fields(index: int, status: PrepareStatus | None) -> dict[str, Any]:
-        notes = None if status is None else status.record.get("notes")
-        return {"inputs": stamps[pending[index].id],
-                "notes": [str(n) for n in notes] if isinstance(notes, list) else []}
+        notes = [] if status is None else list(status.record.notes or ())
+        return {"inputs": stamps[pending[index].id], "notes": notes}
 
     def write_ok(index: int, result: ClipResult, loaded: LoadedClip) -> None:
         item = pending[index]
@@ -332,24 +332,26 @@ def transcribe_batch(
     paths: Sequence[tuple[str, str]],
     scorer: Scorer,
 ) -> list[dict[str, Any]]:
-    """``transcripts`` fields of clips the scorer loaded from ``paths`` (video, audio). The
-    scorer's inputs are reused when both checkpoints transform inputs alike; otherwise each clip
-    is read again with the transcriber's settings (a read error fails that clip's field only)."""
+    """``transcripts`` fields of clips the scorer loaded from ``paths`` (video, audio), in their
+    on-disk form (:meth:`sf_fairseq.records.Transcripts.to_dict`: the single-video command puts
+    them in its JSON as they are). The scorer's inputs are reused when both checkpoints transform
+    inputs alike; otherwise each clip is read again with the transcriber's settings (a read
+    error fails that clip's field only)."""
     if transcriber.settings == scorer.settings:
-        return transcribe_records(transcriber.transcribe_clips, clips, name)
-    fields: list[dict[str, Any] | None] = [None] * len(paths)
+        return [t.to_dict() for t in transcribe_records(transcriber.transcribe_clips, clips, name)]
+    fields: list[Transcripts | None] = [None] * len(paths)
     reloaded: list[tuple[int, ClipInputs]] = []
     for index, (video, audio) in enumerate(paths):
         try:
             reloaded.append((index, load_clip(video, audio, transcriber.settings,
                                               scorer.options.max_seconds, scorer.options.fps)))
         except (OSError, ValueError) as err:
-            fields[index] = transcript_failure(name, err)
+            fields[index] = Transcripts.failure(name, err)
     if reloaded:
         decoded = transcribe_records(transcriber.transcribe_clips, [c for _, c in reloaded], name)
         for (index, _), field in zip(reloaded, decoded):
             fields[index] = field
-    return fields
+    return [t.to_dict() for t in fields]
 
 
 def add_transcribe_arguments(parser: argparse.ArgumentParser) -> None:

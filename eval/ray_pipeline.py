@@ -14,7 +14,7 @@ inputs of the two-step path (``sf-prepare`` then ``sf-score-batch``), H.264 roun
 so the scores are the same. :class:`ScoreStage` receives a few batches' worth of clips at a time,
 sorts them by length and scores them in batches under :class:`sf_fairseq.data.batching.BatchLimits`.
 
-Records are those of ``sf-score-batch`` (:mod:`.results`), built with its
+Records are those of ``sf-score-batch`` (:class:`sf_fairseq.records.ScoreRecord`), built with its
 :func:`.batch_engine.item_record` / :func:`.batch_engine.failed_record`, one per face track (ids as
 ``sf-prepare`` names the tracks), with ``video`` and ``audio`` both the raw input, ``inputs`` its
 size and modification time, ``notes`` from preprocessing, and one more field::
@@ -55,6 +55,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from sf_fairseq.data.batching import BatchLimits, length_batches
+from sf_fairseq.records import PrepareRecord, ScoreRecord
 from sf_fairseq.preprocess.prepare import InputItem, PrepareOptions, VideoPreprocessor
 
 from . import lists
@@ -176,12 +177,13 @@ def _eval_item_of(record: dict[str, Any]) -> lists.EvalItem:
     return lists.EvalItem(record["id"], record["video"], record["audio"], record["label"], record["category"])
 
 
-def input_failed_record(item: VideoItem, error_type: str, error: str, notes: Sequence[str] = ()) -> dict[str, Any]:
+def input_failed_record(item: VideoItem, error_type: str, error: str, notes: Sequence[str] = ()) -> ScoreRecord:
     """The one record of an input with no scored track (``inconclusive`` with the reason when
     ``error_type`` is an ``sf-prepare`` status that means nothing to judge, e.g. ``no_face``)."""
     reason = PREPARE_STATUS_REASONS.get(error_type)
-    return {**failed_record(_eval_item(item, item.id), error_type, error, [reason] if reason else []),
-            "provenance": None, "inputs": input_stamps(item.path, item.path), "notes": list(notes), "track": None}
+    return ScoreRecord.from_dict({
+        **failed_record(_eval_item(item, item.id), error_type, error, [reason] if reason else []),
+        "provenance": None, "inputs": input_stamps(item.path, item.path), "notes": list(notes), "track": None})
 
 
 def _track_failed(record: dict[str, Any], error: BaseException) -> dict[str, Any]:
@@ -211,11 +213,13 @@ def _from_verdict_inputs(
     return audio, face, MediaChecks(**checks["media"])
 
 
-def _row(record: dict[str, Any], clip: ClipInputs | None, crop: int, feat_dim: int) -> dict[str, Any]:
+def _row(record: dict[str, Any] | ScoreRecord, clip: ClipInputs | None, crop: int, feat_dim: int) -> dict[str, Any]:
     """A row between the stages: the record so far (JSON) and the clip's inputs (empty arrays when
     there is nothing to score, so every row has the same columns)."""
     if clip is None:
         clip = ClipInputs(np.zeros((0, crop, crop), np.float32), np.zeros((0, feat_dim), np.float32))
+    if isinstance(record, ScoreRecord):
+        record = record.to_dict()
     return {"record": json.dumps(record, ensure_ascii=False), "pending": record["status"] is None,
             "video": clip.video, "audio": clip.audio}
 
@@ -238,7 +242,7 @@ class PrepareStage:
         return [_row(record, clip, self.settings.inputs.crop_size, self.feat_dim)
                 for record, clip in self.prepare(_item_from_row(row))]
 
-    def prepare(self, item: VideoItem) -> list[tuple[dict[str, Any], ClipInputs | None]]:
+    def prepare(self, item: VideoItem) -> list[tuple[dict[str, Any] | ScoreRecord, ClipInputs | None]]:
         """Records (status None = to be scored) and clip inputs of ``item``'s tracks."""
         if self.settings.roi_dir is not None:
             return self._prepare_into(item, Path(self.settings.roi_dir))
@@ -248,13 +252,14 @@ class PrepareStage:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
-    def _prepare_into(self, item: VideoItem, out_dir: Path) -> list[tuple[dict[str, Any], ClipInputs | None]]:
-        status = self.preprocessor.process(InputItem(item.id, item.path), out_dir)
-        notes = status.get("notes") or []
-        if status["status"] not in self.scored:
-            return [(input_failed_record(item, status["status"], status["reason"], notes), None)]
-        tracks = status["tracks"]
-        audio = str(out_dir / status["audio"])
+    def _prepare_into(self, item: VideoItem, out_dir: Path) -> list[tuple[dict[str, Any] | ScoreRecord,
+                                                                             ClipInputs | None]]:
+        status = PrepareRecord.from_dict(self.preprocessor.process(InputItem(item.id, item.path), out_dir))
+        notes = list(status.notes or ())
+        if status.status not in self.scored:
+            return [(input_failed_record(item, status.status, status.reason, notes), None)]
+        tracks = status.tracks
+        audio = str(out_dir / status.audio)
         score = self.settings.score
         out = []
         for track in tracks:
@@ -314,7 +319,7 @@ class ScoreStage:
                     records[index] = _track_failed(records[index], result)
                 else:
                     records[index] = self._scored(records[index], result, checks[index])
-        return {"record": np.array([json.dumps(_ordered(r), ensure_ascii=False) for r in records], dtype=object)}
+        return {"record": np.array([json.dumps(r, ensure_ascii=False) for r in records], dtype=object)}
 
     def _scored(self, record: dict[str, Any], result: Any, checks: dict[str, Any]) -> dict[str, Any]:
         """The record of a scored track, with its verdict fields and provenance (as
@@ -342,34 +347,22 @@ class ScoreStage:
         return [self._score([clip])[0] for clip in clips]
 
 
-_RECORD_TAIL = ("error_type", "error", "inputs", "notes", "track")
-
-
-def _ordered(record: dict[str, Any]) -> dict[str, Any]:
-    """Fields in ``sf-score-batch``'s order: identity, status and score fields, then the rest."""
-    head = {k: v for k, v in record.items() if k not in _RECORD_TAIL}
-    return {**head, **{k: record[k] for k in _RECORD_TAIL if k in record}}
-
-
-def finished_inputs(items: Sequence[VideoItem], latest: dict[str, dict[str, Any]]) -> set[str]:
+def finished_inputs(items: Sequence[VideoItem], latest: dict[str, ScoreRecord]) -> set[str]:
     """Ids of the inputs whose every face track has, as its latest record (``latest``: see
     :func:`.results.latest_records`), a successful one made from the input file as it is now
     (same size and modification time)."""
-    tracks: dict[str, dict[int, dict[str, Any]]] = {}
+    tracks: dict[str, dict[int, ScoreRecord]] = {}
     for record in latest.values():
-        track = record.get("track")
-        if isinstance(track, dict):
-            tracks.setdefault(track["input"], {})[track["index"]] = record
+        if isinstance(record.track, dict):
+            tracks.setdefault(record.track["input"], {})[record.track["index"]] = record
     done = set()
     for item in items:
         found = tracks.get(item.id)
         if not found:
             continue
-        count = next(iter(found.values()))["track"]["count"]
+        count = next(iter(found.values())).track["count"]
         stamps = input_stamps(item.path, item.path)
-        if set(found) == set(range(count)) and all(
-            r["status"] == OK and r.get("inputs") == stamps for r in found.values()
-        ):
+        if set(found) == set(range(count)) and all(r.status == OK and r.inputs == stamps for r in found.values()):
             done.add(item.id)
     return done
 
@@ -382,7 +375,7 @@ def run_pipeline(
     limits: BatchLimits,
     plan: WorkerPlan,
     prepare_stage: type = PrepareStage,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[ScoreRecord]:
     """Score ``items`` on the running Ray cluster, yielding each record as it is done (any
     order); inputs that no worker finished (it died ``max_retries + 1`` times) come last as
     ``WorkerLost`` records. Verdicts follow ``settings.verdict``; provenance names the
@@ -426,9 +419,9 @@ def run_pipeline(
     expected: dict[str, int] = {}
     received: dict[str, int] = {}
     for row in dataset.iter_rows():
-        record = json.loads(row["record"])
-        track = record.get("track")
-        key = track["input"] if track else record["id"]
+        record = ScoreRecord.from_dict(json.loads(row["record"]))
+        track = record.track
+        key = track["input"] if track else record.id
         expected[key] = track["count"] if track else 1
         received[key] = received.get(key, 0) + 1
         yield record

@@ -27,36 +27,37 @@ import math
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
 from sf_fairseq.resume import atomic_write_text
 
 from . import metrics as m
-from .results import OK
+from sf_fairseq.records import ABSENT, ScoreRecord, Transcripts
+
 from .verdict import FAKE, INCONCLUSIVE, REAL, REASONS, reason_table
 
 VERDICTS = (REAL, FAKE, INCONCLUSIVE)
 
 
-def _select(records: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], Counter]:
+def _select(records: Iterable[ScoreRecord]) -> tuple[list[ScoreRecord], Counter]:
     used, left_out = [], Counter()
     for r in records:
-        if r.get("status") != OK or r.get("score") is None:
-            left_out[f"failed: {r.get('error_type') or 'unknown error'}"] += 1
-        elif r.get("label") not in (0, 1):
+        if not r.ok or r.score is None:
+            left_out[f"failed: {r.error_type or 'unknown error'}"] += 1
+        elif r.label not in (0, 1):
             left_out["no label"] += 1
         else:
             used.append(r)
     return used, left_out
 
 
-def _category(record: dict[str, Any]) -> str:
-    return record.get("category") or ("real" if record["label"] == 1 else "unknown")
+def _category(record: ScoreRecord) -> str:
+    return record.category or ("real" if record.label == 1 else "unknown")
 
 
-def transcript_metrics(used: list[dict[str, Any]]) -> dict[str, Any] | None:
+def transcript_metrics(used: list[ScoreRecord]) -> dict[str, Any] | None:
     """Transcript disagreement numbers over the used records (None when none has the field).
 
     Returns:
@@ -65,12 +66,12 @@ def transcript_metrics(used: list[dict[str, Any]]) -> dict[str, Any] | None:
         "score_auc_same_items", "note"?}``; the AUCs are None unless real and fake items were
         transcribed (a fake category's AUC is against all transcribed reals).
     """
-    if not any("transcripts" in r for r in used):
+    if all(r.transcripts is ABSENT for r in used):
         return None
-    with_t = [r for r in used if (r.get("transcripts") or {}).get("word_disagreement") is not None]
-    labels = np.array([r["label"] for r in with_t], dtype=int)
-    word = np.array([r["transcripts"]["word_disagreement"] for r in with_t], dtype=np.float64)
-    char = np.array([r["transcripts"]["char_disagreement"] for r in with_t], dtype=np.float64)
+    with_t = [r for r in used if isinstance(r.transcripts, Transcripts) and r.transcripts.ok]
+    labels = np.array([r.label for r in with_t], dtype=int)
+    word = np.array([r.transcripts.word_disagreement for r in with_t], dtype=np.float64)
+    char = np.array([r.transcripts.char_disagreement for r in with_t], dtype=np.float64)
     cats = np.array([_category(r) for r in with_t], dtype=object)
     both = bool(np.any(labels == 1) and np.any(labels == 0))
     # Detector direction: more disagreement = more likely fake, so rank reals by -disagreement.
@@ -85,14 +86,14 @@ def transcript_metrics(used: list[dict[str, Any]]) -> dict[str, Any] | None:
             "mean_char_disagreement": float(char[sel].mean()),
             "word_disagreement_auc": cat_auc.get(str(cat), {}).get("auc"),
         }
-    models = sorted({str(r["transcripts"].get("model")) for r in with_t})
+    models = sorted({str(r.transcripts.model) for r in with_t})
     out: dict[str, Any] = {
         "n": len(with_t),
         "n_missing": len(used) - len(with_t),
         "model": models[0] if len(models) == 1 else models,
         "per_category": per_category,
         "word_disagreement_auc": m.roc_auc(labels, -word) if both else None,
-        "score_auc_same_items": m.roc_auc(labels, np.array([r["score"] for r in with_t])) if both else None,
+        "score_auc_same_items": m.roc_auc(labels, np.array([r.score for r in with_t])) if both else None,
     }
     if not both:
         out["note"] = "AUCs need transcribed real and fake items"
@@ -103,28 +104,29 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
-def gated_metrics(used: list[dict[str, Any]], n_boot: int = 1000, seed: int = 0) -> dict[str, Any] | None:
+def gated_metrics(used: list[ScoreRecord], n_boot: int = 1000, seed: int = 0) -> dict[str, Any] | None:
     """The speech-gated score's AUC beside the paper's, over the used records that have a
-    ``score_speech`` (None when no record has the field).
+    ``score_speech`` (None when no record carries the verdict fields: records of older runs).
 
     Returns:
         ``{"n", "n_no_speech", "auc_speech", "auc_speech_ci95", "auc_score_same_items",
         "per_category": {category: {"n", "auc_speech", "auc_score"}}, "note"?}``; AUCs are
         None unless real and fake items have speech.
     """
-    if not any("score_speech" in r for r in used):
+    # A scored record with verdict fields always has a verdict; one without comes from an older run.
+    if all(r.verdict is None and r.score_speech is None for r in used):
         return None
-    with_speech = [r for r in used if _finite(r.get("score_speech"))]
-    labels = np.array([r["label"] for r in with_speech], dtype=int)
-    speech = np.array([r["score_speech"] for r in with_speech], dtype=np.float64)
-    paper = np.array([r["score"] for r in with_speech], dtype=np.float64)
+    with_speech = [r for r in used if _finite(r.score_speech)]
+    labels = np.array([r.label for r in with_speech], dtype=int)
+    speech = np.array([r.score_speech for r in with_speech], dtype=np.float64)
+    paper = np.array([r.score for r in with_speech], dtype=np.float64)
     out: dict[str, Any] = {"n": len(with_speech), "n_no_speech": len(used) - len(with_speech),
                            "auc_speech": None, "auc_speech_ci95": None, "auc_score_same_items": None,
                            "per_category": {}}
     if not (np.any(labels == 1) and np.any(labels == 0)):
         out["note"] = "the gated AUC needs real and fake items with speech"
         return out
-    cats = [r.get("category") for r in with_speech]
+    cats = [r.category for r in with_speech]
     gated_cat = m.per_category_auc(labels, speech, cats)
     paper_cat = m.per_category_auc(labels, paper, cats)
     out.update(
@@ -137,7 +139,7 @@ def gated_metrics(used: list[dict[str, Any]], n_boot: int = 1000, seed: int = 0)
     return out
 
 
-def verdict_counts(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+def verdict_counts(records: list[ScoreRecord]) -> dict[str, Any] | None:
     """Per category (as :func:`.verdict.reason_table`), the verdict counts and how often each
     reason code occurs, over the records with a verdict (None when none has one).
 
@@ -145,32 +147,33 @@ def verdict_counts(records: list[dict[str, Any]]) -> dict[str, Any] | None:
         ``{"n", "verdicts": {verdict: n}, "per_category": {category: {"n", "real", "fake",
         "inconclusive", "reasons": {code: n}}}}``.
     """
-    judged = [r for r in records if r.get("verdict") is not None]
+    judged = [r for r in records if r.verdict is not None]
     if not judged:
         return None
     per_category: dict[str, dict[str, Any]] = {}
     for r in judged:
-        row = per_category.setdefault(str(r.get("category")), {"n": 0, **dict.fromkeys(VERDICTS, 0), "reasons": {}})
+        row = per_category.setdefault(str(r.category), {"n": 0, **dict.fromkeys(VERDICTS, 0), "reasons": {}})
         row["n"] += 1
-        row[r["verdict"]] = row.get(r["verdict"], 0) + 1
-        for code in r.get("reasons") or ():
+        row[r.verdict] = row.get(r.verdict, 0) + 1
+        for code in r.reasons or ():
             row["reasons"][code] = row["reasons"].get(code, 0) + 1
-    return {"n": len(judged), "verdicts": dict(Counter(r["verdict"] for r in judged)),
+    return {"n": len(judged), "verdicts": dict(Counter(r.verdict for r in judged)),
             "per_category": dict(sorted(per_category.items()))}
 
 
 def compute_report(
-    records: Iterable[dict[str, Any]],
+    records: Iterable[ScoreRecord | Mapping[str, Any]],
     threshold: float | None = None,
     n_boot: int = 1000,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """All report numbers as a JSON-ready dict (metrics are None when a class is missing)."""
-    records = list(records)
+    """All report numbers as a JSON-ready dict (metrics are None when a class is missing).
+    ``records`` are score records (mappings are read with :meth:`ScoreRecord.from_dict`)."""
+    records = [ScoreRecord.coerce(r) for r in records]
     used, left_out = _select(records)
-    labels = np.array([r["label"] for r in used], dtype=int)
-    scores = np.array([r["score"] for r in used], dtype=np.float64)
-    cats = [r.get("category") for r in used]
+    labels = np.array([r.label for r in used], dtype=int)
+    scores = np.array([r.score for r in used], dtype=np.float64)
+    cats = [r.category for r in used]
     out: dict[str, Any] = {
         "n_records": len(records),
         "n_used": len(used),
@@ -213,15 +216,15 @@ def compute_report(
     return out
 
 
-def _plot(used: list[dict[str, Any]], out_dir: Path, threshold: float | None) -> list[str]:
+def _plot(used: list[ScoreRecord], out_dir: Path, threshold: float | None) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = np.array([r["label"] for r in used], dtype=int)
-    scores = np.array([r["score"] for r in used], dtype=np.float64)
-    cats = np.array([r.get("category") or "unknown" for r in used], dtype=object)
+    labels = np.array([r.label for r in used], dtype=int)
+    scores = np.array([r.score for r in used], dtype=np.float64)
+    cats = np.array([r.category or "unknown" for r in used], dtype=object)
     fake_cats = sorted(set(cats[labels == 0]))
     real = scores[labels == 1]
 
@@ -306,7 +309,7 @@ def _gated_markdown(rep: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _verdict_markdown(rep: dict[str, Any], records: list[dict[str, Any]]) -> list[str]:
+def _verdict_markdown(rep: dict[str, Any], records: list[ScoreRecord]) -> list[str]:
     v = rep.get("verdicts")
     if v is None:
         return []
@@ -320,7 +323,7 @@ def _verdict_markdown(rep: dict[str, Any], records: list[dict[str, Any]]) -> lis
     return lines
 
 
-def _markdown(rep: dict[str, Any], title: str, records: list[dict[str, Any]] | None = None) -> str:
+def _markdown(rep: dict[str, Any], title: str, records: list[ScoreRecord] | None = None) -> str:
     lines = [f"# {title}", ""]
     lines.append(
         f"{rep['n_records']} records; {rep['n_used']} used ({rep['n_real']} real, "
@@ -370,7 +373,7 @@ def _markdown(rep: dict[str, Any], title: str, records: list[dict[str, Any]] | N
 
 
 def write_report(
-    records: Iterable[dict[str, Any]],
+    records: Iterable[ScoreRecord | Mapping[str, Any]],
     out_dir: str | os.PathLike,
     threshold: float | None = None,
     n_boot: int = 1000,
@@ -379,8 +382,9 @@ def write_report(
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Compute the report and write ``report.json``, ``report.md`` and the PNG plots (plots
-    only when there are real and fake items). Returns the report dict."""
-    records = list(records)
+    only when there are real and fake items). Returns the report dict. ``records`` as for
+    :func:`compute_report`."""
+    records = [ScoreRecord.coerce(r) for r in records]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rep = compute_report(records, threshold=threshold, n_boot=n_boot, seed=seed)

@@ -1,52 +1,16 @@
-"""Score records as JSON Lines: one line per clip, appended and flushed as it is scored.
+"""Score files: JSON Lines of :class:`sf_fairseq.records.ScoreRecord`, one line per clip,
+appended and flushed as it is scored; and the reader of ``sf-prepare``'s status record of a ROI
+video (:class:`sf_fairseq.records.PrepareRecord`).
 
-A record (a JSON object)::
-
-    {"id": ..., "video": ..., "audio": ..., "label": 1 | 0 | null, "category": str | null,
-     "status": "ok" | "failed", "score": float | null, "best_offset": int | null,
-     "best_offset_ms": float | null, "n_frames": int | null, "curve": [S(-K) .. S(K)] | null,
-     "error_type": str | null, "error": str | null,
-     "inputs": {"video": {"size": int, "mtime_ns": int} | null, "audio": {...} | null},
-     "notes": [str]}
-
-``inputs`` is the size and modification time of each input file when it was read (null for a
-file that did not exist): a rerun scores an item again when either changed, so an input
-replaced by another file is never reported with the old file's score (a file rewritten with
-the same size within the file system's timestamp resolution would go unnoticed; the content is
-not hashed, to keep reruns cheap). ``notes`` carries what preprocessing noted about the item
-(e.g. ``silent audio (all samples are zero)``), read from ``sf-prepare``'s
-``status/<id>.json`` when the ROI video lies in a prepare output folder (``video/<id>.mp4``),
-else empty.
-
-Verdict fields (:mod:`.verdict`; ``sf-score-batch`` writes them in every record)::
-
-    {"verdict": "real" | "fake" | "inconclusive" | null, "reasons": [code] | null,
-     "p_value": float | null, "alpha": float | null, "reference": {...} | null,
-     "score_speech": float | null, "best_offset_speech": int | null, "curve_speech": [...] | null,
-     "speech_frames": int | null, "speech_seconds": float | null, "speech_fraction": float | null,
-     "audio_stats": {...} | null, "drift": {...} | null, "face": {...} (prepared items only),
-     "provenance": {...} | null, "threshold_verdict": "real" | "fake" (with --calibration)}
-
-``score`` stays the paper's score; ``score_speech`` is the same offset search over speech
-frames only. A failed record has every verdict field null, except an item ``sf-prepare`` found
-no face or no audio in, or too short: ``inconclusive`` with that reason (``no_face``,
-``no_audio``, ``clip_too_short``). ``provenance`` (:mod:`.provenance`) is null when the
-scorer's checkpoint file is not known (library use without it) and for failed items.
-
-With a transcription model (``--transcribe``), a record also holds ``"transcripts"``: the
-lips-only and audio-only transcripts of the clip (see :mod:`.transcribe`)::
-
-    {"lips": str | null, "audio": str | null, "word_disagreement": float | null,
-     "char_disagreement": float | null, "model": checkpoint path,
-     "error_type": str | null, "error": str | null}
-
-A clip that was scored but could not be transcribed keeps its score; its transcript fields are
-null and ``error_type``/``error`` say why (a rerun transcribes it again). A clip that could not
-be loaded has ``"transcripts": null``.
+The record formats, their JSON Schemas and versions are described in :mod:`sf_fairseq.records`.
+Every record goes through :class:`ResultWriter`, which checks it against its schema, and is read
+back through :func:`iter_records` / :func:`latest_records`, which return typed records.
 
 A file may hold several records for one id (a failed item retried on a rerun); the last one
 wins. A run killed mid-line leaves a partial last line: readers skip it with a warning and
-:class:`ResultWriter` cuts it off before appending, so no record is ever glued to it.
+:class:`ResultWriter` cuts it off before appending, so no record is ever glued to it. A complete
+line that is not a valid record stops the reader with a :class:`~sf_fairseq.records.RecordError`
+naming the file and line.
 """
 
 from __future__ import annotations
@@ -57,42 +21,33 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+from sf_fairseq.records import FAILED, OK, PrepareRecord, RecordError, ScoreRecord, Transcripts
 
 logger = logging.getLogger(__name__)
 
-OK = "ok"
-FAILED = "failed"
+__all__ = ["FAILED", "OK", "PrepareStatus", "ResultWriter", "file_stamp", "has_transcripts", "input_stamps",
+           "iter_records", "latest_records", "prepare_notes", "prepare_status", "result_files",
+           "transcribe_records", "transcript_record"]
 
 
-def transcript_record(transcripts: Any, model: str) -> dict[str, Any]:
+def transcript_record(transcripts: Any, model: str) -> Transcripts:
     """The ``transcripts`` field of a transcribed clip (a :class:`.transcribe.ClipTranscripts`)."""
-    return {
-        "lips": transcripts.lips,
-        "audio": transcripts.audio,
-        "word_disagreement": transcripts.word_disagreement,
-        "char_disagreement": transcripts.char_disagreement,
-        "model": model,
-        "error_type": None,
-        "error": None,
-    }
+    return Transcripts(lips=transcripts.lips, audio=transcripts.audio,
+                       word_disagreement=transcripts.word_disagreement,
+                       char_disagreement=transcripts.char_disagreement, model=model)
 
 
-def transcript_failure(model: str, error: BaseException) -> dict[str, Any]:
-    """The ``transcripts`` field of a clip that could not be transcribed."""
-    return {"lips": None, "audio": None, "word_disagreement": None, "char_disagreement": None,
-            "model": model, "error_type": type(error).__name__, "error": str(error)}
-
-
-def has_transcripts(record: dict[str, Any], model: str) -> bool:
+def has_transcripts(record: ScoreRecord | None, model: str) -> bool:
     """Whether ``record`` holds transcripts from ``model`` (not a failed transcription)."""
-    t = record.get("transcripts")
-    return isinstance(t, dict) and t.get("model") == model and t.get("word_disagreement") is not None
+    t = None if record is None else record.transcripts
+    return isinstance(t, Transcripts) and t.model == model and t.ok
 
 
 def transcribe_records(
     transcribe: Callable[[Sequence[Any]], list[Any]], clips: Sequence[Any], model: str
-) -> list[dict[str, Any]]:
+) -> list[Transcripts]:
     """``transcripts`` fields of a batch of clips: ``transcribe`` (e.g.
     ``Transcriber.transcribe_clips``) on the whole batch, and clip by clip if the batch fails
     (e.g. out of memory), so that one bad clip only fails its own field. Never raises for a
@@ -103,14 +58,14 @@ def transcribe_records(
     except errors as err:
         if len(clips) == 1:
             logger.warning("transcription failed: %s", err)
-            return [transcript_failure(model, err)]
+            return [Transcripts.failure(model, err)]
         logger.warning("transcribing a batch of %d failed (%s); transcribing its clips one at a time", len(clips), err)
     out = []
     for clip in clips:
         try:
             out.append(transcript_record(transcribe([clip])[0], model))
         except errors as err:
-            out.append(transcript_failure(model, err))
+            out.append(Transcripts.failure(model, err))
     return out
 
 
@@ -137,13 +92,12 @@ class PrepareStatus:
 
     Attributes:
         out_dir: the prepare output folder (paths in ``record`` are relative to it).
-        record: the status record (``status``, ``notes``, ``width``, ``height``, ``tracks``,
-            ``landmarks``, ``truncated``, ...).
+        record: the status record.
         track: the face track the ROI video holds (index into the landmarks).
     """
 
     out_dir: Path
-    record: dict[str, Any]
+    record: PrepareRecord
     track: int
 
 
@@ -152,20 +106,22 @@ def prepare_status(video: str | os.PathLike) -> PrepareStatus | None:
     ``<out>/video/<id>[__track<k>].mp4`` (the video itself need not exist: an item prepare
     found no face in has a status but no video); None when the video is not in a prepare
     output folder or the status file is missing or unreadable (best effort: it never fails a
-    record)."""
+    record; an invalid status record is logged)."""
     video = Path(video)
     for folder in video.parents:
         if folder.name != "video":
             continue
         rel = video.relative_to(folder).with_suffix("").as_posix()
         item_id = _TRACK_SUFFIX.sub("", rel)
+        path = folder.parent / "status" / f"{item_id}.json"
         try:
-            record = json.loads((folder.parent / "status" / f"{item_id}.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            record = PrepareRecord.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except OSError:
             return None
-        if not isinstance(record, dict):
+        except ValueError as err:  # not JSON, or not a prepare record
+            logger.warning("%s: ignoring an unreadable prepare record (%s)", path, err)
             return None
-        track = next((t.get("track", 0) for t in record.get("tracks") or ()
+        track = next((t.get("track", 0) for t in record.tracks or ()
                       if isinstance(t, dict) and t.get("video") == f"video/{rel}.mp4"), None)
         if track is None:
             suffix = _TRACK_SUFFIX.search(rel)
@@ -178,12 +134,17 @@ def prepare_notes(video: str | os.PathLike) -> list[str]:
     """Notes ``sf-prepare`` recorded for the ROI video ``<out>/video/<id>[__track<k>].mp4``, from
     ``<out>/status/<id>.json`` (see :func:`prepare_status`); empty without one."""
     status = prepare_status(video)
-    notes = status.record.get("notes") if status is not None else None
-    return [str(note) for note in notes] if isinstance(notes, list) else []
+    return list(status.record.notes or ()) if status is not None else []
 
 
-def iter_records(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
-    """Records of one JSONL file in file order (malformed lines skipped with a warning)."""
+def iter_records(path: str | os.PathLike) -> Iterator[ScoreRecord]:
+    """Records of one JSONL file in file order (malformed lines, e.g. a partially written last
+    one, skipped with a warning).
+
+    Raises:
+        RecordError: a line is a score record that does not match its schema (the message
+            names the file and line).
+    """
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
@@ -196,7 +157,10 @@ def iter_records(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
             if not isinstance(record, dict) or "id" not in record:
                 logger.warning("%s:%d: skipping a line that is not a score record", path, lineno)
                 continue
-            yield record
+            try:
+                yield ScoreRecord.from_dict(record)
+            except RecordError as err:
+                raise RecordError(f"{path}:{lineno}: {err}") from None
 
 
 def result_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
@@ -215,17 +179,18 @@ def result_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return out
 
 
-def latest_records(paths: Iterable[str | os.PathLike]) -> dict[str, dict[str, Any]]:
+def latest_records(paths: Iterable[str | os.PathLike]) -> dict[str, ScoreRecord]:
     """The last record of every id over ``paths`` (files or directories), in first-seen order."""
-    latest: dict[str, dict[str, Any]] = {}
+    latest: dict[str, ScoreRecord] = {}
     for path in result_files(paths):
         for record in iter_records(path):
-            latest[record["id"]] = record
+            latest[record.id] = record
     return latest
 
 
 class ResultWriter:
-    """Appends records to a JSONL file, one flushed line each.
+    """Appends records to a JSONL file, one flushed line each (checked against the score
+    record's schema first: :meth:`write`).
 
     ``done`` holds the ids already scored successfully in the file (skipped on a rerun when
     their input files are unchanged); ``inputs`` maps each of them to its record's ``inputs``.
@@ -250,18 +215,23 @@ class ResultWriter:
                 logger.warning("%s: removing a partially written last line", self.path)
                 f.truncate(cut)
 
-    def write(self, record: dict[str, Any]) -> None:
-        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+    def write(self, record: ScoreRecord | Mapping[str, Any]) -> ScoreRecord:
+        """Append ``record`` (a mapping is read with :meth:`ScoreRecord.from_dict`, so a writer's
+        mistake raises :class:`RecordError` here, before anything is written); returns it typed."""
+        if not isinstance(record, ScoreRecord):
+            record = ScoreRecord.from_dict(record)
+        self._file.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
         self._file.flush()
         self._note(record)
+        return record
 
-    def _note(self, record: dict[str, Any]) -> None:
-        if record.get("status") == OK:
-            self.done.add(record["id"])
-            self.inputs[record["id"]] = record.get("inputs")
+    def _note(self, record: ScoreRecord) -> None:
+        if record.status == OK:
+            self.done.add(record.id)
+            self.inputs[record.id] = record.inputs
         else:
-            self.done.discard(record["id"])
-            self.inputs.pop(record["id"], None)
+            self.done.discard(record.id)
+            self.inputs.pop(record.id, None)
 
     def unchanged(self, item_id: str, inputs: dict[str, Any]) -> bool:
         """Whether ``item_id`` was scored successfully from input files with these stamps."""

@@ -217,8 +217,8 @@ def score_shard(args: Namespace, items: list[lists.EvalItem], out: Path, suffix:
         )
     seconds = time.perf_counter() - start
     latest = latest_records([scores])
-    n_ok = sum(1 for item in items if latest.get(item.id, {}).get("status") == OK)
-    verdicts = Counter(str(latest[item.id].get("verdict")) for item in items if item.id in latest)
+    n_ok = sum(1 for item in items if item.id in latest and latest[item.id].status == OK)
+    verdicts = Counter(str(latest[item.id].verdict) for item in items if item.id in latest)
     summary = {**counts, "items": len(items), "ok": n_ok, "not_ok": len(items) - n_ok,
                "verdicts": dict(sorted(verdicts.items())), "seconds": round(seconds, 2)}
     print(

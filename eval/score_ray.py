@@ -297,10 +297,10 @@ def score_all(args: Namespace, items: list[VideoItem], out: Path) -> int:
             with tqdm(unit="track", disable=args.no_progress) as bar:
                 for record in run_pipeline(pending, settings, args, precision, limits, plan):
                     writer.write(record)
-                    counts["scored" if record["status"] == OK else "failed"] += 1
+                    counts["scored" if record.status == OK else "failed"] += 1
                     bar.update()
-                    if record["status"] != OK:
-                        logger.warning("%s: %s: %s", record["id"], record["error_type"], record["error"])
+                    if record.status != OK:
+                        logger.warning("%s: %s: %s", record.id, record.error_type, record.error)
     seconds = time.perf_counter() - start
     if roi_dir is not None:
         prepare.write_split_manifest(roi_dir, args.split, [it.id for it in items if it.problem is None],
@@ -311,7 +311,7 @@ def score_all(args: Namespace, items: list[VideoItem], out: Path) -> int:
 def summarise(items: list[VideoItem], scores: Path, counts: dict[str, int], seconds: float, out: Path) -> int:
     latest = latest_records([scores])
     n_ok = len(finished_inputs(items, latest))
-    verdicts = Counter(str(record.get("verdict")) for record in latest.values())
+    verdicts = Counter(str(record.verdict) for record in latest.values())
     summary = {**counts, "inputs": len(items), "ok": n_ok, "not_ok": len(items) - n_ok,
                "records": len(latest), "verdicts": dict(sorted(verdicts.items())), "seconds": round(seconds, 2)}
     print(f"{len(items)} inputs: {counts['scored']} tracks scored now, {counts['skipped']} inputs already done, "

@@ -60,6 +60,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from . import conformal
+from sf_fairseq.records import PrepareRecord
 from sf_fairseq.resume import file_sha256
 
 from .drift import DriftSettings, offset_drift
@@ -212,9 +213,12 @@ def face_stats(landmarks: np.ndarray) -> FaceStats:
     return FaceStats(float(followed.mean()), size, jitter)
 
 
-def face_stats_from_prepare(out_dir: str | os.PathLike, record: Mapping[str, Any], track: int = 0) -> FaceStats:
+def face_stats_from_prepare(out_dir: str | os.PathLike, record: PrepareRecord | Mapping[str, Any],
+                            track: int = 0) -> FaceStats:
     """:class:`FaceStats` of face track ``track`` of a preprocessing status record (its
-    ``landmarks`` file, ``[K, T, 68, 2]`` source pixels, under ``out_dir``)."""
+    ``landmarks`` file, ``[K, T, 68, 2]`` source pixels, under ``out_dir``). ``record`` is a
+    :class:`~sf_fairseq.records.PrepareRecord` or its fields as a mapping (read by key: both
+    give the on-disk values)."""
     with np.load(Path(out_dir) / record["landmarks"]) as data:
         return face_stats(data["landmarks"][track])
 
@@ -236,8 +240,9 @@ class MediaChecks:
     truncated: bool = False
 
 
-def media_checks_from_prepare(record: Mapping[str, Any], **loaded: Any) -> MediaChecks:
-    """:class:`MediaChecks` from a preprocessing status record (:mod:`..preprocess.prepare`):
+def media_checks_from_prepare(record: PrepareRecord | Mapping[str, Any], **loaded: Any) -> MediaChecks:
+    """:class:`MediaChecks` from a preprocessing status record (a
+    :class:`~sf_fairseq.records.PrepareRecord` or its fields as a mapping):
     the source size, and truncation (its ``truncated`` field, or a note that decoding stopped
     early or that the audio covers less than the video). ``loaded`` adds
     ``video_frames``/``audio_frames``."""

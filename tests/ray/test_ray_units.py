@@ -1,9 +1,11 @@
 """Parts of sf-score-ray that need no Ray: worker sizing, inputs and labels, what a rerun skips."""
 
 import os
+from dataclasses import replace
 
 from sf_fairseq.eval.ray_pipeline import VideoItem, finished_inputs, plan_workers, read_videos
 from sf_fairseq.eval.results import input_stamps
+from sf_fairseq.records import ScoreRecord
 
 
 def test_model_workers_per_gpu_and_the_other_cpus_preprocess():
@@ -44,16 +46,17 @@ def test_an_input_is_finished_when_every_track_is_scored_from_the_same_file(tmp_
     stamps = input_stamps(video, video)
 
     def record(index, status="ok", inputs=stamps):
-        return {"id": f"two_faces__track{index}", "status": status, "inputs": inputs,
-                "track": {"input": "two_faces", "index": index, "count": 2}}
+        return ScoreRecord.from_dict({"id": f"two_faces__track{index}", "status": status, "inputs": inputs,
+                                      "track": {"input": "two_faces", "index": index, "count": 2}})
 
-    both = {r["id"]: r for r in (record(0), record(1))}
+    both = {r.id: r for r in (record(0), record(1))}
     assert finished_inputs([item], both) == {"two_faces"}
     assert finished_inputs([item], {"two_faces__track0": record(0)}) == set()  # a track missing
     assert finished_inputs([item], {**both, "two_faces__track1": record(1, "failed")}) == set()
-    changed = {k: {**r, "inputs": {"video": None, "audio": None}} for k, r in both.items()}
+    changed = {k: replace(r, inputs={"video": None, "audio": None}) for k, r in both.items()}
     assert finished_inputs([item], changed) == set()  # the file changed since
-    failed_input = {"two_faces": {"id": "two_faces", "status": "failed", "inputs": stamps, "track": None}}
+    failed_input = {"two_faces": ScoreRecord.from_dict({"id": "two_faces", "status": "failed", "inputs": stamps,
+                                                        "track": None})}
     assert finished_inputs([item], failed_input) == set()
 
 
