@@ -59,6 +59,7 @@ face (:mod:`.mouth_align`); pass 2 decodes colour frames again and writes the cr
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import logging
@@ -734,6 +735,69 @@ class PrepareSummary:
     def exit_status(self) -> int:
         """``sf-prepare``'s exit status: 0 when every input is ``ok``, 1 when some are not."""
         return 1 if self.n_failed else 0
+
+
+def add_prepare_options(parser: argparse.ArgumentParser) -> None:
+    """Every option of ``sf-prepare`` but its input and output folders (for
+    :func:`job_from_arguments`)."""
+    parser.add_argument("--root", help="folder that relative paths in a list file (and output "
+                        "ids) are relative to (default: the list file's folder)")
+    parser.add_argument("--split", default="test", help="manifest name: <split>.tsv "
+                        "(default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=1, help="parallel processes "
+                        "(default: %(default)s)")
+    parser.add_argument("--nshard", type=int, default=1, help="split the inputs into this many "
+                        "shards (default: %(default)s)")
+    parser.add_argument("--rank", type=int, default=0, help="which shard to process, "
+                        "0-based (default: %(default)s)")
+    parser.add_argument("--detect-every", type=int, default=PrepareOptions.detect_every,
+                        help="run the face detector every N frames and follow faces with "
+                        "landmarks in between; 1 detects on every frame as the reference "
+                        "does (default: %(default)s)")
+    parser.add_argument("--detect-size", type=int, default=PrepareOptions.detect_size,
+                        help="downscale frames so the longer side is at most this many pixels "
+                        "before detection (default: %(default)s)")
+    parser.add_argument("--upsample", type=int, default=PrepareOptions.upsample,
+                        help="detector pyramid upsamplings; each finds faces half as large "
+                        "and costs ~4x (default: %(default)s)")
+    parser.add_argument("--cnn-detector", action="store_true", help="where the HOG detector "
+                        "finds nothing, try dlib's CNN detector (slow on CPU)")
+    parser.add_argument("--min-frames", type=int, default=PrepareOptions.min_frames,
+                        help="inputs shorter than this many 25 fps frames are 'too_short' "
+                        "(default: %(default)s)")
+    parser.add_argument("--min-track-fraction", type=float,
+                        default=PrepareOptions.min_track_fraction,
+                        help="keep faces followed on at least this fraction of the frames "
+                        "(default: %(default)s)")
+    parser.add_argument("--retry-failed", action="store_true", help="reprocess inputs whose "
+                        "record is not ok (by default only 'error' records are retried)")
+    parser.add_argument("--overwrite", action="store_true", help="if OUT_DIR holds outputs "
+                        f"made with other settings (see {SETTINGS_FILE}), discard them and "
+                        "start again instead of refusing")
+    parser.add_argument("--keep-truncated", action="store_true", help="list 'truncated' inputs "
+                        "(shorter than their container states, e.g. partial downloads) in the "
+                        "manifest with what they hold, instead of leaving them out")
+    parser.add_argument("--manifest-only", action="store_true", help="process nothing; "
+                        "rewrite <split>.tsv from the records on disk")
+
+
+def job_from_arguments(
+    inputs: str | os.PathLike, out_dir: str | os.PathLike, args: argparse.Namespace
+) -> PrepareJob:
+    """The :class:`PrepareJob` of :func:`add_prepare_options`' options."""
+    options = PrepareOptions(
+        detect_every=args.detect_every,
+        detect_size=args.detect_size,
+        upsample=args.upsample,
+        cnn_detector=args.cnn_detector,
+        min_frames=args.min_frames,
+        min_track_fraction=args.min_track_fraction,
+    )
+    return PrepareJob(
+        inputs, out_dir, root=args.root, split=args.split, workers=args.workers, nshard=args.nshard,
+        rank=args.rank, options=options, retry_failed=args.retry_failed, overwrite=args.overwrite,
+        keep_truncated=args.keep_truncated, manifest_only=args.manifest_only,
+    )
 
 
 def run(job: PrepareJob) -> PrepareSummary:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from robustness_media import write_roi_pair
 from sf_fairseq import resume
 from sf_fairseq.eval import robustness as rb
+from sf_fairseq.eval import robustness_engine as rbe
 from sf_fairseq.eval import batch_engine
 
 
@@ -21,7 +23,7 @@ def test_table_means_and_report_files(tmp_path):
     reports = {"clean": fake_report(0.9)}
     aucs = {("cs", 1): 0.88, ("cs", 2): 0.86, ("gnc", 1): 0.7, ("gnc", 2): 0.5}
     reports.update({f"{c}_{lv}": fake_report(a) for (c, lv), a in aucs.items()})
-    rep = rb.write_grid_report(reports, ["cs", "gnc"], [1, 2], tmp_path,
+    rep = rbe.write_grid_report(reports, ["cs", "gnc"], [1, 2], tmp_path,
                                {"checkpoint": "c.pt", "list": "l.txt", "roi": True, "seed": 0,
                                 "block_rule": "reference"})
     assert rep["types"]["cs"]["auc"] == {"1": 0.88, "2": 0.86}
@@ -37,19 +39,19 @@ def test_table_means_and_report_files(tmp_path):
     assert (tmp_path / "auc_vs_level.png").stat().st_size > 1000
     # A missing cell leaves its type's mean undefined rather than wrong.
     del reports["gnc_2"]
-    table = rb.grid_table(reports, ["cs", "gnc"], [1, 2])
+    table = rbe.grid_table(reports, ["cs", "gnc"], [1, 2])
     assert table["types"]["gnc"]["mean"] is None and table["mean"] is None
 
 
 def test_type_and_level_specs():
-    assert rb.parse_types("video") == ["cs", "cc", "bw", "gnc", "gb", "jpeg", "vc"]
-    assert rb.parse_types("audio") == ["noise", "aac", "mp3", "resample", "band"]
-    assert rb.parse_types("gb, noise") == ["gb", "noise"]
-    assert rb.parse_levels("1-5") == [1, 2, 3, 4, 5] and rb.parse_levels("2,4") == [2, 4]
+    assert rbe.parse_types("video") == ["cs", "cc", "bw", "gnc", "gb", "jpeg", "vc"]
+    assert rbe.parse_types("audio") == ["noise", "aac", "mp3", "resample", "band"]
+    assert rbe.parse_types("gb, noise") == ["gb", "noise"]
+    assert rbe.parse_levels("1-5") == [1, 2, 3, 4, 5] and rbe.parse_levels("2,4") == [2, 4]
     with pytest.raises(ValueError):
-        rb.parse_types("gb,blur")
+        rbe.parse_types("gb,blur")
     with pytest.raises(ValueError):
-        rb.parse_levels("0-3")
+        rbe.parse_levels("0-3")
 
 
 @pytest.mark.slow
@@ -96,7 +98,7 @@ def test_roi_grid_end_to_end_with_the_fixture_checkpoint(tmp_path, shared_dir, m
         raise AssertionError("a finished cell was recomputed")
 
     monkeypatch.setattr(batch_engine, "score_items", refuse)
-    monkeypatch.setattr(rb, "perturb_items", refuse)
+    monkeypatch.setattr(rbe, "perturb_items", refuse)
     monkeypatch.setattr("sf_fairseq.eval.pipeline.load_scorer", refuse)
     before = (results / "cells" / "gnc_5" / "report" / "report.json").stat().st_mtime_ns
     assert rb.main(argv) == 0
@@ -122,7 +124,7 @@ def test_raw_grid_perturbs_copies_then_preprocesses_them(tmp_path, shared_dir, m
     makes ROI pairs), its status records decide what is scored, ids stay those of the list."""
     from robustness_media import write_raw_video
 
-    from sf_fairseq.eval import perturb as pt
+    from sf_fairseq.eval import perturb_engine as pt
 
     root = tmp_path / "raw"
     for rel, seed in (("real/a.mp4", 0), ("real/b.mp4", 1), ("fake/Deepfakes/c.mp4", 2)):
@@ -139,15 +141,15 @@ def test_raw_grid_perturbs_copies_then_preprocesses_them(tmp_path, shared_dir, m
             status = roi_dir / "status" / f"{item_id}.json"
             status.parent.mkdir(parents=True, exist_ok=True)
             if item_id == "real/b":
-                status.write_text(json.dumps({"status": "no_face", "reason": "no face followed"}))
+                status.write_text(json.dumps({"id": item_id, "status": "no_face", "reason": "no face followed"}))
                 continue
             video = write_roi_pair(roi_dir / "video" / f"{item_id}.mp4", seed=len(item_id))
             (roi_dir / "audio" / item_id).parent.mkdir(parents=True, exist_ok=True)
             video.with_suffix(".wav").rename(roi_dir / "audio" / f"{item_id}.wav")
-            status.write_text(json.dumps({"status": "ok", "audio": f"audio/{item_id}.wav",
+            status.write_text(json.dumps({"id": item_id, "status": "ok", "audio": f"audio/{item_id}.wav",
                                           "tracks": [{"video": f"video/{item_id}.mp4"}]}))
 
-    monkeypatch.setattr(rb, "_prepare", fake_prepare)
+    monkeypatch.setattr(rbe, "_prepare", fake_prepare)
     results = tmp_path / "results"
     argv = ["--list", str(tmp_path / "list.txt"), "--data-root", str(root),
             "--work-dir", str(tmp_path / "work"), "--results-path", str(results),
@@ -176,11 +178,11 @@ def test_raw_grid_perturbs_copies_then_preprocesses_them(tmp_path, shared_dir, m
     assert rep["types"]["cc"]["n_used"] == {"2": 2} and rep["clean"]["n_used"] == 2
 
 
-def _grid(tmp_path: Path, *extra: str) -> rb.Grid:
+def _grid(tmp_path: Path, *extra: str) -> rbe.Grid:
     args = rb.build_parser().parse_args([
         "--list", str(tmp_path / "list.txt"), "--roi", "--work-dir", str(tmp_path / "work"),
         "--results-path", str(tmp_path / "results"), "--path", str(tmp_path / "model.pt"), *extra])
-    return rb.Grid(args, [])
+    return rbe.Grid(rb.job_from_arguments(args), [])
 
 
 def test_cell_results_are_keyed_by_every_score_setting(tmp_path):
@@ -207,7 +209,7 @@ def test_cell_results_are_keyed_by_every_score_setting(tmp_path):
     with pytest.raises(resume.SettingsMismatch, match="checkpoint_sha256"):
         grid.accept_cell("gb_1", grid.cell_settings("gb_1", "gb", 1))
     raw = _grid(tmp_path, "--prepare-args", "--detect-every 5")
-    raw.args.roi = False
+    raw.job = dataclasses.replace(raw.job, roi=False)
     assert raw.cell_settings("gb_1", "gb", 1)["prepare_args"] == ["--detect-every", "5"]
     # --overwrite discards the cell's old scores.
     overwrite = _grid(tmp_path, "--overwrite")
@@ -226,7 +228,7 @@ def test_unfinished_cell_of_other_settings_is_not_resumed(tmp_path, monkeypatch)
     def refuse(*args, **kwargs):
         raise AssertionError("a cell made with other settings was resumed")
 
-    monkeypatch.setattr(rb, "perturb_items", refuse)
+    monkeypatch.setattr(rbe, "perturb_items", refuse)
     with pytest.raises(SystemExit, match="cell gb_1 .*other settings"):
         rb.main(["--list", str(tmp_path / "list.txt"), "--roi", "--work-dir", str(tmp_path / "work"),
                  "--results-path", str(tmp_path / "results"), "--path", str(tmp_path / "model.pt"),
@@ -237,7 +239,7 @@ def test_raw_inputs_sharing_a_stem_keep_their_own_preprocessing(tmp_path):
     """sf-prepare names inputs that share a stem with their extension (a.mp4, a.mkv): the grid
     must read each one's own status record, not the same 'a' for both."""
     from sf_fairseq.eval import lists
-    from sf_fairseq.eval.robustness import _prepare_ids, _roi_items
+    from sf_fairseq.eval.robustness_engine import _prepare_ids, _roi_items
 
     for name in ("a.mp4", "a.mkv", "b.mp4"):
         (tmp_path / name).write_bytes(b"")
@@ -249,7 +251,7 @@ def test_raw_inputs_sharing_a_stem_keep_their_own_preprocessing(tmp_path):
     roi = tmp_path / "roi"
     (roi / "status").mkdir(parents=True)
     for prepare_id in ids:
-        record = {"status": "ok", "audio": f"audio/{prepare_id}.wav",
+        record = {"id": prepare_id, "status": "ok", "audio": f"audio/{prepare_id}.wav",
                   "tracks": [{"video": f"video/{prepare_id}.mp4"}]}
         (roi / "status" / f"{prepare_id}.json").write_text(json.dumps(record))
     items = [lists.EvalItem(r, str(tmp_path / r), "", 1, "real") for r in rels]

@@ -10,6 +10,7 @@ import pytest
 
 from robustness_media import write_raw_video, write_roi_pair
 from sf_fairseq.eval import perturb as pt
+from sf_fairseq.eval import perturb_engine as pe
 from sf_fairseq.eval import lists
 
 
@@ -18,7 +19,7 @@ def test_help_lists_types_and_levels(capsys):
         pt.main(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for code in pt.TYPES:
+    for code in pe.TYPES:
         assert code in text
     assert "30, 32, 35, 38, 40" in text
 
@@ -32,8 +33,8 @@ def test_raw_list_copies_resume_and_failures(tmp_path):
     argv = ["--list", str(tmp_path / "list.txt"), "--data-root", str(root), "--out-dir", str(out),
             "--type", "gb", "--level", "2", "--preset", "ultrafast", "--no-progress"]
     assert pt.main(argv) == 1  # one input is missing
-    assert pt.probe(out / "real" / "a.mp4").n_frames == 10
-    assert pt.probe(out / "fake" / "Deepfakes" / "b.mp4").n_frames == 12
+    assert pe.probe(out / "real" / "a.mp4").n_frames == 10
+    assert pe.probe(out / "fake" / "Deepfakes" / "b.mp4").n_frames == 12
     log = [json.loads(line) for line in (out / "perturb.log.jsonl").read_text().splitlines()]
     assert {r["id"]: r["status"] for r in log} == {"real/a.mp4": "ok", "fake/Deepfakes/b.mp4": "ok",
                                                     "real/missing.mp4": "failed"}

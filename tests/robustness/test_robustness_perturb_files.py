@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from robustness_media import box_x, decode_frames, write_raw_video
-from sf_fairseq.eval import perturb as pt
+from sf_fairseq.eval import perturb_engine as pt
 from sf_fairseq.eval.perturb_video import VIDEO_PERTURBATIONS, bgr_to_ycbcr
 
 FAST = pt.PerturbOptions(preset="ultrafast", threads=1)
