@@ -48,6 +48,7 @@ import numpy as np
 
 from sf_fairseq import resume
 from sf_fairseq.preprocess import prepare
+from sf_fairseq.records import ScoreRecord
 
 from . import lists, speech
 from .batch_engine import accept_settings, failed_record, score_fingerprint, score_items
@@ -57,7 +58,7 @@ from .benchmarks.items import BenchmarkItem, BenchmarkSet, MetadataError
 from .benchmarks.proposals import ProposalSettings, frame_agreement, propose_segments
 from .jobs import error_text, run_interruptible
 from .pipeline import ClipResult, Scorer, add_scorer_arguments, load_scorer_from_arguments, pick_device
-from .results import OK, ResultWriter, latest_records
+from .results import ResultWriter, latest_records
 
 logger = logging.getLogger(__name__)
 
@@ -242,13 +243,13 @@ def _score_locked(
     previous = latest_records([scores]) if scores.is_file() else {}
     with ResultWriter(scores) as writer:
         for item, failure in inputs:
-            if failure is not None and previous.get(item.id, {}).get("error") != failure[1]:
+            if failure is not None and (item.id not in previous or previous[item.id].error != failure[1]):
                 writer.write(failed_record(item, *failure))
         ready = [item for item, failure in inputs if failure is None]
         counts = score_items(ready, scorer, writer, args.batch_size, args.max_frames, args.num_workers,
                              progress=not args.no_progress)
     latest = latest_records([scores])
-    n_ok = sum(latest.get(it.id, {}).get("status") == OK for it in mine)
+    n_ok = sum(it.id in latest and latest[it.id].ok for it in mine)
     logger.info("%d items: %d scored now, %d already done, %d failed, %d not prepared; %d ok in total",
                 len(mine), counts["scored"], counts["skipped"], counts["failed"],
                 sum(failure is not None for _, failure in inputs), n_ok)
@@ -271,7 +272,7 @@ def row_speech(audio_speech: np.ndarray, best_offset: int, n_rows: int) -> np.nd
 def localisation_outputs(
     dataset: str,
     items: Sequence[BenchmarkItem],
-    records: dict[str, dict],
+    records: dict[str, ScoreRecord],
     out: Path,
     settings: ProposalSettings,
     speech_settings: speech.SpeechSettings | None = None,
@@ -281,24 +282,24 @@ def localisation_outputs(
     With ``speech_settings``, proposals are gated by voice activity (Silero VAD of each clip's
     wav, :mod:`.speech`); a clip whose wav cannot be read is proposed ungated (counted)."""
     key, ap_thresholds, ar_n = LOCALISATION[dataset]
-    scored = [it for it in items if records.get(it.id, {}).get("status") == OK]
+    scored = [it for it in items if it.id in records and records[it.id].ok]
     proposals, ungated = {}, 0
     for it in scored:
         record = records[it.id]
-        agreement = record.get(FRAME_FIELD)
-        if agreement is None:
+        agreement = record.frame_agreement
+        if not isinstance(agreement, list):
             raise SystemExit(f"error: the record of {it.id} has no {FRAME_FIELD} (scored by another command?)")
         mask = None
         if speech_settings is not None:
             try:
-                audio_speech = speech.analyse_wav(record["audio"], speech_settings, max_seconds=None).speech
-                mask = row_speech(audio_speech, record["best_offset"], len(agreement))
+                audio_speech = speech.analyse_wav(record.audio, speech_settings, max_seconds=None).speech
+                mask = row_speech(audio_speech, record.best_offset, len(agreement))
             except (OSError, ValueError) as err:
                 logger.warning("%s: no voice activity (%s); proposals not gated", it.id, err)
                 ungated += 1
         proposals[it.id] = propose_segments(agreement, settings, mask)  # a scored clip has frames: never empty
     folder = out / "challenge"
-    challenge.write_classification(folder / "classification.txt", {it.id: records[it.id]["score"] for it in scored})
+    challenge.write_classification(folder / "classification.txt", {it.id: records[it.id].score for it in scored})
     challenge.write_localisation(folder / "localisation.json", proposals)
     labelled = [it for it in scored if it.label is not None and it.fake_segments is not None]
     if not labelled:

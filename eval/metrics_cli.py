@@ -39,11 +39,12 @@ from pathlib import Path
 
 import numpy as np
 
+from sf_fairseq.records import RecordError, ScoreRecord
+
 from .evidence_index import chosen_items, pack_scorer, write_index, write_packs
 from .metrics import Calibration, calibrate_threshold
 from .report import write_report
-from .results import OK, latest_records, result_files
-
+from .results import latest_records, result_files
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,14 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         files = result_files(args.results)
         records = latest_records(files)
-    except OSError as err:
+    except (OSError, RecordError) as err:
         raise SystemExit(f"error: {err}") from err
     run_info = _run_info(files)
 
     if args.calibrate_fpr is not None:
         if not args.calibration_out:
             raise SystemExit("error: --calibrate-fpr needs --calibration-out")
-        real = [r["score"] for r in records.values() if r.get("status") == OK and r.get("label") == 1]
+        real = [r.score for r in records.values() if r.ok and r.label == 1]
         if not real:
             raise SystemExit("error: no scored real (label 1) items to calibrate on")
         cal = calibrate_threshold(
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def write_html(args: argparse.Namespace, records: list[dict], index: Path, run_info: dict) -> None:
+def write_html(args: argparse.Namespace, records: list[ScoreRecord], index: Path, run_info: dict) -> None:
     """The index page, after the packs of ``--worst``/``--pack`` (in ``packs/`` beside it)."""
     packs = index.parent / "packs"
     if args.checkpoint:

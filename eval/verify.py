@@ -40,6 +40,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from sf_fairseq.records import ScoreRecord
 from sf_fairseq.resume import differing_keys, file_sha256
 
 from .encode import InputSettings, load_clip
@@ -84,10 +85,11 @@ class Verification:
         return self.__dict__.copy()
 
 
-def load_record(path: str | os.PathLike, record_id: str | None = None, track: int = 0) -> dict[str, Any]:
+def load_record(path: str | os.PathLike, record_id: str | None = None,
+                track: int = 0) -> ScoreRecord | dict[str, Any]:
     """One record from a ``.json`` result (a record, or a score_video result whose face track
     ``track`` or top level carries ``provenance``) or a ``.jsonl`` score file (``record_id``
-    required; the last record of that id wins).
+    required; the last record of that id wins, a :class:`~sf_fairseq.records.ScoreRecord`).
 
     Raises:
         CannotVerify: unreadable file, no such id or track, or no provenance.
@@ -99,11 +101,13 @@ def load_record(path: str | os.PathLike, record_id: str | None = None, track: in
                 raise CannotVerify(f"{path}: a JSONL score file needs --id")
             from .results import latest_records
 
-            record = latest_records([path]).get(record_id)
-            if record is None:
+            scored = latest_records([path]).get(record_id)
+            if scored is None:
                 raise CannotVerify(f"{path}: no record with id {record_id!r}")
-        else:
-            record = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(scored.provenance, dict):
+                raise CannotVerify(f"{path}: the record has no provenance (made before provenance was recorded?)")
+            return scored
+        record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise CannotVerify(f"cannot read {path}: {err}") from err
     if not isinstance(record, dict):
@@ -142,7 +146,7 @@ def _close(a: float | None, b: float | None, exact: bool, atol: float) -> bool:
 
 
 def verify_record(
-    record: Mapping[str, Any],
+    record: ScoreRecord | Mapping[str, Any],
     device: str = "cpu",
     atol: float | None = None,
     trust_checkpoint: bool = False,

@@ -4,6 +4,7 @@ scorer inputs or failed records."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from sf_fairseq.eval.benchmark import eval_item, localisation_outputs, row_speec
 from sf_fairseq.eval.benchmarks import FAKE, REAL, BenchmarkItem, ItemProblem
 from sf_fairseq.eval.benchmarks import report
 from sf_fairseq.eval.benchmarks.proposals import ProposalSettings
+from sf_fairseq.records import ScoreRecord
 
 
 def _items_and_records(seed: int = 0):
@@ -79,11 +81,11 @@ def test_prepare_outcomes(tmp_path: Path):
     assert eval_item(prepared, None, tmp_path) == (eval_item(prepared, None, tmp_path)[0], None)
 
 
-def _agreement_record(item: BenchmarkItem, n: int = 100) -> dict:
+def _agreement_record(item: BenchmarkItem, n: int = 100) -> ScoreRecord:
     x = np.full(n, 0.8)
     for start, end in item.fake_segments or ():
         x[int(start * 25):int(end * 25)] = 0.1
-    return {"id": item.id, "status": "ok", "score": float(x.mean()), "frame_agreement": x.tolist()}
+    return ScoreRecord.from_dict({"id": item.id, "status": "ok", "score": float(x.mean()), "frame_agreement": x.tolist()})
 
 
 def test_lavdf_challenge_files_and_localisation(tmp_path: Path):
@@ -117,7 +119,7 @@ def test_speech_gating_pairs_rows_with_their_audio_frames(tmp_path: Path, monkey
     assert row_speech(np.array([0, 1, 1, 0, 0], bool), 1, 5).tolist() == [True, True, False, False, False]
     assert row_speech(np.array([0, 1, 1, 0, 0], bool), -2, 5).tolist() == [False, False, False, True, True]
     item = BenchmarkItem("v.mp4", "/v.mp4", FAKE, "audio_modified", fake_segments=((1.0, 2.0),))
-    record = {**_agreement_record(item), "audio": str(tmp_path / "v.wav"), "best_offset": 0}
+    record = replace(_agreement_record(item), audio=str(tmp_path / "v.wav"), best_offset=0)
     silent = np.ones(100, dtype=bool)
     silent[20:60] = False  # the disagreeing stretch is silence
 
