@@ -17,6 +17,9 @@ from torch import nn
 from sf_fairseq.models import resnet
 from sf_fairseq.models.resnet import ResEncoder
 
+# The tests seed torch's global RNG (model initialisation and the criteria draw from it).
+pytestmark = pytest.mark.usefixtures("restore_torch_rng")
+
 
 def reference_stem(encoder: ResEncoder) -> nn.Sequential:
     """The reference's layer sequence with our encoder's parameters."""
@@ -77,3 +80,36 @@ def test_state_dict_keys_are_the_reference_names() -> None:
     assert {"frontend3D.0.weight", "frontend3D.1.weight", "frontend3D.1.running_var",
             "frontend3D.1.num_batches_tracked", "frontend3D.2.weight"} <= keys
     assert ResEncoder().state_dict()["frontend3D.0.weight"].shape == (64, 1, 5, 7, 7)
+
+
+def test_narrow_front_end_has_the_same_names_and_scaled_widths() -> None:
+    wide, narrow = ResEncoder(), ResEncoder(width=16)
+    assert set(narrow.state_dict()) == set(wide.state_dict())  # same layers, fewer channels
+    assert narrow.output_dim == 128 and wide.output_dim == 512
+    assert narrow.state_dict()["trunk.layer4.1.conv2.weight"].shape == (128, 128, 3, 3)
+    assert narrow(torch.zeros(2, 1, 7, 48, 48)).shape == (2, 128, 7)
+    with pytest.raises(ValueError, match="width"):
+        ResEncoder(width=0)
+
+
+def test_model_with_a_narrow_front_end_saves_and_loads(tmp_path) -> None:
+    # resnet_width reaches the front end through the config, and load_encoder rebuilds it from
+    # the file alone (checkpoints without the key load with the published 64).
+    from sf_fairseq.checkpoint import load_encoder
+    from sf_fairseq.models.av_hubert import AVHubertConfig, AVHubertModel
+
+    fields = dict(encoder_layers=1, encoder_embed_dim=32, encoder_ffn_embed_dim=64, encoder_attention_heads=2,
+                  final_dim=16, audio_feat_dim=104, label_rate=25)
+    model = AVHubertModel(AVHubertConfig(resnet_width=8, **fields), [10], 1.0).eval()
+    assert model.feature_extractor_video.resnet.output_dim == 64
+    path = tmp_path / "narrow.pt"
+    torch.save({"cfg": {"model": {"_name": "av_hubert", "resnet_width": 8, **fields},
+                        "task": {"_name": "av_hubert_pretraining", "sample_rate": 25, "label_rate": 25}},
+                "model": model.state_dict()}, path)
+    loaded, _ = load_encoder(path)
+    assert loaded.feature_extractor_video.resnet.output_dim == 64
+    video = torch.randn(1, 1, 6, 24, 24)
+    with torch.no_grad():
+        a, _ = model.extract_finetune({"video": video, "audio": None})
+        b, _ = loaded.extract_finetune({"video": video, "audio": None})
+    torch.testing.assert_close(a, b)
