@@ -5,16 +5,21 @@ records what it was made with, including the content hash of the checkpoint a st
 the score rule options, so nothing is reused across a changed model or score setting):
 
 1. ``corpus``     real training clips, and test clips: real + every fake category
-                  (:mod:`sf_fairseq.preprocess.synthetic.corpus`);
+                  (:func:`sf_fairseq.preprocess.synthetic.corpus_engine.generate`);
 2. ``prepare``    the real preprocessing: dlib landmarks, mouth ROIs, wavs, manifests
-                  (:mod:`sf_fairseq.preprocess.prepare`);
-3. ``labels_1``   iteration 1 targets: MFCC k-means at 100 Hz (:mod:`sf_fairseq.preprocess.iteration`);
+                  (:func:`sf_fairseq.preprocess.prepare_engine.run`);
+3. ``labels_1``   iteration 1 targets: MFCC k-means at 100 Hz
+                  (:class:`sf_fairseq.preprocess.iteration_engine.Iteration`);
 4. ``pretrain_1`` ``fairseq-hydra-train`` with the tiny config and the user dir;
 5. ``labels_2``   iteration 2 targets: k-means of the iteration-1 model's features at 25 Hz;
 6. ``pretrain_2`` continue pretraining from iteration 1 on the new targets;
-7. ``score``      the batch scorer on the test set, with the metrics report;
-8. ``robustness`` the perturbation grid (:mod:`sf_fairseq.eval.robustness`) on the real and
-                  dubbed test clips, perturbing the mouth ROIs (the fast option).
+7. ``score``      the batch scorer on the test set, with the metrics report
+                  (:func:`sf_fairseq.eval.score_batch.score_list`);
+8. ``robustness`` the perturbation grid (:func:`sf_fairseq.eval.robustness_engine.run_grid`) on
+                  the real and dubbed test clips, perturbing the mouth ROIs (the fast option).
+
+Each stage is called as a function with typed arguments; only the pretraining runs as a
+separate process (``fairseq-hydra-train``).
 
 Both pretraining iterations use the ``av_hubert_alignment`` criterion (masked prediction plus the
 frame-wise audio-visual alignment term of SpeechForensics' representation stage) with the options
@@ -47,6 +52,7 @@ from sf_fairseq import paths, resume
 from sf_fairseq.eval.metrics import roc_auc
 from sf_fairseq.eval.pipeline import ScoreOptions
 from sf_fairseq.eval.results import OK, latest_records
+from sf_fairseq.eval.scorer_settings import ScorerSettings
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +60,8 @@ logger = logging.getLogger(__name__)
 ROBUSTNESS_CATEGORIES = ("real", "dubbed")
 # The 96-pixel ROIs are below the reference's 256-pixel block threshold.
 ROBUSTNESS_BLOCK_RULE = "scaled"
-# The score rule of the score and robustness stages: given on their command lines and part of
-# their stage keys, so that a change of a default reruns them.
+# The score rule of the score and robustness stages: given to both and part of their stage
+# keys, so that a change of a default reruns them.
 SCORE_OPTIONS = ScoreOptions()
 
 
@@ -63,15 +69,16 @@ SCORE_OPTIONS = ScoreOptions()
 SCORE_PRECISION = "fp32"
 
 
-def scoring_arguments() -> list[str]:
-    """Score rule options of the stages' ``sf-score-batch``/``sf-robustness`` command lines."""
-    return ["--max-offset", str(SCORE_OPTIONS.max_offset), "--max-seconds", str(SCORE_OPTIONS.max_seconds or 0),
-            "--precision", SCORE_PRECISION]
+def scorer_settings(checkpoint: Path) -> ScorerSettings:
+    """The scorer of the score and robustness stages: ``checkpoint`` on CPU with the demo's
+    score rule and precision."""
+    return ScorerSettings(str(checkpoint), cpu=True, precision=SCORE_PRECISION, max_offset=SCORE_OPTIONS.max_offset,
+                          max_seconds=SCORE_OPTIONS.max_seconds or 0)
 
 
 def scoring_settings(checkpoint: Path) -> dict:
     """Stage key of a stage that scores with ``checkpoint``: the checkpoint's content (not its
-    path: a stage rerun upstream may rewrite it) and every option of :func:`scoring_arguments`."""
+    path: a stage rerun upstream may rewrite it) and every setting of :func:`scorer_settings`."""
     return {"checkpoint_sha256": resume.file_sha256(checkpoint), "layer": None, "precision": SCORE_PRECISION,
             "max_offset": SCORE_OPTIONS.max_offset, "max_seconds": SCORE_OPTIONS.max_seconds}
 
@@ -194,9 +201,11 @@ def _write_lines(path: Path, lines: list[str]) -> None:
 
 def run_demo(work_dir: Path, settings: DemoSettings, workers: int = 2) -> dict:
     """Run (or resume) every stage; returns the score report's summary."""
-    from sf_fairseq.eval import lists, robustness, score_batch
-    from sf_fairseq.preprocess import iteration, prepare
-    from sf_fairseq.preprocess.synthetic import corpus
+    from sf_fairseq.eval import lists, robustness_engine, score_batch
+    from sf_fairseq.eval.perturb_engine import PerturbOptions
+    from sf_fairseq.preprocess import prepare_engine
+    from sf_fairseq.preprocess.iteration_engine import Iteration, IterationConfig, IterationError
+    from sf_fairseq.preprocess.synthetic import corpus_engine
 
     stages = Stages(work_dir)
     corpus_dir, roi_dir = work_dir / "corpus", work_dir / "roi"
@@ -205,9 +214,12 @@ def run_demo(work_dir: Path, settings: DemoSettings, workers: int = 2) -> dict:
     scores_dir = work_dir / "scores"
 
     def make_corpus() -> None:
-        args = ["--out", str(corpus_dir), "--n-train", str(settings.n_train), "--n-test",
-                str(settings.n_test), "--seed", str(settings.seed), "--workers", str(workers)]
-        _check_exit("corpus", corpus.main(args + (["--quick"] if settings.quick else [])))
+        job = corpus_engine.CorpusJob(corpus_dir, n_train=settings.n_train, n_test=settings.n_test,
+                                      seed=settings.seed, quick=settings.quick, workers=workers)
+        try:
+            corpus_engine.generate(job)
+        except corpus_engine.CorpusError as err:
+            raise StageFailed(f"stage corpus failed: {err}") from err
 
     stages.run("corpus", {"seed": settings.seed, "n_train": settings.n_train,
                           "n_test": settings.n_test, "quick": settings.quick}, make_corpus, (corpus_dir,))
@@ -229,23 +241,30 @@ def run_demo(work_dir: Path, settings: DemoSettings, workers: int = 2) -> dict:
             list_path = work_dir / f"{split}_videos.txt"
             _write_lines(list_path, videos)
             out = roi_dir / ("test" if split == "test" else "train")
-            code = prepare.main([str(list_path), str(out), "--root", str(root), "--split", split,
-                                 "--workers", str(workers)])
-            _check_exit("prepare", code, allow_partial=True)
-            counts[split] = sum(1 for _ in open(out / f"{split}.tsv")) - 1
+            try:
+                done = prepare_engine.run(prepare_engine.PrepareJob(list_path, out, root=root, split=split,
+                                                                    workers=workers))
+            except prepare_engine.PrepareError as err:
+                raise StageFailed(f"stage prepare failed: {err}") from err
+            _check_exit("prepare", done.exit_status, allow_partial=True)  # some inputs not ok: fine
+            counts[split] = done.n_rows
         return counts
 
     prepared = stages.run("prepare", {}, prepare_rois, (roi_dir,))["result"]
 
-    def cluster(label_dir: Path, n_clusters: int, feature: list[str]) -> Callable[[], None]:
+    def cluster(label_dir: Path, n_clusters: int, feature: str, checkpoint: Path | None = None,
+                layer: int | None = None) -> Callable[[], None]:
         def action() -> None:
-            args = [str(roi_dir / "train"), "--out-dir", str(label_dir), "--n-clusters", str(n_clusters),
-                    "--splits", "train", "valid", "--seed", str(settings.seed), "--overwrite", *feature]
-            _check_exit(label_dir.name, iteration.main(args))
+            try:
+                Iteration(IterationConfig(
+                    roi_dir / "train", label_dir, feature, n_clusters, checkpoint=checkpoint, layer=layer,
+                    splits=["train", "valid"], percent=1.0, seed=settings.seed, overwrite=True)).run()
+            except (IterationError, ValueError, OSError) as err:
+                raise StageFailed(f"stage {label_dir.name} failed: {err}") from err
         return action
 
     stages.run("labels_1", {"k_1": settings.n_clusters_1},
-               cluster(labels_1, settings.n_clusters_1, ["--feature", "mfcc", "--percent", "1.0"]), (labels_1,))
+               cluster(labels_1, settings.n_clusters_1, "mfcc"), (labels_1,))
 
     # The lip front end (ResNet-18) dominates CPU training time; a 48x48 centre crop of the
     # 96x96 ROI still holds the lips and costs a third of the published 88x88 crop.
@@ -261,8 +280,7 @@ def run_demo(work_dir: Path, settings: DemoSettings, workers: int = 2) -> dict:
 
     stages.run("labels_2", {"k_2": settings.n_clusters_2,
                             "features_checkpoint_sha256": resume.file_sha256(model_1 / "checkpoint_last.pt")},
-               cluster(labels_2, settings.n_clusters_2, ["--feature", "model", "--checkpoint",
-                       str(model_1 / "checkpoint_last.pt"), "--layer", "2", "--percent", "1.0"]), (labels_2,))
+               cluster(labels_2, settings.n_clusters_2, "model", model_1 / "checkpoint_last.pt", layer=2), (labels_2,))
 
     stages.run("pretrain_2", {"updates_2": settings.updates_2},
                lambda: _hydra_train(model_2, work_dir / "logs" / "pretrain_2.log", settings.updates_2, [
@@ -278,10 +296,10 @@ def run_demo(work_dir: Path, settings: DemoSettings, workers: int = 2) -> dict:
             for row in csv.DictReader(f):
                 stem = os.path.splitext(row["path"])[0]
                 writer.writerow([f"video/{stem}.mp4", row["label"], row["category"], f"audio/{stem}.wav"])
-        code = score_batch.main(["--list", str(list_path), "--data-root", str(roi_dir / "test"),
-                                 "--path", str(model_2 / "checkpoint_last.pt"), "--results-path",
-                                 str(scores_dir), "--cpu", "--report", "--num-workers", "0", *scoring_arguments()])
-        _check_exit("score", code, allow_partial=True)
+        scored = score_batch.score_list(score_batch.BatchJob(
+            list_path, scores_dir, scorer_settings(model_2 / "checkpoint_last.pt"), data_root=roi_dir / "test",
+            report=True, num_workers=0))
+        _check_exit("score", scored.exit_status, allow_partial=True)
         report = json.loads((scores_dir / "report" / "report.json").read_text())
         metrics = report.get("metrics") or {}
         return {
@@ -304,15 +322,18 @@ def run_demo(work_dir: Path, settings: DemoSettings, workers: int = 2) -> dict:
             writer = csv.DictWriter(out, fieldnames=["path", "label", "category", "audio"])
             writer.writeheader()
             writer.writerows(rows)
-        code = robustness.main([
-            "--list", str(grid_list), "--data-root", str(roi_dir / "test"), "--roi",
-            "--work-dir", str(work_dir / "robustness" / "copies"),
-            "--results-path", str(work_dir / "robustness" / "results"),
-            "--path", str(model_2 / "checkpoint_last.pt"), "--cpu", "--num-workers", "0", *scoring_arguments(),
-            "--types", settings.robustness_types, "--levels", settings.robustness_levels,
-            "--block-rule", ROBUSTNESS_BLOCK_RULE, "--seed", str(settings.seed),
-        ])
-        _check_exit("robustness", code)
+        job = robustness_engine.GridJob(
+            str(grid_list), work_dir / "robustness" / "copies", work_dir / "robustness" / "results",
+            scorer_settings(model_2 / "checkpoint_last.pt"), data_root=str(roi_dir / "test"), roi=True,
+            types=tuple(robustness_engine.parse_types(settings.robustness_types)),
+            levels=tuple(robustness_engine.parse_levels(settings.robustness_levels)),
+            perturbation=PerturbOptions(seed=settings.seed, block_rule=ROBUSTNESS_BLOCK_RULE), num_workers=0)
+        try:
+            grid = robustness_engine.run_grid(job)
+        except robustness_engine.GridError as err:
+            raise StageFailed(f"stage robustness failed: {err}") from err
+        logger.info("[robustness] %d cells; mean AUC over types %s; report in %s",
+                    grid.n_cells, _fmt(grid.mean_auc), grid.report_dir)
 
     stages.run("robustness", {"types": settings.robustness_types, "levels": settings.robustness_levels,
                               "block_rule": ROBUSTNESS_BLOCK_RULE},  # the score rule is in the score stage's key
@@ -326,8 +347,8 @@ def _auc_against_unshifted_real(scores_path: Path) -> dict[str, float]:
     clips, labelled real, left out), to show how much of the gap they account for."""
     by_category: dict[str, list[float]] = {}
     for record in latest_records([scores_path]).values():  # a retried item counts once
-        if record.get("status") == OK and record.get("score") is not None:
-            by_category.setdefault(record["category"], []).append(float(record["score"]))
+        if record.status == OK and record.score is not None:
+            by_category.setdefault(record.category, []).append(float(record.score))
     real = by_category.get("real", [])
     out = {}
     for category, fake in sorted(by_category.items()):

@@ -66,14 +66,16 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import json
 import logging
 import os
 import pickle
 import time
 from argparse import Namespace
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from sf_fairseq import resume
 from sf_fairseq.data.batching import BatchLimits
@@ -85,6 +87,7 @@ from .metrics import Calibration
 from .pipeline import add_scorer_arguments, load_scorer_from_arguments, pick_device
 from .report import write_report
 from .results import OK, ResultWriter, latest_records
+from .scorer_settings import ScorerSettings
 from .verdict import add_verdict_arguments, verdict_config_from_arguments
 
 logger = logging.getLogger(__name__)
@@ -146,6 +149,66 @@ def main(argv: list[str] | None = None) -> int:
     return run_interruptible("sf-score-batch", run, args,
                              f"the records written so far are kept in {args.results_path}: "
                              "run the same command again to resume")
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """An ``sf-score-batch`` run over a list file, for stages that call it as a function
+    (:func:`score_list`); every option it does not name keeps its command-line default (no
+    reference set, calibration or transcription; unsharded).
+
+    Attributes:
+        list_path: SpeechForensics ``test_list.txt`` or CSV; ``data_root`` the mouth-ROI folder
+            its paths are relative to; ``category_rule`` how categories are inferred from paths.
+        results_path: the output directory.
+        scorer: the checkpoint and score settings.
+        report: write the metrics report when done.
+    """
+
+    list_path: str | os.PathLike
+    results_path: str | os.PathLike
+    scorer: ScorerSettings
+    data_root: str | os.PathLike | None = None
+    category_rule: str = "auto"
+    report: bool = False
+    n_boot: int = 1000
+    batch_size: int = 8
+    num_workers: int = 2
+    overwrite: bool = False
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    """What :func:`score_list` did: the command's exit status (0: every item ok, 1: some not,
+    130/143: interrupted) and ``summary<shard>.json``'s content (None when interrupted)."""
+
+    exit_status: int
+    summary: dict[str, Any] | None
+
+
+def score_list(job: BatchJob) -> BatchSummary:
+    """Run ``sf-score-batch`` on ``job`` as :func:`main` runs it from its options (same records,
+    fingerprints, report and summary; a bad input or refused settings raise ``SystemExit``
+    with the command's message)."""
+    parser = build_parser()
+    args = Namespace()
+    for action in parser._actions:  # every option's default, as parse_args sets them
+        if action.default is not argparse.SUPPRESS and not hasattr(args, action.dest):
+            setattr(args, action.dest, action.default)
+    scorer = job.scorer
+    vars(args).update(
+        list=os.fspath(job.list_path), data_root=None if job.data_root is None else os.fspath(job.data_root),
+        category_rule=job.category_rule, results_path=os.fspath(job.results_path),
+        path=os.fspath(scorer.checkpoint), **vars(scorer.arguments()), report=job.report, n_boot=job.n_boot,
+        batch_size=job.batch_size, num_workers=job.num_workers, overwrite=job.overwrite, no_progress=not job.progress,
+    )
+    status = run_interruptible("sf-score-batch", run, args,
+                               f"the records written so far are kept in {args.results_path}: "
+                               "run the same stage again to resume")
+    summary_path = Path(args.results_path) / "summary.json"
+    summary = json.loads(summary_path.read_text(encoding="utf-8")) if status in (0, 1) else None
+    return BatchSummary(status, summary)
 
 
 def run(args: Namespace) -> int:

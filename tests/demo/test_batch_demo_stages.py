@@ -14,10 +14,10 @@ def test_scoring_stage_key_follows_checkpoint_content_and_score_rule(tmp_path: P
     checkpoint.write_bytes(b"weights of one run")
     key = demo.scoring_settings(checkpoint)
     assert key["max_offset"] == demo.SCORE_OPTIONS.max_offset and key["precision"] == "fp32"
-    arguments = demo.scoring_arguments()
-    assert arguments[arguments.index("--max-offset") + 1] == str(key["max_offset"])
+    scorer = demo.scorer_settings(checkpoint)
+    assert scorer.max_offset == key["max_offset"] and scorer.max_seconds == (key["max_seconds"] or 0)
     # the key's precision is what the stage asks for, not what `auto` would pick on this host
-    assert arguments[arguments.index("--precision") + 1] == key["precision"]
+    assert scorer.precision == key["precision"]
 
     stages = demo.Stages(tmp_path)
     runs = []
