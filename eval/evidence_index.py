@@ -32,6 +32,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from sf_fairseq.records import RecordError, ScoreRecord
 from sf_fairseq.resume import atomic_write_text
 
 from . import metrics as m
@@ -52,22 +53,35 @@ logger = logging.getLogger(__name__)
 SCORE_FIELDS = (("score", "score (paper)"), ("score_speech", "score_speech (speech only)"))
 
 
-def scored(records: Sequence[Mapping[str, Any]], field: str) -> list[Mapping[str, Any]]:
-    """Records that enter the metrics of ``field``: scored, labelled, with a finite value."""
+Records = Sequence[ScoreRecord | Mapping[str, Any]]
+
+
+def _typed(records: Records) -> list[ScoreRecord]:
+    """Score records, typed (mappings are read with :meth:`ScoreRecord.from_dict`)."""
+    return [ScoreRecord.coerce(r) for r in records]
+
+
+def scored(records: Sequence[ScoreRecord], field: str) -> list[ScoreRecord]:
+    """Records that enter the metrics of ``field`` (one of :data:`SCORE_FIELDS`): scored,
+    labelled, with a finite value."""
     out = []
     for r in records:
-        value = r.get(field)
-        if r.get("status", OK) == OK and r.get("label") in (0, 1) and isinstance(value, (int, float)) \
-                and math.isfinite(value):
+        value = getattr(r, field)
+        if r.ok and r.label in (0, 1) and isinstance(value, (int, float)) and math.isfinite(value):
             out.append(r)
     return out
 
 
-def auc_rows(used: Sequence[Mapping[str, Any]], field: str, n_boot: int) -> list[dict[str, Any]]:
+def _columns(used: Sequence[ScoreRecord], field: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels, ``field`` values and categories (``unknown`` when missing) of ``used``."""
+    return (np.array([r.label for r in used], dtype=int),
+            np.array([getattr(r, field) for r in used], dtype=np.float64),
+            np.array([r.category or "unknown" for r in used], dtype=object))
+
+
+def auc_rows(used: Sequence[ScoreRecord], field: str, n_boot: int) -> list[dict[str, Any]]:
     """AUC with its 95% bootstrap interval, all fakes and each fake category against all reals."""
-    labels = np.array([r["label"] for r in used], dtype=int)
-    scores = np.array([r[field] for r in used], dtype=np.float64)
-    cats = np.array([r.get("category") or "unknown" for r in used], dtype=object)
+    labels, scores, cats = _columns(used, field)
     n_real = int((labels == 1).sum())
     groups = [("all fakes", labels == 0)] + [(c, (labels == 0) & (cats == c)) for c in sorted(set(cats[labels == 0]))]
     rows = []
@@ -83,11 +97,9 @@ def auc_rows(used: Sequence[Mapping[str, Any]], field: str, n_boot: int) -> list
     return rows
 
 
-def roc_figure(used: Sequence[Mapping[str, Any]], field: str) -> str:
+def roc_figure(used: Sequence[ScoreRecord], field: str) -> str:
     """ROC of each fake category against all reals (fakes are the positives)."""
-    labels = np.array([r["label"] for r in used], dtype=int)
-    scores = np.array([r[field] for r in used], dtype=np.float64)
-    cats = np.array([r.get("category") or "unknown" for r in used], dtype=object)
+    labels, scores, cats = _columns(used, field)
     fig = new_figure(figsize=(4.6, 4.2))
     ax = fig.add_subplot()
     for cat in ["all fakes", *sorted(set(cats[labels == 0]))]:
@@ -102,11 +114,9 @@ def roc_figure(used: Sequence[Mapping[str, Any]], field: str) -> str:
     return png_data_uri(fig)
 
 
-def histogram_figure(used: Sequence[Mapping[str, Any]], field: str) -> str:
+def histogram_figure(used: Sequence[ScoreRecord], field: str) -> str:
     """Score histograms: reals against each fake category."""
-    labels = np.array([r["label"] for r in used], dtype=int)
-    scores = np.array([r[field] for r in used], dtype=np.float64)
-    cats = np.array([r.get("category") or "unknown" for r in used], dtype=object)
+    labels, scores, cats = _columns(used, field)
     fake_cats = sorted(set(cats[labels == 0])) or ["(no fakes)"]
     bins = np.histogram_bin_edges(scores, bins=30)
     fig = new_figure(figsize=(6, 1.0 + 1.5 * len(fake_cats)))
@@ -122,34 +132,31 @@ def histogram_figure(used: Sequence[Mapping[str, Any]], field: str) -> str:
     return png_data_uri(fig)
 
 
-def table_row(record: Mapping[str, Any], href: str | None) -> dict[str, Any]:
+def table_row(record: ScoreRecord, href: str | None) -> dict[str, Any]:
     """One item of the table: display text and sort key of each column."""
 
-    def number(field: str) -> dict[str, Any]:
-        value = record.get(field)
+    def number(value: float | None) -> dict[str, Any]:
         ok = isinstance(value, (int, float)) and math.isfinite(value)
         return {"text": fmt(float(value)) if ok else "", "key": value if ok else ""}
 
-    verdict = record.get("verdict")
-    reasons = record.get("reasons")
-    status = record.get("status", OK)
+    status = record.status
     return {
-        "id": str(record["id"]),
+        "id": record.id,
         "href": href,
-        "label": {1: "real", 0: "fake"}.get(record.get("label"), ""),
-        "category": record.get("category") or "",
-        "verdict": verdict or "",
-        "verdict_class": VERDICT_STYLE.get(verdict, "none"),
-        "score": number("score"),
-        "score_speech": number("score_speech"),
-        "p_value": number("p_value"),
-        "reasons": ", ".join(reasons) if reasons else "",
-        "status": status if status == OK else f"{status}: {record.get('error_type') or ''} {record.get('error') or ''}",
+        "label": {1: "real", 0: "fake"}.get(record.label, ""),
+        "category": record.category or "",
+        "verdict": record.verdict or "",
+        "verdict_class": VERDICT_STYLE.get(record.verdict, "none"),
+        "score": number(record.score),
+        "score_speech": number(record.score_speech),
+        "p_value": number(record.p_value),
+        "reasons": ", ".join(record.reasons) if record.reasons else "",
+        "status": status if status == OK else f"{status}: {record.error_type or ''} {record.error or ''}",
     }
 
 
 def render_index(
-    records: Sequence[Mapping[str, Any]],
+    records: Records,
     links: Mapping[str, str] | None = None,
     title: str = "Evidence index",
     n_boot: int = 1000,
@@ -162,18 +169,19 @@ def render_index(
         title: page title.
         n_boot: bootstrap replicates of the AUC intervals (0: no intervals).
     """
+    records = _typed(records)
     links = links or {}
     metrics = []
     for field, label in SCORE_FIELDS:
         used = scored(records, field)
-        labels = {r["label"] for r in used}
+        labels = {r.label for r in used}
         if labels != {0, 1}:
             continue
         metrics.append({"field": label, "n": len(used), "auc": auc_rows(used, field, n_boot),
                         "roc": roc_figure(used, field), "hist": histogram_figure(used, field)})
     return environment().get_template("index.html").render(
         title=title,
-        rows=[table_row(r, links.get(str(r["id"]))) for r in records],
+        rows=[table_row(r, links.get(r.id)) for r in records],
         metrics=metrics,
         not_computed=NOT_COMPUTED,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -194,52 +202,54 @@ def pack_links(ids: Sequence[str], packs_dir: str | os.PathLike, index_path: str
 
 def write_index(
     path: str | os.PathLike,
-    records: Sequence[Mapping[str, Any]],
+    records: Records,
     packs_dir: str | os.PathLike | None = None,
     title: str = "Evidence index",
     n_boot: int = 1000,
 ) -> Path:
     """Write the index page of ``records`` to ``path`` (atomically), linking the packs found in
     ``packs_dir``; returns the path."""
-    links = {} if packs_dir is None else pack_links([str(r["id"]) for r in records], packs_dir, path)
+    records = _typed(records)
+    links = {} if packs_dir is None else pack_links([r.id for r in records], packs_dir, path)
     atomic_write_text(path, render_index(records, links, title, n_boot))
     return Path(path)
 
 
-def chosen_items(records: Sequence[Mapping[str, Any]], ids: Sequence[str], worst: int) -> list[Mapping[str, Any]]:
+def chosen_items(records: Records, ids: Sequence[str], worst: int) -> list[ScoreRecord]:
     """The records named in ``ids`` and the ``worst`` scored ones with the lowest scores, in
     that order, each once.
 
     Raises:
         ValueError: an id with no record.
     """
-    by_id = {str(r["id"]): r for r in records}
+    records = _typed(records)
+    by_id = {r.id: r for r in records}
     missing = [i for i in ids if i not in by_id]
     if missing:
         raise ValueError(f"no record for: {', '.join(missing)}")
-    ok = [r for r in records if r.get("status", OK) == OK and isinstance(r.get("score"), (int, float))]
-    lowest = sorted(ok, key=lambda r: r["score"])[:worst]
-    chosen: dict[str, Mapping[str, Any]] = {}
+    ok = [r for r in records if r.ok and r.score is not None]
+    lowest = sorted(ok, key=lambda r: r.score)[:worst]
+    chosen: dict[str, ScoreRecord] = {}
     for record in [by_id[i] for i in ids] + lowest:
-        chosen.setdefault(str(record["id"]), record)
+        chosen.setdefault(record.id, record)
     return list(chosen.values())
 
 
-def write_packs(scorer: Any, records: Sequence[Mapping[str, Any]], packs_dir: str | os.PathLike) -> list[Path]:
+def write_packs(scorer: Any, records: Records, packs_dir: str | os.PathLike) -> list[Path]:
     """An evidence pack ``<packs_dir>/<id>.html`` for each record (a record whose clip cannot be
     scored again is logged and skipped)."""
     written = []
-    for record in records:
+    for record in _typed(records):
         try:
-            track = rescore_for_evidence(scorer, record)
+            track = rescore_for_evidence(scorer, record.to_dict())
         except (OSError, ValueError) as err:
-            logger.error("no evidence pack for %s: %s", record["id"], err)
+            logger.error("no evidence pack for %s: %s", record.id, err)
             continue
-        written.append(write_evidence_pack(Path(packs_dir) / f"{record['id']}.html", [track], title=str(record["id"])))
+        written.append(write_evidence_pack(Path(packs_dir) / f"{record.id}.html", [track], title=record.id))
     return written
 
 
-def pack_scorer(checkpoint: str | os.PathLike, records: Sequence[Mapping[str, Any]], layer: int | None = None,
+def pack_scorer(checkpoint: str | os.PathLike, records: Records, layer: int | None = None,
                 cpu: bool = False) -> Any:
     """A scorer to score ``records`` again for their packs, with the settings they were scored
     with: their provenance's score options, layer and precision when they carry one, else the
@@ -250,13 +260,14 @@ def pack_scorer(checkpoint: str | os.PathLike, records: Sequence[Mapping[str, An
     """
     from .pipeline import ScoreOptions, load_scorer, pick_device
 
-    prov = next((r["provenance"] for r in records if isinstance(r.get("provenance"), dict)), None)
+    records = _typed(records)
+    prov = next((r.provenance for r in records if isinstance(r.provenance, dict)), None)
     if prov is not None and isinstance((prov.get("settings") or {}).get("score"), dict):
         options = ScoreOptions(**prov["settings"]["score"])
         layer = prov.get("layer") if layer is None else layer
         precision = prov.get("precision") or "fp32"
     else:
-        k = {(len(r["curve"]) - 1) // 2 for r in records if r.get("curve")}
+        k = {(len(r.curve) - 1) // 2 for r in records if r.curve}
         options = ScoreOptions(max_offset=k.pop()) if len(k) == 1 else ScoreOptions()
         precision = "fp32"
     return load_scorer(checkpoint, pick_device(cpu), layer, precision, options=options)
@@ -289,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
     try:
         records = list(latest_records(args.results).values())
-    except FileNotFoundError as err:
+    except (FileNotFoundError, RecordError) as err:
         raise SystemExit(f"error: {err}") from err
     if args.pack or args.worst:
         if not (args.checkpoint and args.packs):
