@@ -266,6 +266,8 @@ class _Record:
             return False
         return True
 
+    __iter__ = None  # not a full mapping: iterate over to_dict()
+
     @classmethod
     def _field_names(cls) -> frozenset[str]:
         return frozenset(f.name for f in cls.record_fields())

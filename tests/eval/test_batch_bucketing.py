@@ -88,8 +88,8 @@ def test_loader_processes_give_the_same_records(tmp_path: Path, mixed, stand_in)
     workers = _score(mixed, scorer, tmp_path / "workers.jsonl", num_workers=2)
     assert workers.keys() == in_process.keys()
     for key, record in workers.items():
-        assert {k: v for k, v in record.items() if k != "curve"} == {
-            k: v for k, v in in_process[key].items() if k != "curve"}
+        assert {k: v for k, v in record.to_dict().items() if k != "curve"} == {
+            k: v for k, v in in_process[key].to_dict().items() if k != "curve"}
 
 
 class _RecordingTranscriber:

@@ -80,7 +80,7 @@ def test_scores_equal_the_two_step_path_and_reruns_resume(local_ray, videos, two
         assert (got["best_offset"], got["n_frames"], got["category"]) == (
             expected["best_offset"], expected["n_frames"], expected["category"])
         assert got["track"] == {"input": item_id, "index": 0, "count": 1}
-        assert set(got) == set(expected) | {"track"}  # the records of sf-score-batch
+        assert set(got.to_dict()) == set(expected.to_dict()) | {"track"}  # the records of sf-score-batch
         # The same verdicts: speech analysis, face and stream checks, drift, reasons.
         assert "face" in expected
         for field in (*VERDICT_FIELDS, "face"):
