@@ -8,7 +8,7 @@ perturb -> preprocess -> score -> metrics:
 1. :func:`.perturb_engine.perturb_items` writes the perturbed copies of the list's videos;
 2. raw videos (default) go through :func:`sf_fairseq.preprocess.prepare_engine.run` (mouth ROIs,
    16 kHz wavs; its status records are read with :func:`.results.prepare_status`); with ``--roi`` the list holds mouth-ROI clips and their copies are scored as
-   they are (a fast approximation, see :mod:`.perturb`);
+   they are (a fast approximation, see :mod:`.perturb_engine`);
 3. :func:`.batch_engine.score_items` scores the clips with one checkpoint (loaded once);
 4. :func:`.report.write_report` writes the cell's metrics report.
 

@@ -11,7 +11,7 @@ Examples::
 Input kind (``--input-kind auto``): a video whose frames are at most 128x128 pixels is taken
 as a mouth ROI, and its wav is ``--audio`` or the one beside it (same name, ``.wav``; without
 it the video is refused with "no audio for this ROI", not preprocessed as a raw video); a
-larger one is a raw video and goes through :mod:`sf_fairseq.preprocess.prepare` (one ROI per
+larger one is a raw video and goes through :mod:`sf_fairseq.preprocess.prepare_engine` (one ROI per
 face track, most-seen face first; every track is scored, the first gives the verdict). A ROI
 clip too short to score or whose video and audio durations disagree is refused
 (:func:`.encode.check_clip_lengths`). A raw video whose preprocessing finds no face, no audio
