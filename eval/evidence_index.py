@@ -164,7 +164,7 @@ def render_index(
     """The index page as an HTML string.
 
     Args:
-        records: score records (one per item; see :mod:`.results`).
+        records: score records (one per item; :class:`sf_fairseq.records.ScoreRecord`, or their on-disk mappings).
         links: item id -> href of its evidence pack (relative to the index file).
         title: page title.
         n_boot: bootstrap replicates of the AUC intervals (0: no intervals).
