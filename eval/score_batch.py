@@ -12,7 +12,7 @@ its 16 kHz mono wav. Example::
 Output, under ``--results-path``:
 
 * ``scores.jsonl`` (``scores.<shard>-of-<n>.jsonl`` when sharded): one record per list item
-  (see :mod:`.results`), appended and flushed as soon as the item is scored or fails, in the
+  (:class:`sf_fairseq.records.ScoreRecord`), appended and flushed as soon as the item is scored or fails, in the
   order the clips are scored (shortest first), not list order. A missing or unreadable file
   gives a ``failed`` record with the error, and the run goes on.
 * ``fingerprint.json`` (``fingerprint.<shard>-of-<n>.json``): everything that changes a record
@@ -53,7 +53,7 @@ found no face or audio in is ``inconclusive`` with that reason. The thresholds a
 With ``--transcribe CKPT`` (a fine-tuned AVSR seq2seq checkpoint), every scored clip is also
 decoded from its video stream alone and from its audio stream alone, a batch at a time, and its
 record gets a ``transcripts`` field (lips, audio, their word/character disagreement, the model;
-see :mod:`.results`). A clip that cannot be transcribed keeps its score and records the error
+see :class:`sf_fairseq.records.Transcripts`). A clip that cannot be transcribed keeps its score and records the error
 in that field; a rerun transcribes the clips whose records lack transcripts from this model.
 The report then adds the mean word disagreement per category and its AUC as a detector.
 
