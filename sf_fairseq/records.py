@@ -373,11 +373,6 @@ class ScoreRecord(_Record):
         """Whether the clip was scored."""
         return self.status == OK
 
-    @property
-    def labelled_score(self) -> bool:
-        """Whether the record enters metrics: scored, with a score and a known label."""
-        return self.status == OK and self.score is not None and self.label in (0, 1)
-
 
 @dataclass
 class PrepareRecord(_Record):
