@@ -35,7 +35,7 @@ setup(
     packages=LIBRARY_PACKAGES + _namespaced_packages(),
     package_dir={"": ".", **NAMESPACED_FOLDERS},
     package_data={
-        "sf_fairseq": ["config/*/*.yaml"],
+        "sf_fairseq": ["config/*/*.yaml", "schemas/*.json"],
         "sf_fairseq.eval": ["templates/*.html"],
         "sf_fairseq.preprocess": ["assets/*"],
         "sf_fairseq.preprocess.synthetic": [
