@@ -257,7 +257,7 @@ def test_sequence_labels_s2s(corpus):
     assert batch["target"].shape == (2, 4)
 
 
-def test_ordered_indices_and_num_tokens(corpus):
+def test_ordered_indices_and_num_tokens(corpus, restore_numpy_rng):
     ds = _dataset(corpus, pad_audio=False, max_sample_size=35)
     np.random.seed(0)
     order = ds.ordered_indices()

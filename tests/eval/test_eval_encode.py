@@ -102,7 +102,7 @@ def test_fixture_checkpoint_scores_do_not_depend_on_the_batch(shared_dir) -> Non
     assert [r.n_frames for r in batched] == [42, 25, 30]
 
 
-def test_bf16_weights_are_stored_once_and_match_autocast() -> None:
+def test_bf16_weights_are_stored_once_and_match_autocast(restore_torch_rng) -> None:
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.LayerNorm(8), torch.nn.Conv1d(8, 4, 3))
     x = torch.randn(2, 8, 8)

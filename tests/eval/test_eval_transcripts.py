@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from sf_fairseq.eval import batch_engine, lists, score_batch
 from sf_fairseq.eval import score_video as sv
@@ -20,7 +19,8 @@ from sf_fairseq.eval.report import compute_report, write_report
 from sf_fairseq.eval.results import ResultWriter, latest_records, transcribe_records
 from sf_fairseq.eval.transcribe import ClipTranscripts, DecodeSettings, Transcriber, disagreement
 
-torch.set_num_threads(2)
+# Two intra-op threads for these tests, put back after the module (was a module-level set_num_threads).
+pytestmark = pytest.mark.usefixtures("two_torch_threads")
 
 VSR = "fixtures/avhubert_tiny_vsr/checkpoint.pt"
 ENCODER = "fixtures/avhubert_tiny/checkpoint.pt"

@@ -8,6 +8,9 @@ import torch.nn.functional as F
 
 from sf_fairseq.models.transformer import WeightNormConv1d, grouped_conv1d_fft
 
+# The tests seed torch's global RNG (model initialisation and the criteria draw from it).
+pytestmark = pytest.mark.usefixtures("restore_torch_rng")
+
 
 @pytest.mark.parametrize(("channels", "groups", "kernel"), [(12, 3, 8), (12, 4, 7), (6, 1, 128)])
 def test_fft_form_equals_conv1d_with_gradients(channels: int, groups: int, kernel: int) -> None:

@@ -92,8 +92,7 @@ def test_align_audio_to_video() -> None:
 
 
 @pytest.mark.parametrize("layer", [1, 0])
-def test_model_features_match_reference_recipe(av_manifest_dir, checkpoint, layer: int) -> None:
-    torch.set_num_threads(2)
+def test_model_features_match_reference_recipe(av_manifest_dir, checkpoint, layer: int, two_torch_threads) -> None:
     manifest = read_manifest(av_manifest_dir / "train.tsv")
     batched = ModelFeatureReader(checkpoint, layer, max_batch_frames=1000, workers=2)
     feats = list(batched.iter_features(manifest, manifest.items))
@@ -121,10 +120,9 @@ def test_length_batches_under_a_frame_budget_only() -> None:
     assert batches([], 10) == []
 
 
-def test_batches_group_similar_lengths_in_input_order(av_manifest_dir, checkpoint) -> None:
+def test_batches_group_similar_lengths_in_input_order(av_manifest_dir, checkpoint, two_torch_threads) -> None:
     """Long and short clips alternate: batched in list order, each short clip would be padded to
     the long one. Grouped by length, nothing is padded and features match one clip at a time."""
-    torch.set_num_threads(2)
     manifest = read_manifest(av_manifest_dir / "train.tsv")
     short, long_ = manifest.items[0], manifest.items[1]  # 12 and 18 frames
     items = [short, long_, replace(short, id="short2"), replace(long_, id="long2")]

@@ -79,7 +79,7 @@ def test_an_input_prepare_finds_nothing_to_judge_in_is_inconclusive_with_that_re
         assert all(record[f] is None for f in (*VERDICT_FIELDS, "provenance"))
 
 
-def test_model_workers_run_the_precision_the_driver_resolved(shared_dir):
+def test_model_workers_run_the_precision_the_driver_resolved(shared_dir, restore_torch_threads):
     """``auto`` is resolved once on the driver; a worker whose own device would pick another
     precision (fp32 on this AVX2 host, bf16 on a bf16 GPU) runs the driver's, not its own."""
     import argparse

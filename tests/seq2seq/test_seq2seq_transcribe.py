@@ -21,7 +21,8 @@ from sf_fairseq.eval.transcribe import (
 )
 from sf_test_media import write_corpus
 
-torch.set_num_threads(2)
+# Two intra-op threads for these tests, put back after the module (was a module-level set_num_threads).
+pytestmark = pytest.mark.usefixtures("two_torch_threads")
 
 
 def test_edit_distances_and_wer() -> None:

@@ -15,7 +15,8 @@ import sf_fairseq
 from sf_fairseq.checkpoint import load_state
 from sf_fairseq.tasks.av_hubert_pretraining import AVHubertPretrainingConfig, AVHubertPretrainingTask
 
-torch.set_num_threads(2)
+# Two intra-op threads for these tests, put back after the module (was a module-level set_num_threads).
+pytestmark = pytest.mark.usefixtures("two_torch_threads")
 PIECES = ["▁a", "▁b", "c", "d", "e"]
 
 

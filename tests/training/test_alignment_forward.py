@@ -20,6 +20,9 @@ from fairseq import metrics
 
 from sf_fairseq.criteria.av_alignment_criterion import AVAlignmentCriterion
 
+# The tests seed torch's global RNG (model initialisation and the criteria draw from it).
+pytestmark = pytest.mark.usefixtures("restore_torch_rng")
+
 FRAMES, DIM, SIDE = 10, 4, 2  # video frames carry DIM = SIDE * SIDE values per frame
 LENGTHS = (10, 7, 9)  # valid frames per clip (padding after)
 TAU = 0.5

@@ -15,6 +15,9 @@ from sf_fairseq.criteria.av_alignment_criterion import (
     shifted_excerpts,
 )
 
+# The tests seed torch's global RNG (model initialisation and the criteria draw from it).
+pytestmark = pytest.mark.usefixtures("restore_torch_rng")
+
 
 def _inputs() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     torch.manual_seed(0)

@@ -20,6 +20,9 @@ from sf_fairseq.eval import score
 from sf_fairseq.eval.encode import StreamEncoder
 from sf_fairseq.models.av_hubert import AVHubertConfig, AVHubertModel
 
+# The tests seed torch's global RNG (model initialisation and the criteria draw from it).
+pytestmark = pytest.mark.usefixtures("restore_torch_rng")
+
 FRAMES, SIDE, AUDIO_DIM = 32, 16, 104  # 1.28 s at 25 fps, 16x16 mouth crops, 26 fbank x 4
 LEVELS = 4  # cluster ids of the masked-prediction targets: quantised energy
 

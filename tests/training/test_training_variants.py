@@ -15,6 +15,9 @@ from fairseq.trainer import Trainer
 from sf_test_media import write_corpus
 from sf_training_helpers import add_label_set, compose_config
 
+# The tests seed torch's global RNG (model initialisation and the criteria draw from it).
+pytestmark = pytest.mark.usefixtures("restore_torch_rng")
+
 KM_CLASSES, MFCC_CLASSES = 10, 20  # + 4 fairseq specials in each dictionary
 FRAMES = 8
 
