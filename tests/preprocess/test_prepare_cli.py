@@ -51,6 +51,7 @@ def read_log(path):
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
+@pytest.mark.slow  # dlib and media: over 5 s in the fast set (--durations)
 def test_bad_inputs_get_records_and_the_batch_completes(batch, tmp_path):
     out = tmp_path / "out"
     assert main([str(batch), str(out), "--split", "test", "--min-frames", "10"]) == 1
@@ -93,6 +94,7 @@ def test_bad_inputs_get_records_and_the_batch_completes(batch, tmp_path):
     assert len(read_manifest(out / "test.tsv")) == 5
 
 
+@pytest.mark.slow  # dlib and media: over 5 s in the fast set (--durations)
 def test_list_file_shards_and_manifest_only(batch, tmp_path):
     listing = tmp_path / "list.txt"
     listing.write_text("# clips\ngood.mp4\n\nsilent.mp4\nsub dir/vidéo ñ 1.mkv\n", encoding="utf-8")

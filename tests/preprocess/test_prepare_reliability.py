@@ -25,6 +25,7 @@ def corrupt(path, size=3000):
     return path
 
 
+@pytest.mark.slow  # dlib and media: over 5 s in the fast set (--durations)
 def test_other_settings_are_refused_naming_them_and_overwrite_discards(tmp_path, capsys):
     inputs, out = tmp_path / "in", tmp_path / "out"
     corrupt(inputs / "a.mp4")
@@ -67,6 +68,7 @@ def test_outputs_without_recorded_settings_are_refused(tmp_path, capsys):
     assert "resumed" not in read_log(out / "test.log.jsonl")[0]
 
 
+@pytest.mark.slow  # dlib and media: over 5 s in the fast set (--durations)
 def test_a_changed_input_is_redone_and_the_log_holds_this_run(tmp_path):
     inputs, out = tmp_path / "in", tmp_path / "out"
     clip = corrupt(inputs / "a.mp4")

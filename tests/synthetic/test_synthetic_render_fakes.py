@@ -127,6 +127,7 @@ def _generate(out, seed):
             for c in ("real", "dubbed", "partial")}
 
 
+@pytest.mark.slow  # dlib and media: over 5 s in the fast set (--durations)
 def test_same_seed_same_arrays_and_resume(tmp_path):
     a, b, c = _generate(tmp_path / "a", 5), _generate(tmp_path / "b", 5), _generate(tmp_path / "c", 6)
     for category in a:
