@@ -1,8 +1,9 @@
 """The clip rates (16 kHz, 25 fps, 640 samples per frame) have one home: sf_fairseq/data/rates.py.
 
 An AST scan of the package sources fails on a new re-declaration: any literal 16000 or 640 in
-code, and a literal 25 bound to a rate-like name (assignment, argument default, keyword argument,
-dict entry, ``.get("fps", 25)`` or ``x.fps or 25`` fallback). Docstrings and comments are free to
+code, a literal 25 bound to a rate-like name (assignment, argument default, keyword argument,
+dict entry, ``.get("fps", 25)`` or ``x.fps or 25`` fallback), and a frame count divided or
+multiplied by a literal 25. Docstrings and comments are free to
 name the rates. ``tests/`` and ``benchmarks/`` are outside the scan: tests build their media with
 their own numbers on purpose, so that they check the package rather than repeat it.
 """
@@ -21,12 +22,14 @@ HOME = REPO_ROOT / "sf_fairseq" / "data" / "rates.py"
 ALWAYS_RATE = {16000, 640}  # only ever the sample rate and the samples per frame
 FPS_VALUE = 25
 RATE_NAME = re.compile(r"fps|rate|^sr$", re.IGNORECASE)
+FRAME_NAME = re.compile(r"frame", re.IGNORECASE)
 
 # Re-declarations in files owned elsewhere, each fixed by its owner: (path, line text). Entries
 # must still match (a fixed one fails the test until it is removed here), so the list only shrinks.
 PENDING: set[tuple[str, str]] = {
     ("eval/drift.py", "fps: float = 25.0,"),
     ("eval/verdict.py", 'fps = record.get("fps") or 25.0'),
+    ("preprocess/synthetic/corpus_engine.py", '"duration": plan.n_frames / 25,'),
 }
 
 
@@ -48,6 +51,11 @@ def _rate_like(node: ast.AST | None) -> bool:
     if isinstance(node, ast.Call):  # record.get("fps"), getattr(x, "fps")
         return any(_rate_like(a) for a in node.args) or _rate_like(node.func)
     return False
+
+
+def _names_frames(node: ast.AST) -> bool:
+    return any((isinstance(n, ast.Name) and FRAME_NAME.search(n.id))
+               or (isinstance(n, ast.Attribute) and FRAME_NAME.search(n.attr)) for n in ast.walk(node))
 
 
 def _has_fps(node: ast.AST) -> bool:
@@ -83,6 +91,10 @@ def redeclarations(tree: ast.AST) -> list[tuple[int, str]]:
         elif isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or):
             if any(_is_number(v, {FPS_VALUE}) for v in node.values) and any(_rate_like(v) for v in node.values):
                 found.append((node.lineno, "25 as a rate's fallback"))
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Div, ast.FloorDiv, ast.Mult)):
+            for number, other in ((node.left, node.right), (node.right, node.left)):
+                if _is_number(number, {FPS_VALUE}) and _names_frames(other):
+                    found.append((node.lineno, "a frame count at 25 frames a second"))
         elif isinstance(node, ast.Dict):
             for key, value in zip(node.keys, node.values):
                 if key is not None and _rate_like(key) and _is_number(value, {FPS_VALUE}):
@@ -124,6 +136,8 @@ def test_no_module_redeclares_the_clip_rates() -> None:
         'fps = float(record.get("fps") or 25.0)',
         'lr = cfg.get("sample_rate", 25)',
         '{"fps": 25}',
+        "seconds = plan.n_frames / 25",
+        "n = n_frames * 25.0",
     ],
 )
 def test_the_scan_catches(source: str) -> None:
