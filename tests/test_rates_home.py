@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -165,3 +167,16 @@ def test_the_home_is_torch_free_and_clip_inputs_re_exports_it() -> None:
 
     assert (rates.SAMPLE_RATE, rates.FPS, rates.SAMPLES_PER_FRAME) == (16000, 25, 640)
     assert (clip_inputs.SAMPLE_RATE, clip_inputs.FPS, clip_inputs.SAMPLES_PER_FRAME) == (16000, 25, 640)
+
+
+# Modules that import the rates and import no torch themselves (numpy-only stages).
+NUMPY_ONLY = ("sf_fairseq.data.rates", "sf_fairseq.data.audio_io", "sf_fairseq.data.noise", "sf_fairseq.preprocess.media",
+              "sf_fairseq.preprocess.pack", "sf_fairseq.preprocess.labels", "sf_fairseq.eval.perturb",
+              "sf_fairseq.preprocess.synthetic.clips", "sf_fairseq.preprocess.synthetic.recorded")
+
+
+def test_numpy_only_modules_stay_torch_free() -> None:
+    code = f"import sys\nfor m in {NUMPY_ONLY!r}:\n    __import__(m)\n" \
+           "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('sf_fairseq'))\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
