@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sf_fairseq.data.rates import FPS
+
 if TYPE_CHECKING:
     import torch
 
@@ -129,7 +131,7 @@ def change_point(sims: np.ndarray, lo: int, hi: int, k_a: int, k_b: int) -> int:
 
 def offset_drift(
     sims: torch.Tensor | np.ndarray,
-    fps: float = 25.0,
+    fps: float = float(FPS),
     settings: DriftSettings = DriftSettings(),
     speech: np.ndarray | None = None,
 ) -> DriftResult:

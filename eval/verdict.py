@@ -59,9 +59,11 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from . import conformal
+from sf_fairseq.data.rates import FPS
 from sf_fairseq.records import PrepareRecord
 from sf_fairseq.resume import file_sha256
+
+from . import conformal
 
 from .drift import DriftSettings, offset_drift
 from .speech import AudioAnalysis, GatedScore, SpeechSettings, gated_score
@@ -444,7 +446,7 @@ def summary_lines(record: Mapping[str, Any]) -> list[str]:
     if p is not None:
         lines.append(f"p-value: {p:.4g} (alpha {record.get('alpha'):g}; against {ref.get('n')} real clips, "
                      f"group {ref.get('group')!r}, field {ref.get('score_field')})")
-    fps = record.get("fps") or 25.0
+    fps = record.get("fps") or float(FPS)
     if record.get("score") is None:
         lines.append("score (paper's rule): not computed (the input could not be scored)")
     else:

@@ -29,8 +29,6 @@ FRAME_NAME = re.compile(r"frame", re.IGNORECASE)
 # Re-declarations in files owned elsewhere, each fixed by its owner: (path, line text). Entries
 # must still match (a fixed one fails the test until it is removed here), so the list only shrinks.
 PENDING: set[tuple[str, str]] = {
-    ("eval/drift.py", "fps: float = 25.0,"),
-    ("eval/verdict.py", 'fps = record.get("fps") or 25.0'),
     ("preprocess/synthetic/corpus_engine.py", '"duration": plan.n_frames / 25,'),
 }
 
