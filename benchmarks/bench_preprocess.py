@@ -34,7 +34,7 @@ from skimage import data
 
 from sf_fairseq.preprocess.mean_face import load_mean_face
 from sf_fairseq.preprocess.mouth_align import CROP_SIZE, mouth_crop_matrices
-from sf_fairseq.preprocess.prepare import InputItem, PrepareOptions, VideoPreprocessor
+from sf_fairseq.preprocess.prepare_engine import InputItem, PrepareOptions, VideoPreprocessor
 
 WIDTH, HEIGHT, FPS, AUDIO_RATE = 640, 360, 25, 48000
 

@@ -43,15 +43,15 @@ from sf_fairseq.eval import score_batch, score_ray
 from sf_fairseq.data.batching import BatchLimits, length_batches
 from sf_fairseq.eval.pipeline import load_scorer_from_arguments, pick_device
 from sf_fairseq.eval.ray_pipeline import PrepareStage, StageSettings, VideoItem, read_videos
-from sf_fairseq.preprocess import prepare
-from sf_fairseq.preprocess.synthetic import corpus
+from sf_fairseq.preprocess import prepare, prepare_engine
+from sf_fairseq.preprocess.synthetic import corpus_engine
 from sf_fairseq.preprocess.synthetic.clips import render_frames, write_mp4
 
 
 def make_videos(folder: Path, n: int, size: tuple[int, int], seed: int) -> None:
     """``n`` real synthetic clips (espeak-ng speech, short sentences) under ``folder``."""
     for index in range(n):
-        plan = corpus.source_plan(seed, "test", index, size, quick=True, recorded_fraction=0.0)
+        plan = corpus_engine.source_plan(seed, "test", index, size, quick=True, recorded_fraction=0.0)
         write_mp4(folder / f"v{index:04d}.mp4", render_frames(plan), plan.audio, size)
 
 
@@ -75,7 +75,7 @@ def stage_rates(items: list[VideoItem], args: argparse.Namespace) -> dict[str, f
     """Preprocessing videos/s on one thread, and model videos/s of one model worker."""
     device = pick_device(args.cpu)
     scorer = load_scorer_from_arguments(args, args.path, device)
-    settings = StageSettings(prepare.PrepareOptions(), scorer.settings, scorer.options)
+    settings = StageSettings(prepare_engine.PrepareOptions(), scorer.settings, scorer.options)
     torch.set_num_threads(1)
     stage = PrepareStage(settings)  # sets OpenCV and torch to one thread, as in a worker
     start = time.perf_counter()

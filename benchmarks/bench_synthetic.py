@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from sf_fairseq.preprocess.synthetic import corpus
+from sf_fairseq.preprocess.synthetic import corpus_engine
 from sf_fairseq.preprocess.synthetic.clips import render_frames, write_mp4
 from sf_fairseq.preprocess.synthetic.faces import augment
 from sf_fairseq.preprocess.synthetic.fakes import CATEGORIES, make_fake
@@ -47,7 +47,7 @@ class Clock:
 
 def generate(out: Path, index: int, size: tuple[int, int], clock: Clock) -> float:
     """One source clip and all its categories; returns seconds of video written."""
-    real = clock.run("speech + plan", corpus.source_plan, 0, "test", index, size, False)
+    real = clock.run("speech + plan", corpus_engine.source_plan, 0, "test", index, size, False)
     renderer = clock.run("face augmentation + dlib", lambda: FaceRenderer(*augment(real.augmentation, size)))
     seconds = 0.0
     for k, category in enumerate(CATEGORIES):

@@ -4,7 +4,7 @@ Makes clips with the project's generator (:mod:`sf_fairseq.preprocess.synthetic`
 clip as the generator plans it, the same speech with 2 s of leading silence, with 2 s of
 trailing silence, with 1.5 s on both sides, a silent-audio fake (the lips move, the audio track
 is digital silence) and a dubbed fake (another sentence and voice). It preprocesses them with
-``sf-prepare``'s :class:`~sf_fairseq.preprocess.prepare.VideoPreprocessor` (faces tracked, mouth
+``sf-prepare``'s :class:`~sf_fairseq.preprocess.prepare_engine.VideoPreprocessor` (faces tracked, mouth
 ROI, wav, status records), scores them with ``sf-score-batch`` and prints, per clip, the
 paper's score (every frame) beside the speech-gated score (speech frames only), the detected
 speech, the verdict and its reasons::
@@ -32,8 +32,8 @@ import numpy as np
 
 from sf_fairseq.eval import score_batch
 from sf_fairseq.eval.results import latest_records
-from sf_fairseq.preprocess.prepare import InputItem, VideoPreprocessor
-from sf_fairseq.preprocess.synthetic import corpus
+from sf_fairseq.preprocess.prepare_engine import InputItem, VideoPreprocessor
+from sf_fairseq.preprocess.synthetic import corpus_engine
 from sf_fairseq.preprocess.synthetic.clips import ClipPlan, place_audio, render_frames, write_mp4
 from sf_fairseq.preprocess.synthetic.faces import augment
 from sf_fairseq.preprocess.synthetic.fakes import make_fake
@@ -56,7 +56,7 @@ def with_silence(plan: ClipPlan, lead: float, tail: float, rng: np.random.Genera
 
 def demo_clips(seed: int) -> dict[str, ClipPlan]:
     """The clips of the demo, by name."""
-    real = corpus.source_plan(seed, "test", 0, SIZE, quick=True, recorded_fraction=0.0)
+    real = corpus_engine.source_plan(seed, "test", 0, SIZE, quick=True, recorded_fraction=0.0)
     rng = np.random.default_rng(seed)
     return {
         "real": real,

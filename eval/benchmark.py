@@ -11,7 +11,7 @@ Stages, each resumable (rerun the same command after an interruption):
 1. **read** the dataset with its reader (:mod:`.benchmarks.readers`); entries without a video
    (or excluded by the protocol) are listed in ``<out>/dataset.json`` and counted in the report;
 2. **prepare** the raw videos into 25 fps mouth ROIs and 16 kHz wavs with
-   :mod:`sf_fairseq.preprocess.prepare` (``<out>/prepared``; its settings record refuses a rerun
+   :mod:`sf_fairseq.preprocess.prepare_engine` (``<out>/prepared``; its settings record refuses a rerun
    with other settings); SpeechForensics lists are already prepared and skip this;
 3. **score** with :func:`.batch_engine.score_items` into ``<out>/scores/scores[.<i>-of-<n>].jsonl``
    (the settings fingerprint of :mod:`.score_batch` refuses a rerun with another checkpoint or
@@ -47,7 +47,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from sf_fairseq import resume
-from sf_fairseq.preprocess import prepare
+from sf_fairseq.preprocess import prepare_engine
 from sf_fairseq.records import ScoreRecord
 
 from . import lists, speech
@@ -131,20 +131,20 @@ def prepare_id(item: BenchmarkItem) -> str:
     return Path(item.id).with_suffix("").as_posix()
 
 
-def _prepared(record: dict | None, item: prepare.InputItem, out_dir: Path) -> bool:
+def _prepared(record: dict | None, item: prepare_engine.InputItem, out_dir: Path) -> bool:
     """Whether a prepare record is final: not an ``error`` (retried), made from the input as it
     is now (size and modification time), and its files present."""
     if record is None or record["status"] == "error":
         return False
     recorded = {k: record[k] for k in ("input_size", "input_mtime_ns") if k in record}
-    if prepare.input_identity(item.path) != recorded:
+    if prepare_engine.input_identity(item.path) != recorded:
         return False
     files = [record.get("audio")] + [t["video"] for t in record.get("tracks") or ()]
     return all((out_dir / f).is_file() for f in files if f)
 
 
 def prepare_items(
-    items: Sequence[BenchmarkItem], out_dir: Path, options: prepare.PrepareOptions, workers: int, overwrite: bool
+    items: Sequence[BenchmarkItem], out_dir: Path, options: prepare_engine.PrepareOptions, workers: int, overwrite: bool
 ) -> dict[str, dict]:
     """Prepare the raw videos of ``items`` (skipping finished ones); ``{item id: record}``."""
     raw = [it for it in items if not it.prepared]
@@ -156,19 +156,19 @@ def prepare_items(
         if other != item.id:
             raise SystemExit(f"error: {other!r} and {item.id!r} would share the prepared name {prepare_id(item)!r}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    prepare.prepare_output_folder(out_dir, options, overwrite)
+    prepare_engine.prepare_output_folder(out_dir, options, overwrite)
     resume.remove_stale_temporaries(out_dir)
     records, todo = {}, []
     for item in raw:
-        job = prepare.InputItem(prepare_id(item), item.video)
-        record = prepare.read_status(out_dir, job.id)
+        job = prepare_engine.InputItem(prepare_id(item), item.video)
+        record = prepare_engine.read_status(out_dir, job.id)
         if _prepared(record, job, out_dir):
             records[item.id] = record
         else:
             todo.append(job)
     if todo:
         logger.info("preparing %d videos (%d already done)", len(todo), len(raw) - len(todo))
-    for record in prepare.process_items(todo, out_dir, options, workers):
+    for record in prepare_engine.process_items(todo, out_dir, options, workers):
         records[by_prepare_id[record["id"]]] = record
     return records
 
@@ -212,7 +212,7 @@ def _score_locked(
     args: Namespace, found: BenchmarkSet, mine: list[BenchmarkItem], out: Path, scores: Path, suffix: str
 ) -> int:
     prepared_dir = out / "prepared"
-    options = prepare.PrepareOptions(detect_every=args.detect_every, cnn_detector=args.cnn_detector)
+    options = prepare_engine.PrepareOptions(detect_every=args.detect_every, cnn_detector=args.cnn_detector)
     try:
         records = prepare_items(mine, prepared_dir, options, args.prepare_workers, args.overwrite)
     except resume.SettingsMismatch as err:
@@ -360,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, default=None, help="cap on clips x longest clip (frames) per call")
     p.add_argument("--num-workers", type=int, default=2, help="clip loading processes")
     p.add_argument("--prepare-workers", type=int, default=1, help="video preparation processes")
-    p.add_argument("--detect-every", type=int, default=prepare.PrepareOptions.detect_every,
+    p.add_argument("--detect-every", type=int, default=prepare_engine.PrepareOptions.detect_every,
                    help="prepare: run the face detector every N frames")
     p.add_argument("--cnn-detector", action="store_true", help="prepare: dlib's CNN face detector")
     p.add_argument("--num-shards", type=int, default=1, help="split the items into this many shards")
@@ -405,7 +405,8 @@ def run(args: Namespace) -> int:
     summary = report_stage(args, found, out)
     overall = summary["overall"]
     if "auc" in overall:
-        print(f"{args.dataset}{' ' + args.split if args.split else ''}: AUC {overall['auc']:.4f} on {summary['n_used']} items "
+        name = f"{args.dataset}{' ' + args.split if args.split else ''}"
+        print(f"{name}: AUC {overall['auc']:.4f} on {summary['n_used']} items "
               f"({overall['n_real']} real, {overall['n_fake']} fake); report in {out / 'report' / 'report.md'}")
     else:
         print(f"{args.dataset}: no AUC ({overall.get('note', 'no scored items')}); report in {out / 'report'}")

@@ -43,7 +43,7 @@ import torch
 from sf_fairseq.data.clip_inputs import (FPS, SAMPLE_RATE, InputSettings, clip_inputs, pad_batch, padding_mask,
                                          read_clip)
 from sf_fairseq.data.video import VideoReadError
-from sf_fairseq.preprocess.prepare import PrepareOptions
+from sf_fairseq.preprocess.prepare_engine import PrepareOptions
 
 logger = logging.getLogger(__name__)
 

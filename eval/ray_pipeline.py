@@ -6,7 +6,7 @@ Stages (each a pool of Ray actors, so that models load once per worker)::
                      decode, face tracks,           length-bucketed batches,       ResultWriter
                      mouth ROI, wav, clip inputs    Scorer.score_clips              (JSONL)
 
-:class:`PrepareStage` runs :class:`sf_fairseq.preprocess.prepare.VideoPreprocessor` on one video
+:class:`PrepareStage` runs :class:`sf_fairseq.preprocess.prepare_engine.VideoPreprocessor` on one video
 (the per-video function of ``sf-prepare``), into a scratch folder on the worker's node, or into
 ``roi_dir`` when ROIs are asked for, and reads each face track back with
 :func:`.encode.load_clip`, as ``sf-score-batch`` reads a prepared clip: the model sees exactly the
@@ -56,7 +56,7 @@ import numpy as np
 
 from sf_fairseq.data.batching import BatchLimits, length_batches
 from sf_fairseq.records import PrepareRecord, ScoreRecord
-from sf_fairseq.preprocess.prepare import InputItem, PrepareOptions, VideoPreprocessor
+from sf_fairseq.preprocess.prepare_engine import InputItem, PrepareOptions, VideoPreprocessor
 
 from . import lists
 from .encode import ClipInputs, InputSettings, load_clip
@@ -141,11 +141,11 @@ def read_videos(
     exclude: Sequence[str | os.PathLike] = (),
 ) -> list[VideoItem]:
     """Raw videos of a folder or list file, found and named as ``sf-prepare`` does
-    (:func:`~sf_fairseq.preprocess.prepare.discover_inputs`), none under the ``exclude`` folders
+    (:func:`~sf_fairseq.preprocess.prepare_engine.discover_inputs`), none under the ``exclude`` folders
     (the outputs). Labels and categories come from ``labels`` (a SpeechForensics list or CSV,
     see :mod:`.lists`, paths relative to ``root`` or the input folder) where it lists the
     video, else the category from the id by ``category_rule`` and no label."""
-    from sf_fairseq.preprocess.prepare import discover_inputs
+    from sf_fairseq.preprocess.prepare_engine import discover_inputs
 
     excluded = [Path(folder).resolve() for folder in exclude]
     found = [item for item in discover_inputs(source, root)

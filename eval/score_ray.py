@@ -58,7 +58,7 @@ from tqdm import tqdm
 
 from sf_fairseq import resume
 from sf_fairseq.data.batching import BatchLimits
-from sf_fairseq.preprocess import prepare
+from sf_fairseq.preprocess import prepare_engine
 
 from . import lists
 from .pipeline import add_scorer_arguments, load_scorer_from_arguments, precision_from_arguments
@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     batching.add_argument("--max-padding", type=float, default=BatchLimits.max_padding,
                           help="cap on the padding per model call, as a fraction of its padded frames")
     pre = p.add_argument_group("preprocessing (as sf-prepare; see its --help)")
-    defaults = prepare.PrepareOptions()
+    defaults = prepare_engine.PrepareOptions()
     pre.add_argument("--detect-every", type=int, default=defaults.detect_every,
                      help="run the face detector every N frames, follow faces with landmarks in between")
     pre.add_argument("--detect-size", type=int, default=defaults.detect_size,
@@ -132,8 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def prepare_options(args: Namespace) -> prepare.PrepareOptions:
-    return prepare.PrepareOptions(
+def prepare_options(args: Namespace) -> prepare_engine.PrepareOptions:
+    return prepare_engine.PrepareOptions(
         detect_every=args.detect_every, detect_size=args.detect_size, upsample=args.upsample,
         cnn_detector=args.cnn_detector, min_frames=args.prepare_min_frames,
         min_track_fraction=args.min_track_fraction,
@@ -163,7 +163,7 @@ def run_fingerprint(args: Namespace, precision: str, settings: StageSettings) ->
         "max_seconds": settings.score.max_seconds,
         "precision": precision,
         "input_settings": asdict(settings.inputs),
-        "prepare": prepare.settings_fingerprint(settings.prepare),
+        "prepare": prepare_engine.settings_fingerprint(settings.prepare),
         "keep_truncated": settings.keep_truncated,
         "verdict_settings": asdict(verdict.settings),
         "drift_settings": asdict(verdict.drift),
@@ -266,7 +266,7 @@ def score_all(args: Namespace, items: list[VideoItem], out: Path) -> int:
     if roi_dir is not None:
         roi_dir.mkdir(parents=True, exist_ok=True)
         try:
-            prepare.prepare_output_folder(roi_dir, settings.prepare, args.overwrite)
+            prepare_engine.prepare_output_folder(roi_dir, settings.prepare, args.overwrite)
         except resume.SettingsMismatch as err:
             raise SystemExit(f"error: {err}") from None
         resume.remove_stale_temporaries(roi_dir)
@@ -303,7 +303,7 @@ def score_all(args: Namespace, items: list[VideoItem], out: Path) -> int:
                         logger.warning("%s: %s: %s", record.id, record.error_type, record.error)
     seconds = time.perf_counter() - start
     if roi_dir is not None:
-        prepare.write_split_manifest(roi_dir, args.split, [it.id for it in items if it.problem is None],
+        prepare_engine.write_split_manifest(roi_dir, args.split, [it.id for it in items if it.problem is None],
                                      args.keep_truncated)
     return summarise(items, scores, counts, seconds, out)
 

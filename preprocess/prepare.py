@@ -13,21 +13,6 @@ import sys
 
 from .prepare_engine import SETTINGS_FILE, STATUSES, PrepareError, add_prepare_options, job_from_arguments, run
 
-# The engine's names that modules written before prepare_engine import from this command
-# (score_ray, benchmark, encode, ray_pipeline): new code imports them from prepare_engine.
-from .prepare_engine import (  # noqa: F401
-    InputItem,
-    PrepareOptions,
-    VideoPreprocessor,
-    discover_inputs,
-    input_identity,
-    prepare_output_folder,
-    process_items,
-    read_status,
-    settings_fingerprint,
-    write_split_manifest,
-)
-
 logger = logging.getLogger(__name__)
 
 

@@ -16,9 +16,6 @@ FOLDERS = {"sf_fairseq.preprocess": "preprocess", "sf_fairseq.eval": "eval", "sf
 # Command-to-command imports whose fix lies in files of other owners. Remove an entry with
 # its fix: the test also fails while an entry here no longer happens.
 PENDING = {
-    # prepare's engine is preprocess/prepare_engine.py: import it from there
-    ("sf_fairseq.eval.score_ray", "sf_fairseq.preprocess.prepare"),
-    ("sf_fairseq.eval.benchmark", "sf_fairseq.preprocess.prepare"),
     # the HTML index writers (chosen_items, pack_scorer, write_index, write_packs) belong in a library module
     ("sf_fairseq.eval.metrics_cli", "sf_fairseq.eval.evidence_index"),
     # config_dir/user_dir belong in a library module, sf-paths keeping only its main

@@ -216,7 +216,8 @@ def test_records_written_by_the_batch_engine_validate(tmp_path: Path) -> None:
     np.savez(root / "landmarks" / "a.npz", landmarks=np.tile(np.resize(square, (68, 2))[None, None], (1, 200, 1, 1)))
     (root / "status" / "a.json").write_text(json.dumps({
         "id": "a", "input": "/in/a.mp4", "status": "ok", "reason": "", "width": 120, "height": 100, "notes": [],
-        "landmarks": "landmarks/a.npz", "tracks": [{"track": 0, "id": "a", "video": "video/a.mp4", "face_frames": 200}]}))
+        "landmarks": "landmarks/a.npz",
+        "tracks": [{"track": 0, "id": "a", "video": "video/a.mp4", "face_frames": 200}]}))
     listing = root / "list.csv"
     listing.write_text("path,label,audio\nvideo/a.mp4,1,audio/a.wav\nvideo/gone.mp4,0,audio/gone.wav\n")
     checkpoint = tmp_path / "stand_in.pt"
@@ -261,7 +262,7 @@ def test_records_written_by_prepare_validate(tmp_path: Path) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent / "preprocess"))
     from prepare_media import make_clip
 
-    from sf_fairseq.preprocess.prepare import STATUSES, InputItem, PrepareOptions, VideoPreprocessor
+    from sf_fairseq.preprocess.prepare_engine import STATUSES, InputItem, PrepareOptions, VideoPreprocessor
 
     assert PrepareRecord.STATUSES == STATUSES
     preprocessor = VideoPreprocessor(PrepareOptions())

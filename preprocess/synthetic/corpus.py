@@ -12,10 +12,6 @@ import sys
 from .corpus_engine import RECORDED_FRACTION, CorpusError, CorpusJob, generate
 from .fakes import CATEGORIES, FAKE_CATEGORIES
 
-# The engine's names that benchmarks and tests written before corpus_engine import from this
-# command: new code imports them from corpus_engine.
-from .corpus_engine import clip_path, generate_source, source_plan  # noqa: F401
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(

@@ -76,14 +76,14 @@ def av1m_from_corpus(corpus_dir: Path, root: Path, n_sources: int) -> list[dict]
     """An AV-Deepfake1M ``val`` split from synthetic clips: real -> real, partial (lips replaced
     inside a window) -> visual_modified with that window, dubbed (other speech) ->
     audio_modified over the whole clip."""
-    from sf_fairseq.preprocess.synthetic import corpus
+    from sf_fairseq.preprocess.synthetic import corpus_engine
 
     kinds = {"real": "real", "partial": "visual_modified", "dubbed": "audio_modified"}
     entries = []
     for index in range(n_sources):
-        corpus.generate_source(corpus_dir, "test", index, 7, (256, 256), True, tuple(kinds))
+        corpus_engine.generate_source(corpus_dir, "test", index, 7, (256, 256), True, tuple(kinds))
         for category, kind in kinds.items():
-            clip = corpus.clip_path(corpus_dir, "test", category, index)
+            clip = corpus_engine.clip_path(corpus_dir, "test", category, index)
             meta = json.loads(clip.with_suffix(".json").read_text())
             segments = {"real": [], "partial": [meta.get("window_seconds")], "dubbed": [[0.0, meta["duration"]]]}
             name = f"id{index:05d}/synth/{index:05d}/{category}.mp4"

@@ -10,7 +10,7 @@ import soundfile as sf
 
 from sf_fairseq.data.video import VideoReadError
 from sf_fairseq.eval import encode
-from sf_fairseq.preprocess.prepare import PrepareOptions
+from sf_fairseq.preprocess.prepare_engine import PrepareOptions
 
 
 def write_wav(path: Path, n_samples: int) -> Path:

@@ -17,7 +17,7 @@ from sf_fairseq.eval.conformal import ReferenceSet
 from sf_fairseq.data.batching import BatchLimits
 from sf_fairseq.eval.results import latest_records
 from sf_fairseq.eval.verdict import VERDICT_FIELDS
-from sf_fairseq.preprocess import prepare
+from sf_fairseq.preprocess import prepare, prepare_engine
 from sf_fairseq.resume import file_sha256
 
 pytestmark = pytest.mark.slow
@@ -127,7 +127,7 @@ def test_a_killed_worker_is_replaced_and_its_item_retried(local_ray, videos, two
     scorer_args = score_ray.build_parser().parse_args([str(videos), "--path", checkpoint, "--results-path",
                                                        str(tmp_path), "--cpu"])
     scorer = score_ray.load_scorer_from_arguments(scorer_args, checkpoint, "cpu")
-    settings = ray_pipeline.StageSettings(prepare.PrepareOptions(), scorer.settings, scorer.options)
+    settings = ray_pipeline.StageSettings(prepare_engine.PrepareOptions(), scorer.settings, scorer.options)
     plan = ray_pipeline.WorkerPlan(cpu_workers=1, model_workers=1, model_gpus=0, model_cpus=1, max_retries=1)
     items = [it for it in ray_pipeline.read_videos(videos) if it.id in ("real/a", "dubbed/a")]
     marker = tmp_path / "crashed"
