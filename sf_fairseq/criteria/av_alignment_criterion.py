@@ -199,7 +199,9 @@ class AVAlignmentCriterion(AVHubertCriterion):
         self.alignment_max_shift = alignment_max_shift
         self.alignment_clip_weight = alignment_clip_weight
 
-    def forward(self, model: Any, sample: dict[str, Any], reduce: bool = True) -> tuple[torch.Tensor, int, dict[str, Any]]:
+    def forward(
+        self, model: Any, sample: dict[str, Any], reduce: bool = True
+    ) -> tuple[torch.Tensor, int, dict[str, Any]]:
         loss, sample_size, logging_output = super().forward(model, sample, reduce)
         if self.alignment_weight <= 0 and self.alignment_clip_weight <= 0:
             return loss, sample_size, logging_output
@@ -209,8 +211,10 @@ class AVAlignmentCriterion(AVHubertCriterion):
         shift = int(torch.randint(-limit, limit + 1, ())) if limit > 0 else 0
         video_in, audio_in, video_mask, audio_mask, video_rows, audio_rows = shifted_excerpts(
             source["video"], source["audio"], padding_mask, shift)
-        video, video_mask = model.extract_finetune({"video": video_in, "audio": None}, video_mask, output_layer=self.alignment_layer)
-        audio, audio_mask = model.extract_finetune({"video": None, "audio": audio_in}, audio_mask, output_layer=self.alignment_layer)
+        video, video_mask = model.extract_finetune(
+            {"video": video_in, "audio": None}, video_mask, output_layer=self.alignment_layer)
+        audio, audio_mask = model.extract_finetune(
+            {"video": None, "audio": audio_in}, audio_mask, output_layer=self.alignment_layer)
         frame_mask = None
         if video_mask is not None and audio_mask is not None:
             frame_mask = video_mask[:, video_rows] | audio_mask[:, audio_rows]
@@ -232,10 +236,13 @@ class AVAlignmentCriterion(AVHubertCriterion):
 
     @staticmethod
     def reduce_metrics(logging_outputs: list[dict[str, Any]]) -> None:
-        AVHubertCriterion.reduce_metrics([{k: v for k, v in log.items() if not k.startswith("alignment_")} for log in logging_outputs])
+        AVHubertCriterion.reduce_metrics(
+            [{k: v for k, v in log.items() if not k.startswith("alignment_")} for log in logging_outputs])
         frames = sum(log.get("alignment_frames", 0) for log in logging_outputs)
         if frames:
-            metrics.log_scalar("alignment_nce", sum(log.get("alignment_nce", 0) for log in logging_outputs) / frames, frames, round=3)
+            nce = sum(log.get("alignment_nce", 0) for log in logging_outputs)
+            metrics.log_scalar("alignment_nce", nce / frames, frames, round=3)
         clips = sum(log.get("alignment_clips", 0) for log in logging_outputs)
         if clips:
-            metrics.log_scalar("alignment_clip_nce", sum(log.get("alignment_clip_nce", 0) for log in logging_outputs) / clips, clips, round=3)
+            clip_nce = sum(log.get("alignment_clip_nce", 0) for log in logging_outputs)
+            metrics.log_scalar("alignment_clip_nce", clip_nce / clips, clips, round=3)

@@ -45,7 +45,8 @@ def masked_prediction_loss(
             losses.append(part)
             logging_output[f"loss_{kind}_{i}"] = part.detach().item() if reduce else part.detach()
             with torch.no_grad():
-                logging_output[f"correct_{kind}_{i}"] = int((logits.argmax(-1) == targets).sum()) if logits.numel() else 0
+                correct = int((logits.argmax(-1) == targets).sum()) if logits.numel() else 0
+                logging_output[f"correct_{kind}_{i}"] = correct
                 logging_output[f"count_{kind}_{i}"] = int(targets.numel())
         if weight > 0:
             loss = loss + weight * sum(losses)
@@ -67,7 +68,9 @@ class AVHubertCriterion(FairseqCriterion):
         self.loss_weights = loss_weights
         self.log_keys = list(log_keys or [])
 
-    def extra_losses(self, model: Any, net_output: dict[str, Any], sample_size: int) -> tuple[torch.Tensor | float, dict[str, float]]:
+    def extra_losses(
+        self, model: Any, net_output: dict[str, Any], sample_size: int
+    ) -> tuple[torch.Tensor | float, dict[str, float]]:
         """``loss_weights[i] * extra_loss_i * sample_size`` for the model's extra losses."""
         if self.loss_weights is None:
             return 0.0, {}
@@ -86,7 +89,9 @@ class AVHubertCriterion(FairseqCriterion):
                 logged[f"loss_{name}"] = term.item()
         return total, logged
 
-    def forward(self, model: Any, sample: dict[str, Any], reduce: bool = True) -> tuple[torch.Tensor, int, dict[str, Any]]:
+    def forward(
+        self, model: Any, sample: dict[str, Any], reduce: bool = True
+    ) -> tuple[torch.Tensor, int, dict[str, Any]]:
         net_output = model(target_list=sample["target_list"], **sample["net_input"])
         loss, sample_size, logging_output = masked_prediction_loss(
             net_output, self.pred_masked_weight, self.pred_nomask_weight, reduce

@@ -50,8 +50,14 @@ class AVHubertConfig(FairseqDataclass):
     activation_dropout: float = field(default=0.0, metadata={"help": "dropout after the FFN activation"})
     encoder_layerdrop: float = field(default=0.0, metadata={"help": "probability of skipping a block in training"})
     dropout_input: float = field(default=0.0, metadata={"help": "dropout on the fused, projected features"})
-    dropout_features: float = field(default=0.0, metadata={"help": "unused by the forward pass; kept for compatibility"})
-    final_dim: int = field(default=0, metadata={"help": "projection size for the cosine logits (0 = encoder_embed_dim)"})
+    dropout_features: float = field(
+        default=0.0,
+        metadata={"help": "unused by the forward pass; kept for compatibility"},
+    )
+    final_dim: int = field(
+        default=0,
+        metadata={"help": "projection size for the cosine logits (0 = encoder_embed_dim)"},
+    )
     untie_final_proj: bool = field(default=False, metadata={"help": "one projection slice per label set"})
     layer_norm_first: bool = field(default=False, metadata={"help": "pre-LN transformer blocks"})
     conv_feature_layers: str = field(
@@ -61,12 +67,18 @@ class AVHubertConfig(FairseqDataclass):
     conv_bias: bool = field(default=False, metadata={"help": "unused; kept for compatibility"})
     logit_temp: float = field(default=0.1, metadata={"help": "temperature dividing the cosine logits"})
     target_glu: bool = field(default=False, metadata={"help": "GLU on targets (unsupported, must stay false)"})
-    feature_grad_mult: float = field(default=1.0, metadata={"help": "scale of the gradient into the front ends (0 = frozen)"})
+    feature_grad_mult: float = field(
+        default=1.0,
+        metadata={"help": "scale of the gradient into the front ends (0 = frozen)"},
+    )
     mask_length_audio: int = field(default=10, metadata={"help": "audio mask span length"})
     mask_prob_audio: float = field(default=0.65, metadata={"help": "audio mask probability"})
     mask_length_image: int = field(default=10, metadata={"help": "video mask span length"})
     mask_prob_image: float = field(default=0.65, metadata={"help": "video mask probability"})
-    mask_selection: MASK_SELECTION_CHOICES = field(default="static", metadata={"help": "span lengths (only static is used)"})
+    mask_selection: MASK_SELECTION_CHOICES = field(
+        default="static",
+        metadata={"help": "span lengths (only static is used)"},
+    )
     mask_other: float = field(default=0, metadata={"help": "secondary mask-length parameter (non-static selections)"})
     no_mask_overlap: bool = field(default=False, metadata={"help": "unsupported, must stay false"})
     mask_min_space: int = field(default=1, metadata={"help": "min space between spans when no_mask_overlap"})
@@ -82,7 +94,10 @@ class AVHubertConfig(FairseqDataclass):
     skip_masked: bool = field(default=False, metadata={"help": "unused by the forward pass"})
     skip_nomask: bool = field(default=False, metadata={"help": "unused by the forward pass"})
     resnet_relu_type: RELU_TYPE_CHOICES = field(default="prelu", metadata={"help": "activation in the ResNet"})
-    resnet_weights: str | None = field(default=None, metadata={"help": "unsupported in the reference (broken); must be null"})
+    resnet_weights: str | None = field(
+        default=None,
+        metadata={"help": "unsupported in the reference (broken); must be null"},
+    )
     resnet_width: int = field(
         default=64,
         metadata={"help": "channels of the lip ResNet-18's first stage (64..512 as published); smaller "
@@ -99,7 +114,10 @@ class AVHubertConfig(FairseqDataclass):
         default="same_other_seq",
         metadata={"help": "source of substituted video spans (input masking): another clip or the same clip"},
     )
-    masking_type: MASKING_TYPE_CHOICES = field(default="input", metadata={"help": "mask inputs per modality or fused features"})
+    masking_type: MASKING_TYPE_CHOICES = field(
+        default="input",
+        metadata={"help": "mask inputs per modality or fused features"},
+    )
     decoder_embed_dim: int = field(default=768, metadata={"help": "unused by this model (seq2seq decoder)"})
     decoder_ffn_embed_dim: int = field(default=3072, metadata={"help": "unused by this model"})
     decoder_layers: int = field(default=6, metadata={"help": "unused by this model"})
@@ -311,7 +329,8 @@ class AVHubertModel(BaseFairseqModel):
         if modality == "audio":
             source = torch.where(mask[:, None, :], self.mask_emb[None, :, None].to(source.dtype), source)
         elif self.cfg.selection_type == "same_seq":
-            lengths = torch.full((batch,), frames, device=source.device) if padding_mask is None else (~padding_mask).sum(1)
+            lengths = (torch.full((batch,), frames, device=source.device) if padding_mask is None
+                       else (~padding_mask).sum(1))
             source = substitute_same_sequence(source, mask, lengths)
         else:
             source = substitute_other_sequence(source, mask)
@@ -322,7 +341,8 @@ class AVHubertModel(BaseFairseqModel):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mask fused features [B, T, D] with ``mask_emb`` (time) and zeros (channels)."""
         batch, frames, dim = x.shape
-        if self.cfg.mask_prob_audio != self.cfg.mask_prob_image or self.cfg.mask_length_audio != self.cfg.mask_length_image:
+        if (self.cfg.mask_prob_audio != self.cfg.mask_prob_image
+                or self.cfg.mask_length_audio != self.cfg.mask_length_image):
             raise ValueError("feature masking needs equal audio and image mask probabilities and lengths")
         mask = torch.zeros(batch, frames, dtype=torch.bool, device=x.device)
         if self.cfg.mask_prob_image > 0:
@@ -332,7 +352,8 @@ class AVHubertModel(BaseFairseqModel):
             x = torch.where(mask[..., None], self.mask_emb.to(x.dtype), x)
         if self.cfg.mask_channel_prob > 0:
             channel_mask = compute_mask_indices(
-                (batch, dim), None, self.cfg.mask_channel_prob, self.cfg.mask_channel_length, min_masks=0, device=x.device
+                (batch, dim), None, self.cfg.mask_channel_prob, self.cfg.mask_channel_length,
+                min_masks=0, device=x.device,
             )
             x = x.masked_fill(channel_mask[:, None, :], 0.0)
         return x, mask

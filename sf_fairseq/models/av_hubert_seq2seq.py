@@ -77,7 +77,10 @@ class AVHubertSeq2SeqConfig(FairseqDataclass):
     no_token_positional_embeddings: bool = field(default=False, metadata={"help": "no positional embedding"})
     decoder_dropout: float = field(default=0.0, metadata={"help": "dropout in the decoder"})
     decoder_attention_dropout: float = field(default=0.0, metadata={"help": "dropout on decoder attention weights"})
-    decoder_activation_dropout: float = field(default=0.0, metadata={"help": "dropout after the decoder FFN activation"})
+    decoder_activation_dropout: float = field(
+        default=0.0,
+        metadata={"help": "dropout after the decoder FFN activation"},
+    )
     max_target_positions: int = field(default=2048, metadata={"help": "longest target sequence"})
     share_decoder_input_output_embed: bool = field(
         default=False, metadata={"help": "tie the output projection to the token embedding"}
@@ -157,7 +160,9 @@ class AVHubertSeq2Seq(FairseqEncoderDecoderModel):
     been made.
     """
 
-    def __init__(self, encoder: AVHubertEncoderWrapper, decoder: TransformerDecoder, cfg: AVHubertSeq2SeqConfig) -> None:
+    def __init__(
+        self, encoder: AVHubertEncoderWrapper, decoder: TransformerDecoder, cfg: AVHubertSeq2SeqConfig
+    ) -> None:
         super().__init__(encoder, decoder)
         self.cfg = cfg
         self.freeze_finetune_updates = cfg.freeze_finetune_updates

@@ -148,6 +148,7 @@ class ResEncoder(nn.Module):
         """video: [B, 1, T, H, W] -> features [B, 8 * width, T]."""
         batch, frames = video.shape[0], video.shape[2]
         x = self.stem(video)  # [B*T, width, H/2, W/2]
-        x = F.max_pool2d(x.contiguous(memory_format=torch.channels_last), 3, stride=2, padding=1)  # [B*T, width, H/4, W/4]
+        x = F.max_pool2d(
+            x.contiguous(memory_format=torch.channels_last), 3, stride=2, padding=1)  # [B*T, width, H/4, W/4]
         x = self.trunk(x)  # [B*T, 8 * width]
         return x.view(batch, frames, -1).transpose(1, 2)

@@ -59,7 +59,10 @@ class AVHubertPretrainingConfig(FairseqDataclass):
     random_crop: bool = field(default=True, metadata={"help": "random crop start (else 0)"})
     pad_audio: bool = field(default=False, metadata={"help": "pad a batch to its longest item (else crop to shortest)"})
     pdb: bool = field(default=False, metadata={"help": "ignored; kept for compatibility"})
-    stack_order_audio: int = field(default=1, metadata={"help": "100 Hz filterbank frames stacked per feature (4 -> 25 Hz)"})
+    stack_order_audio: int = field(
+        default=1,
+        metadata={"help": "100 Hz filterbank frames stacked per feature (4 -> 25 Hz)"},
+    )
     skip_verify: bool = field(default=False, metadata={"help": "unused; kept for compatibility"})
     image_aug: bool = field(default=False, metadata={"help": "random crop + flip of training video"})
     image_crop_size: int = field(default=88, metadata={"help": "video crop size"})
