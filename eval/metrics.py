@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from sf_fairseq.resume import atomic_write_text
+
 
 def _split(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     labels = np.asarray(labels)
@@ -198,10 +200,7 @@ class Calibration:
         return "fake" if score < self.threshold else "real"
 
     def save(self, path: str | os.PathLike) -> None:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Calibration":

@@ -65,6 +65,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from sf_fairseq.data.rates import FPS
+from sf_fairseq.resume import atomic_path, atomic_write_text
 
 from . import lists
 from .perturb_audio import AUDIO_PERTURBATIONS, audio_perturbation
@@ -196,11 +197,6 @@ def check_timing(source: MediaTiming, copy: MediaTiming, path: str | os.PathLike
 # ---- writing ---------------------------------------------------------------------------------
 
 
-def _temp_path(path: Path) -> Path:
-    # Keep the extension: FFmpeg picks the container from it.
-    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-
-
 def _video_encoder(out, vin, crf: int, options: PerturbOptions):
     rate = vin.average_rate or vin.guessed_rate or Fraction(FPS)
     stream = out.add_stream("libx264", rate=rate)
@@ -311,8 +307,7 @@ def perturb_video_file(
     source = probe(src)
     rng = item_rng(options.seed, code, level, key)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_path(dst)
-    try:
+    with atomic_path(dst) as tmp:  # keeps the extension: FFmpeg picks the container from it
         if TYPES[code] == "video":
             crf = compression_crf(code, level)
             fn = frame_perturbation(code, level, rng, options.block_rule)
@@ -322,9 +317,6 @@ def perturb_video_file(
                 raise ValueError(f"{src}: no audio stream to perturb")
             _replace_audio(src, tmp, audio_perturbation(code, level, rng))
         check_timing(source, probe(tmp), dst)
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
     return asdict(source)
 
 
@@ -349,8 +341,8 @@ def perturb_roi_clip(
     rng = item_rng(options.seed, code, level, key)
     for d in (dst_video, dst_wav):
         d.parent.mkdir(parents=True, exist_ok=True)
-    tmp_video, tmp_wav = _temp_path(dst_video), _temp_path(dst_wav)
-    try:
+    # The wav is renamed first (inner context), the video last.
+    with atomic_path(dst_video) as tmp_video, atomic_path(dst_wav) as tmp_wav:
         if TYPES[code] == "video":
             crf = compression_crf(code, level)
             fn = frame_perturbation(code, level, rng, options.block_rule)
@@ -364,11 +356,6 @@ def perturb_roi_clip(
             if sf.info(str(tmp_wav)).frames != samples.shape[0]:
                 raise PerturbCheckError(f"{dst_wav}: audio length changed")
             shutil.copyfile(video, tmp_video)
-        os.replace(tmp_wav, dst_wav)
-        os.replace(tmp_video, dst_video)
-    finally:
-        tmp_video.unlink(missing_ok=True)
-        tmp_wav.unlink(missing_ok=True)
     return asdict(source)
 
 
@@ -448,9 +435,7 @@ def claim_out_dir(out_dir: Path, settings: dict) -> None:
             raise ValueError(f"{out_dir} holds copies made with other settings ({theirs}); "
                              f"use another folder (asked for {mine})")
         return
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(settings, indent=2) + "\n")
 
 
 def write_outputs_lists(out_dir: Path, jobs: list[CopyJob]) -> None:
@@ -460,15 +445,11 @@ def write_outputs_lists(out_dir: Path, jobs: list[CopyJob]) -> None:
          "category": j.item.category or "", "audio": j.rel_audio or "", "id": j.item.id}
         for j in jobs
     ]
-    tmp = out_dir / "list.csv.tmp"
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
+    with atomic_path(out_dir / "list.csv") as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["path", "label", "category", "audio", "id"])
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, out_dir / "list.csv")
-    tmp = out_dir / "videos.txt.tmp"
-    tmp.write_text("".join(j.rel_video + "\n" for j in jobs), encoding="utf-8")
-    os.replace(tmp, out_dir / "videos.txt")
+    atomic_write_text(out_dir / "videos.txt", "".join(j.rel_video + "\n" for j in jobs))
 
 
 def perturb_items(

@@ -33,7 +33,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import re
 import shutil
 from pathlib import Path
@@ -43,6 +42,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sf_fairseq.data.manifest import Manifest, ManifestItem, read_label_lines, read_manifest
+from sf_fairseq.resume import atomic_path, atomic_write_text
 
 from .feature_shards import FeatureShardWriter, shard_exists, shard_paths, shard_range
 from .features_mfcc import MFCC_RATE, MfccFeatureReader
@@ -132,10 +132,7 @@ def _sha256(path: Path) -> str:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def _reusable(record: Path, fingerprint: dict[str, Any], overwrite: bool, what: str) -> bool:
@@ -291,9 +288,8 @@ class Iteration:
             if dst.is_file() and _sha256(dst) != _sha256(src):
                 if not self.cfg.overwrite:
                     raise IterationError(f"{dst} differs from {src}; pass --overwrite to replace it")
-            tmp = dst.with_name(dst.name + ".tmp")
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, dst)
+            with atomic_path(dst) as tmp:
+                shutil.copyfile(src, tmp)
 
     def run(self) -> dict[str, Any]:
         """All steps (or only the features of ``cfg.rank``). Returns the recorded summary."""

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
 import joblib
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.utils.validation import check_is_fitted
+
+from sf_fairseq.resume import atomic_path
 
 from .feature_shards import iter_shard_items, read_shard
 
@@ -153,10 +154,8 @@ def sample_shard_features(
 
 def save_kmeans(model: FeatureKMeans, path: str | os.PathLike) -> None:
     """Write with joblib, atomically."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    joblib.dump(model, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        joblib.dump(model, tmp)
 
 
 def load_kmeans(path: str | os.PathLike) -> FeatureKMeans:

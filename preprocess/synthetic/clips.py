@@ -14,13 +14,13 @@ import hashlib
 import math
 import os
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Iterable, Iterator
 
 import av
 import numpy as np
 
 from sf_fairseq.data.rates import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
+from sf_fairseq.resume import atomic_path
 
 from .faces import Augmentation, augment
 from .render import FaceRenderer, HeadMotion
@@ -127,12 +127,10 @@ def write_mp4(path: str | os.PathLike, frames: Iterable[np.ndarray], audio: np.n
               size: tuple[int, int], crf: int = 20) -> int:
     """Encode frames (BGR) at 25 fps with libx264 and ``audio`` (int16, 16 kHz mono) with AAC.
 
-    Written to ``<path>.tmp.mp4`` first and renamed, so ``path`` exists only complete. One
+    Written to a temporary file first and renamed, so ``path`` exists only complete. One
     encoder thread (deterministic output; parallelism is across clips). Returns the frame count.
     """
-    path = Path(path)
-    tmp = path.with_name(path.stem + ".tmp.mp4")
-    try:
+    with atomic_path(path) as tmp:
         with av.open(str(tmp), mode="w", format="mp4") as container:
             video = container.add_stream("libx264", rate=FPS)
             video.width, video.height = size
@@ -155,8 +153,4 @@ def write_mp4(path: str | os.PathLike, frames: Iterable[np.ndarray], audio: np.n
                 af.pts = start
                 container.mux(sound.encode(af))
             container.mux(sound.encode(None))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return n
