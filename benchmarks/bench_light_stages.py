@@ -73,13 +73,17 @@ def describe(imported: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--records", type=int, default=10_000, help="score records for the report run (default: %(default)s)")
-    parser.add_argument("--n-boot", type=int, default=0, help="bootstrap replicates of the report run (default: %(default)s)")
-    parser.add_argument("--repeats", type=int, default=5, help="runs per figure; the minimum is printed (default: %(default)s)")
+    parser.add_argument("--records", type=int, default=10_000,
+                        help="score records for the report run (default: %(default)s)")
+    parser.add_argument("--n-boot", type=int, default=0,
+                        help="bootstrap replicates of the report run (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="runs per figure; the minimum is printed (default: %(default)s)")
     args = parser.parse_args(argv)
 
     load = os.getloadavg()[0]
-    print(f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, "
+    now = datetime.datetime.now(datetime.timezone.utc)
+    print(f"{now:%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, load {load:.1f}")
     cases = {
         "import sf_fairseq": "import sf_fairseq",

@@ -7,8 +7,9 @@ perturb -> preprocess -> score -> metrics:
 
 1. :func:`.perturb_engine.perturb_items` writes the perturbed copies of the list's videos;
 2. raw videos (default) go through :func:`sf_fairseq.preprocess.prepare_engine.run` (mouth ROIs,
-   16 kHz wavs; its status records are read with :func:`.results.prepare_status`); with ``--roi`` the list holds mouth-ROI clips and their copies are scored as
-   they are (a fast approximation, see :mod:`.perturb_engine`);
+   16 kHz wavs; its status records are read with :func:`.results.prepare_status`); with ``--roi``
+   the list holds mouth-ROI clips and their copies are scored as they are (a fast approximation,
+   see :mod:`.perturb_engine`);
 3. :func:`.batch_engine.score_items` scores the clips with one checkpoint (loaded once);
 4. :func:`.report.write_report` writes the cell's metrics report.
 
@@ -63,7 +64,9 @@ from sf_fairseq.preprocess import prepare_engine
 
 from . import lists
 from .perturb_audio import AUDIO_PERTURBATIONS
-from .perturb_engine import LEVELS, TYPES, PerturbOptions, cell_name, check_cell, perturb_items, plan_jobs, relative_to_root
+from .perturb_engine import (
+    LEVELS, TYPES, PerturbOptions, cell_name, check_cell, perturb_items, plan_jobs, relative_to_root,
+)
 from .perturb_video import VIDEO_PERTURBATIONS
 from .report import write_report
 from .results import ResultWriter, latest_records, prepare_status
@@ -182,7 +185,8 @@ class Grid:
                       for j in jobs if j.item.id not in copied]
             jobs = [j for j in jobs if j.item.id in copied]
             if a.roi:
-                return [lists.EvalItem(j.item.id, j.video, j.audio, j.item.label, j.item.category) for j in jobs], failed
+                copies = [lists.EvalItem(j.item.id, j.video, j.audio, j.item.label, j.item.category) for j in jobs]
+                return copies, failed
             ok, not_prepared = self._prepare_jobs([j.item for j in jobs], [j.rel_video for j in jobs],
                                                   cell_dir / "media", cell_dir)
             return ok, failed + not_prepared
@@ -301,8 +305,8 @@ def grid_markdown(table: dict[str, Any], levels: list[int], inputs: dict[str, An
     shown = ", ".join(map(str, levels))
     lines.append(f"AUC (real vs fake, higher = better) per perturbation type and level; 'mean' is the "
                  f"mean over levels {shown} (over 1-5 it is the protocol's number per type).")
-    lines += ["", f"Checkpoint: `{inputs['checkpoint']}`; list: `{inputs['list']}`; "
-              f"{'mouth-ROI clips perturbed (fast option)' if inputs['roi'] else 'raw videos perturbed, then preprocessed'}; "
+    media = "mouth-ROI clips perturbed (fast option)" if inputs["roi"] else "raw videos perturbed, then preprocessed"
+    lines += ["", f"Checkpoint: `{inputs['checkpoint']}`; list: `{inputs['list']}`; {media}; "
               f"seed {inputs['seed']}; block rule {inputs['block_rule']}.", ""]
     if table["clean"]["auc"] is not None:
         lines += [f"Clean (unperturbed): AUC {_fmt(table['clean']['auc'])} on {table['clean']['n_used']} items.", ""]
@@ -456,7 +460,8 @@ def _run_cells(job: GridJob, grid: Grid, cells: list[tuple[str | None, int | Non
             raise GridError(str(err)) from None
         logger.info("%s: AUC %s", name, _fmt(_auc(reports[name])))
     scorer, options = job.scorer, job.perturbation
-    inputs = {"checkpoint": os.path.abspath(scorer.checkpoint), "checkpoint_sha256": resume.file_sha256(scorer.checkpoint),
+    inputs = {"checkpoint": os.path.abspath(scorer.checkpoint),
+              "checkpoint_sha256": resume.file_sha256(scorer.checkpoint),
               "list": os.path.abspath(job.list_path),
               "data_root": job.data_root, "roi": job.roi, "seed": options.seed, "block_rule": options.block_rule,
               "storage_crf": options.storage_crf, "types": list(job.types), "layer": scorer.layer}

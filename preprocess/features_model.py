@@ -4,9 +4,10 @@ Mirrors the reference's ``dump_hubert_feature.py``: each item's inputs are built
 contract (:mod:`sf_fairseq.data.clip_inputs`), as the evaluation dataset builds them — grayscale
 mouth ROI frames center-cropped and normalised with the checkpoint's task settings; audio logfbank
 stacked ``stack_order_audio`` times, zero-padded or trimmed at the end to the video's frame count,
-per-frame normalised if the task normalizes — and both streams go through ``model.extract_features(mask=False)``. Layer ``L >= 1`` is
-the raw residual stream after transformer block ``L`` (no final LayerNorm); layer 0 is the fused,
-projected front-end output (``ret_conv``). One feature row per video frame.
+per-frame normalised if the task normalizes — and both streams go through
+``model.extract_features(mask=False)``. Layer ``L >= 1`` is the raw residual stream after
+transformer block ``L`` (no final LayerNorm); layer 0 is the fused, projected front-end output
+(``ret_conv``). One feature row per video frame.
 
 Unlike the reference (one clip at a time), clips are batched: up to ``max_batch_frames`` padded
 frames per forward pass, with a padding mask, which gives the same features for every real frame.

@@ -169,7 +169,8 @@ class FaceRenderer:
         maps = cv2.resize(coarse, (2 * self._coarse[1], 2 * self._coarse[0]), interpolation=cv2.INTER_LINEAR)
         maps = maps[: ry1 - ry0, : rx1 - rx0]
         out = self.image.copy()
-        roi = cv2.remap(self.image, np.ascontiguousarray(maps[..., 0]), np.ascontiguousarray(maps[..., 1]), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        map_x, map_y = np.ascontiguousarray(maps[..., 0]), np.ascontiguousarray(maps[..., 1])
+        roi = cv2.remap(self.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         if blur > 0:
             roi = self._smear(roi, target, blur)
         out[ry0:ry1, rx0:rx1] = roi

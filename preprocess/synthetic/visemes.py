@@ -127,7 +127,8 @@ def mouth_track(
     segments, targets = _targets(phonemes)
     # Rest before and after the speech, so silence closes the mouth.
     end = n_frames / fps
-    segments = np.vstack([[[-1.0, 0.0]], segments + offset, [[segments[-1, 1] + offset if len(segments) else 0.0, end + 1.0]]])
+    speech_end = segments[-1, 1] + offset if len(segments) else 0.0
+    segments = np.vstack([[[-1.0, 0.0]], segments + offset, [[speech_end, end + 1.0]]])
     targets = np.vstack([[REST.open, REST.width, REST.dominance], targets,
                          [REST.open, REST.width, REST.dominance]])
     sub = 8  # 5 ms sub-samples per 40 ms frame
