@@ -148,7 +148,8 @@ def build_targets(
     data, out_dir = Path(data), Path(out_dir or data)
     out_dir.mkdir(parents=True, exist_ok=True)
     transcripts = read_transcripts(transcripts_path)
-    texts = {split: split_texts(data / f"{split}.tsv", transcripts) for split in dict.fromkeys([*splits, *train_splits])}
+    texts = {split: split_texts(data / f"{split}.tsv", transcripts)
+             for split in dict.fromkeys([*splits, *train_splits])}
     train_texts = [t for split in train_splits for t in texts[split]]
     model_path = out_dir / f"spm_unigram{vocab_size}.model"
     train_sentencepiece(train_texts, model_path, vocab_size, hard_vocab_limit)
