@@ -384,7 +384,9 @@ def relative_to_root(path: str, root: str | None) -> str:
     return p.relative_to(p.anchor).as_posix()
 
 
-def plan_jobs(items: Iterable[lists.EvalItem], data_root: str | None, out_dir: str | os.PathLike, roi: bool) -> list[CopyJob]:
+def plan_jobs(
+    items: Iterable[lists.EvalItem], data_root: str | None, out_dir: str | os.PathLike, roi: bool
+) -> list[CopyJob]:
     """Where each item's copy goes under ``out_dir`` (the same relative paths)."""
     out_dir = Path(out_dir)
     jobs, seen = [], {}
