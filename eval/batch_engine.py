@@ -40,12 +40,10 @@ from .encode import SAMPLE_RATE, ClipInputs, InputSettings, load_clip
 from .metrics import Calibration
 from .pipeline import ClipResult, ScoreOptions, Scorer
 from .provenance import clip_provenance
-from .results import (
-    FAILED, OK, PrepareStatus, ResultWriter, has_transcripts, input_stamps, iter_records, prepare_status,
-    transcribe_records,
-)
+from .results import (FAILED, OK, PrepareStatus, ResultWriter, has_transcripts, input_stamps, iter_records,
+                      prepare_status)
 from .speech import AudioAnalysis, SpeechSettings, analyse_wav
-from .transcribe import DecodeSettings, Transcriber
+from .transcriber import DecodeSettings, Transcriber, transcribe_records
 from .verdict import (
     PREPARE_STATUS_REASONS, VERDICT_FIELDS, FaceStats, MediaChecks, VerdictConfig, assess_clip,
     face_stats_from_prepare, media_checks_from_prepare, unscored_verdict,

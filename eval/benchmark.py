@@ -47,6 +47,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from sf_fairseq import resume
+from sf_fairseq._logging import TIMED_LOG_FORMAT, command_logging
 from sf_fairseq.preprocess import prepare_engine
 from sf_fairseq.records import ScoreRecord
 
@@ -426,9 +427,8 @@ def _count(values) -> dict[str, int]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # force: importing fairseq leaves a DEBUG root handler behind.
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
-    return run_interruptible("sf-benchmark", run, args, "rerun the same command to resume")
+    with command_logging(TIMED_LOG_FORMAT):
+        return run_interruptible("sf-benchmark", run, args, "rerun the same command to resume")
 
 
 if __name__ == "__main__":

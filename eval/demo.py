@@ -49,6 +49,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sf_fairseq import paths, resume
+from sf_fairseq._logging import command_logging
 from sf_fairseq.eval.metrics import roc_auc
 from sf_fairseq.eval.pipeline import ScoreOptions
 from sf_fairseq.eval.results import OK, latest_records
@@ -371,14 +372,17 @@ def write_demo_report(work_dir: Path, settings: DemoSettings, prepared: dict, su
         f"{prepared.get('train', '?')} synthetic clips (one face photo family, espeak-ng speech, "
         "rendered lip motion), real clips only. To score real videos, point the scorer at a "
         "published AV-HuBERT checkpoint (e.g. `large_vox_iter5.pt`): "
-        "`sf-score-batch --list test_list.txt --data-root ROIS --path large_vox_iter5.pt --results-path out/ --report`.",
+        "`sf-score-batch --list test_list.txt --data-root ROIS --path large_vox_iter5.pt "
+        "--results-path out/ --report`.",
         "",
         "## What ran",
         "",
-        f"- corpus: {settings.n_train} real training clips, {settings.n_test} test sources x every fake category (seed {settings.seed})",
+        f"- corpus: {settings.n_train} real training clips, {settings.n_test} test sources x every fake category "
+        f"(seed {settings.seed})",
         f"- preprocessing (dlib landmarks, mouth ROIs): {prepared}",
         f"- iteration 1: MFCC k-means (K={settings.n_clusters_1}, 100 Hz), {settings.updates_1} updates",
-        f"- iteration 2: k-means (K={settings.n_clusters_2}) of block 2 of the iteration-1 model, {settings.updates_2} more updates",
+        f"- iteration 2: k-means (K={settings.n_clusters_2}) of block 2 of the iteration-1 model, "
+        f"{settings.updates_2} more updates",
         "- criterion: masked prediction + frame-wise audio-visual alignment (`av_hubert_alignment`, "
         f"negatives: {settings.alignment_negatives}, weight {settings.alignment_weight:g}, "
         f"temperature {settings.alignment_temperature:g}, clip-level term weight {settings.alignment_clip_weight:g}, "
@@ -443,18 +447,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
-    settings = DemoSettings.quick_run(args.seed) if args.quick else DemoSettings.full(args.seed)
-    work_dir = Path(args.work_dir).resolve()
-    (work_dir).mkdir(parents=True, exist_ok=True)
-    (work_dir / "demo_settings.json").write_text(json.dumps(asdict(settings), indent=2))
-    try:
-        run_demo(work_dir, settings, args.workers)
-    except StageFailed as err:
-        logger.error("%s", err)
-        return 1
-    print((work_dir / "demo_report.md").read_text(encoding="utf-8"))
-    return 0
+    with command_logging("%(asctime)s %(levelname)s %(message)s"):
+        settings = DemoSettings.quick_run(args.seed) if args.quick else DemoSettings.full(args.seed)
+        work_dir = Path(args.work_dir).resolve()
+        (work_dir).mkdir(parents=True, exist_ok=True)
+        (work_dir / "demo_settings.json").write_text(json.dumps(asdict(settings), indent=2))
+        try:
+            run_demo(work_dir, settings, args.workers)
+        except StageFailed as err:
+            logger.error("%s", err)
+            return 1
+        print((work_dir / "demo_report.md").read_text(encoding="utf-8"))
+        return 0
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ all reals, :mod:`.metrics`), the ROC curves and the score histograms per categor
 
 Example::
 
-    python -m sf_fairseq.eval.evidence_index scores/ --packs packs/ --out packs/index.html \
+    sf-evidence-index scores/ --packs packs/ --out packs/index.html \
         --checkpoint base_lrs3_iter5.pt --worst 20 --pack clip_0042
 
 links each record ``<id>`` to ``packs/<id>.html`` when that file exists (the link is relative
@@ -16,23 +16,21 @@ to the index file, so the folder can be moved or zipped as a whole). With ``--ch
 chosen items (``--pack ID``, and the ``--worst N`` lowest scores) first get their evidence packs:
 their clips are scored again with that checkpoint (records keep no per-frame similarities) and
 a pack is refused when the new score differs from the record's
-(:func:`.evidence.rescore_for_evidence`).
+(:func:`.evidence.rescore_for_evidence`). The command is :mod:`.evidence_index_cli`.
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import logging
 import math
 import os
-import pickle
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from sf_fairseq.records import RecordError, ScoreRecord
+from sf_fairseq.records import ScoreRecord
 from sf_fairseq.resume import atomic_write_text
 
 from . import metrics as m
@@ -46,7 +44,7 @@ from .evidence import (
     rescore_for_evidence,
     write_evidence_pack,
 )
-from .results import OK, latest_records
+from .results import OK
 
 logger = logging.getLogger(__name__)
 
@@ -271,51 +269,3 @@ def pack_scorer(checkpoint: str | os.PathLike, records: Records, layer: int | No
         options = ScoreOptions(max_offset=k.pop()) if len(k) == 1 else ScoreOptions()
         precision = "fp32"
     return load_scorer(checkpoint, pick_device(cpu), layer, precision, options=options)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m sf_fairseq.eval.evidence_index",
-        description="Write a self-contained HTML index of score records (sortable table, AUC per "
-        "category with intervals, ROC, histograms) linking to their evidence packs.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("results", nargs="+", help="score files (*.jsonl) or folders of them")
-    p.add_argument("--out", required=True, help="index HTML file to write")
-    p.add_argument("--packs", help="folder of evidence packs named <id>.html (linked when present)")
-    p.add_argument("--title", default="Evidence index", help="page title")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates of the AUC intervals (0: none)")
-    packs = p.add_argument_group("evidence packs of chosen items (written to --packs)")
-    packs.add_argument("--checkpoint", help="score the chosen items again with this checkpoint (safe loader)")
-    packs.add_argument("--layer", type=int, default=None,
-                       help="layer the records were scored with (default: their provenance's)")
-    packs.add_argument("--pack", action="append", default=[], metavar="ID", help="an item to write a pack for")
-    packs.add_argument("--worst", type=int, default=0, metavar="N", help="also the N items with the lowest scores")
-    packs.add_argument("--cpu", action="store_true", help="run on CPU even if a GPU is available")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
-    try:
-        records = list(latest_records(args.results).values())
-    except (FileNotFoundError, RecordError) as err:
-        raise SystemExit(f"error: {err}") from err
-    if args.pack or args.worst:
-        if not (args.checkpoint and args.packs):
-            raise SystemExit("error: --pack/--worst need --checkpoint and --packs")
-        try:
-            chosen = chosen_items(records, args.pack, args.worst)
-            scorer = pack_scorer(args.checkpoint, chosen, args.layer, args.cpu)
-        except (OSError, ValueError, pickle.UnpicklingError) as err:
-            raise SystemExit(f"error: {err}") from err
-        written = write_packs(scorer, chosen, args.packs)
-        print(f"wrote {len(written)} of {len(chosen)} evidence packs to {args.packs}")
-    path = write_index(args.out, records, args.packs, args.title, args.n_boot)
-    print(f"wrote {path} ({len(records)} items)")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

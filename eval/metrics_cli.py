@@ -33,12 +33,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import pickle
 from pathlib import Path
 
 import numpy as np
 
+from sf_fairseq._logging import LOG_FORMAT, command_logging
 from sf_fairseq.records import RecordError, ScoreRecord
 
 from .evidence_index import chosen_items, pack_scorer, write_index, write_packs
@@ -91,60 +91,59 @@ def _run_info(paths: list[Path]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # force: importing fairseq leaves a DEBUG root handler behind (matplotlib floods it).
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
-    if args.threshold is not None and args.calibration:
-        raise SystemExit("error: give --threshold or --calibration, not both")
-    if (args.worst or args.pack) and (args.html is None or not args.checkpoint):
-        raise SystemExit("error: --worst/--pack need --html and --checkpoint")
-    try:
-        files = result_files(args.results)
-        records = latest_records(files)
-    except (OSError, RecordError) as err:
-        raise SystemExit(f"error: {err}") from err
-    run_info = _run_info(files)
+    with command_logging(LOG_FORMAT):
+        if args.threshold is not None and args.calibration:
+            raise SystemExit("error: give --threshold or --calibration, not both")
+        if (args.worst or args.pack) and (args.html is None or not args.checkpoint):
+            raise SystemExit("error: --worst/--pack need --html and --checkpoint")
+        try:
+            files = result_files(args.results)
+            records = latest_records(files)
+        except (OSError, RecordError) as err:
+            raise SystemExit(f"error: {err}") from err
+        run_info = _run_info(files)
 
-    if args.calibrate_fpr is not None:
-        if not args.calibration_out:
-            raise SystemExit("error: --calibrate-fpr needs --calibration-out")
-        real = [r.score for r in records.values() if r.ok and r.label == 1]
-        if not real:
-            raise SystemExit("error: no scored real (label 1) items to calibrate on")
-        cal = calibrate_threshold(
-            np.array(real),
-            args.calibrate_fpr,
-            checkpoint=run_info.get("checkpoint"),
-            layer=run_info.get("layer"),
-            list=run_info.get("input"),
-            max_offset=run_info.get("max_offset"),
-            max_seconds=run_info.get("max_seconds"),
-            results=[str(f) for f in files],
-        )
-        cal.save(args.calibration_out)
-        note = " (too few reals to resolve that rate)" if len(real) * args.calibrate_fpr < 1 else ""
-        print(f"threshold {cal.threshold:.6f} from {cal.n_real} real clips: {cal.achieved_fpr:.4f} "
-              f"of them called fake (target {cal.target_fpr}){note}; saved to {args.calibration_out}")
+        if args.calibrate_fpr is not None:
+            if not args.calibration_out:
+                raise SystemExit("error: --calibrate-fpr needs --calibration-out")
+            real = [r.score for r in records.values() if r.ok and r.label == 1]
+            if not real:
+                raise SystemExit("error: no scored real (label 1) items to calibrate on")
+            cal = calibrate_threshold(
+                np.array(real),
+                args.calibrate_fpr,
+                checkpoint=run_info.get("checkpoint"),
+                layer=run_info.get("layer"),
+                list=run_info.get("input"),
+                max_offset=run_info.get("max_offset"),
+                max_seconds=run_info.get("max_seconds"),
+                results=[str(f) for f in files],
+            )
+            cal.save(args.calibration_out)
+            note = " (too few reals to resolve that rate)" if len(real) * args.calibrate_fpr < 1 else ""
+            print(f"threshold {cal.threshold:.6f} from {cal.n_real} real clips: {cal.achieved_fpr:.4f} "
+                  f"of them called fake (target {cal.target_fpr}){note}; saved to {args.calibration_out}")
 
-    threshold = args.threshold
-    if args.calibration:
-        threshold = Calibration.load(args.calibration).threshold
-    out = Path(args.out) if args.out else files[0].parent / "report"
-    rep = write_report(records.values(), out, threshold=threshold, n_boot=args.n_boot, seed=args.seed,
-                       title=args.title, extra=run_info or None)
-    if rep["metrics"]:
-        met = rep["metrics"]
-        print(f"AUC {met['auc']:.4f}  AP {met['ap']:.4f}  EER {met['eer']:.4f} "
-              f"on {rep['n_used']} items ({rep['n_real']} real, {rep['n_fake']} fake); "
-              f"{rep['n_left_out']} left out; report in {out}")
-    else:
-        print(f"no metrics: {rep['metrics_note']}; {rep['n_left_out']} left out; report in {out}")
-    gated = rep.get("speech_gated") or {}
-    if gated.get("auc_speech") is not None:
-        print(f"speech-gated AUC {gated['auc_speech']:.4f} on {gated['n']} items with speech "
-              f"(paper's score on them {gated['auc_score_same_items']:.4f}); {gated['n_no_speech']} without speech")
-    if args.html is not None:
-        write_html(args, list(records.values()), Path(args.html or out / "index.html"), run_info)
-    return 0
+        threshold = args.threshold
+        if args.calibration:
+            threshold = Calibration.load(args.calibration).threshold
+        out = Path(args.out) if args.out else files[0].parent / "report"
+        rep = write_report(records.values(), out, threshold=threshold, n_boot=args.n_boot, seed=args.seed,
+                           title=args.title, extra=run_info or None)
+        if rep["metrics"]:
+            met = rep["metrics"]
+            print(f"AUC {met['auc']:.4f}  AP {met['ap']:.4f}  EER {met['eer']:.4f} "
+                  f"on {rep['n_used']} items ({rep['n_real']} real, {rep['n_fake']} fake); "
+                  f"{rep['n_left_out']} left out; report in {out}")
+        else:
+            print(f"no metrics: {rep['metrics_note']}; {rep['n_left_out']} left out; report in {out}")
+        gated = rep.get("speech_gated") or {}
+        if gated.get("auc_speech") is not None:
+            print(f"speech-gated AUC {gated['auc_speech']:.4f} on {gated['n']} items with speech "
+                  f"(paper's score on them {gated['auc_score_same_items']:.4f}); {gated['n_no_speech']} without speech")
+        if args.html is not None:
+            write_html(args, list(records.values()), Path(args.html or out / "index.html"), run_info)
+        return 0
 
 
 def write_html(args: argparse.Namespace, records: list[ScoreRecord], index: Path, run_info: dict) -> None:

@@ -6,7 +6,8 @@ the work (:func:`.perturb_engine.perturb_items`).
 from __future__ import annotations
 
 import argparse
-import logging
+
+from sf_fairseq._logging import LOG_FORMAT, command_logging
 
 from . import lists
 from .perturb_audio import AUDIO_PERTURBATIONS
@@ -54,20 +55,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
-    try:
-        items = lists.read_list(args.list, args.data_root, args.category_rule)
-    except (OSError, lists.ListFormatError) as err:
-        raise SystemExit(f"error: {err}") from err
-    options = PerturbOptions(args.seed, args.block_rule, args.storage_crf, args.preset)
-    try:
-        counts = perturb_items(items, args.data_root, args.out_dir, args.type, args.level, options,
-                               args.roi, args.workers, progress=not args.no_progress)
-    except ValueError as err:
-        raise SystemExit(f"error: {err}") from err
-    print(f"{cell_name(args.type, args.level)}: {len(items)} items, {counts['done']} already done, "
-          f"{counts['written']} written, {counts['failed']} failed; output in {args.out_dir}")
-    return 0 if counts["failed"] == 0 else 1
+    with command_logging(LOG_FORMAT):
+        try:
+            items = lists.read_list(args.list, args.data_root, args.category_rule)
+        except (OSError, lists.ListFormatError) as err:
+            raise SystemExit(f"error: {err}") from err
+        options = PerturbOptions(args.seed, args.block_rule, args.storage_crf, args.preset)
+        try:
+            counts = perturb_items(items, args.data_root, args.out_dir, args.type, args.level, options,
+                                   args.roi, args.workers, progress=not args.no_progress)
+        except ValueError as err:
+            raise SystemExit(f"error: {err}") from err
+        print(f"{cell_name(args.type, args.level)}: {len(items)} items, {counts['done']} already done, "
+              f"{counts['written']} written, {counts['failed']} failed; output in {args.out_dir}")
+        return 0 if counts["failed"] == 0 else 1
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ import argparse
 import logging
 import sys
 
+from sf_fairseq._logging import LOG_FORMAT, command_logging
+
 from .conformal import DEFAULT_ALPHA, SCORE_FIELDS, build_reference_set, min_reference_size
 from .results import latest_records, result_files
 from .verdict import INPUT_REASONS
@@ -49,24 +51,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
-    try:
-        files = result_files(args.records)
-        records = latest_records(files).values()
-        reference = build_reference_set(records, args.score_field, args.group_by, INPUT_REASONS,
-                                        [str(f) for f in files])
-    except (OSError, ValueError) as err:
-        print(f"error: {err}")
-        return 2
-    reference.save(args.out)
-    needed = min_reference_size(args.alpha)
-    for group, scores in sorted(reference.groups.items()):
-        warn = "" if len(scores) >= needed else f"  (too small for alpha={args.alpha:g}: needs {needed})"
-        print(f"group {group!r}: {len(scores)} real clips, smallest p-value {1 / (len(scores) + 1):.4g}{warn}")
-    for why, n in sorted(reference.refused.items()):
-        print(f"left out ({why}): {n}")
-    print(f"wrote {args.out}")
-    return 0
+    with command_logging(LOG_FORMAT):
+        try:
+            files = result_files(args.records)
+            records = latest_records(files).values()
+            reference = build_reference_set(records, args.score_field, args.group_by, INPUT_REASONS,
+                                            [str(f) for f in files])
+        except (OSError, ValueError) as err:
+            print(f"error: {err}")
+            return 2
+        reference.save(args.out)
+        needed = min_reference_size(args.alpha)
+        for group, scores in sorted(reference.groups.items()):
+            warn = "" if len(scores) >= needed else f"  (too small for alpha={args.alpha:g}: needs {needed})"
+            print(f"group {group!r}: {len(scores)} real clips, smallest p-value {1 / (len(scores) + 1):.4g}{warn}")
+        for why, n in sorted(reference.refused.items()):
+            print(f"left out ({why}): {n}")
+        print(f"wrote {args.out}")
+        return 0
 
 
 if __name__ == "__main__":

@@ -21,52 +21,20 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping
 
 from sf_fairseq.records import FAILED, OK, PrepareRecord, RecordError, ScoreRecord, Transcripts
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["FAILED", "OK", "PrepareStatus", "ResultWriter", "file_stamp", "has_transcripts", "input_stamps",
-           "iter_records", "latest_records", "prepare_notes", "prepare_status", "result_files",
-           "transcribe_records", "transcript_record"]
-
-
-def transcript_record(transcripts: Any, model: str) -> Transcripts:
-    """The ``transcripts`` field of a transcribed clip (a :class:`.transcribe.ClipTranscripts`)."""
-    return Transcripts(lips=transcripts.lips, audio=transcripts.audio,
-                       word_disagreement=transcripts.word_disagreement,
-                       char_disagreement=transcripts.char_disagreement, model=model)
+           "iter_records", "latest_records", "prepare_notes", "prepare_status", "result_files"]
 
 
 def has_transcripts(record: ScoreRecord | None, model: str) -> bool:
     """Whether ``record`` holds transcripts from ``model`` (not a failed transcription)."""
     t = None if record is None else record.transcripts
     return isinstance(t, Transcripts) and t.model == model and t.ok
-
-
-def transcribe_records(
-    transcribe: Callable[[Sequence[Any]], list[Any]], clips: Sequence[Any], model: str
-) -> list[Transcripts]:
-    """``transcripts`` fields of a batch of clips: ``transcribe`` (e.g.
-    ``Transcriber.transcribe_clips``) on the whole batch, and clip by clip if the batch fails
-    (e.g. out of memory), so that one bad clip only fails its own field. Never raises for a
-    clip: a ``RuntimeError``/``ValueError``/``IndexError`` becomes that clip's failure."""
-    errors = (RuntimeError, ValueError, IndexError)
-    try:
-        return [transcript_record(t, model) for t in transcribe(list(clips))]
-    except errors as err:
-        if len(clips) == 1:
-            logger.warning("transcription failed: %s", err)
-            return [Transcripts.failure(model, err)]
-        logger.warning("transcribing a batch of %d failed (%s); transcribing its clips one at a time", len(clips), err)
-    out = []
-    for clip in clips:
-        try:
-            out.append(transcript_record(transcribe([clip])[0], model))
-        except errors as err:
-            out.append(Transcripts.failure(model, err))
-    return out
 
 
 def file_stamp(path: str | os.PathLike) -> dict[str, int] | None:

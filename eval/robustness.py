@@ -10,6 +10,8 @@ import argparse
 import logging
 import shlex
 
+from sf_fairseq._logging import TIMED_LOG_FORMAT, command_logging
+
 from . import lists
 from .perturb_engine import TYPES, PerturbOptions
 from .perturb_video import BLOCK_RULES
@@ -79,20 +81,20 @@ def job_from_arguments(args: argparse.Namespace) -> GridJob:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
-    try:
-        job = job_from_arguments(args)
-    except ValueError as err:
-        raise SystemExit(f"error: {err}") from None
-    try:
-        summary = run_grid(job)
-    except GridError as err:
-        raise SystemExit(f"error: {err}") from None
-    clean = summary.clean_auc
-    print(f"robustness grid: {summary.n_cells} cells; mean AUC over types {_fmt(summary.mean_auc)}"
-          + ("" if clean is None else f" (clean {_fmt(clean)})")
-          + f"; report in {summary.report_dir}")
-    return 0
+    with command_logging(TIMED_LOG_FORMAT):
+        try:
+            job = job_from_arguments(args)
+        except ValueError as err:
+            raise SystemExit(f"error: {err}") from None
+        try:
+            summary = run_grid(job)
+        except GridError as err:
+            raise SystemExit(f"error: {err}") from None
+        clean = summary.clean_auc
+        print(f"robustness grid: {summary.n_cells} cells; mean AUC over types {_fmt(summary.mean_auc)}"
+              + ("" if clean is None else f" (clean {_fmt(clean)})")
+              + f"; report in {summary.report_dir}")
+        return 0
 
 
 def _fmt(x: float | None) -> str:

@@ -78,6 +78,7 @@ from pathlib import Path
 from typing import Any
 
 from sf_fairseq import resume
+from sf_fairseq._logging import TIMED_LOG_FORMAT, command_logging
 from sf_fairseq.data.batching import BatchLimits
 
 from . import lists
@@ -144,11 +145,10 @@ def read_items(args: Namespace) -> list[lists.EvalItem]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # force: importing fairseq leaves a DEBUG root handler behind (matplotlib floods it).
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
-    return run_interruptible("sf-score-batch", run, args,
-                             f"the records written so far are kept in {args.results_path}: "
-                             "run the same command again to resume")
+    with command_logging(TIMED_LOG_FORMAT):
+        return run_interruptible("sf-score-batch", run, args,
+                                 f"the records written so far are kept in {args.results_path}: "
+                                 "run the same command again to resume")
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,7 @@ import torch
 from tqdm import tqdm
 
 from sf_fairseq import resume
+from sf_fairseq._logging import TIMED_LOG_FORMAT, command_logging
 from sf_fairseq.data.batching import BatchLimits
 from sf_fairseq.preprocess import prepare_engine
 
@@ -212,10 +213,10 @@ def cluster_plan(args: Namespace) -> WorkerPlan:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
-    return run_interruptible("sf-score-ray", run, args,
-                             f"the records written so far are kept in {args.results_path}: "
-                             "run the same command again to resume")
+    with command_logging(TIMED_LOG_FORMAT):
+        return run_interruptible("sf-score-ray", run, args,
+                                 f"the records written so far are kept in {args.results_path}: "
+                                 "run the same command again to resume")
 
 
 def run(args: Namespace) -> int:

@@ -73,6 +73,7 @@ from pathlib import Path
 from typing import Any
 
 from sf_fairseq import resume
+from sf_fairseq._logging import LOG_FORMAT, command_logging
 
 from .batch_engine import add_transcribe_arguments, load_transcriber
 from .metrics import Calibration
@@ -197,79 +198,78 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # force: importing fairseq leaves a DEBUG root handler behind (matplotlib floods it).
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
-    out = Path(args.out)
-    name = Path(args.video).stem
-    json_path, png_path, md_path = (out / f"{name}.score.{ext}" for ext in ("json", "png", "md"))
-    html_path = None if args.html is None else Path(args.html or out / f"{name}.evidence.html")
-    resume.remove_stale_temporaries(out, recursive=False)  # left by a killed run
-    try:  # (a missing video is reported by score_video, not as a name clash)
-        previous = previous_output(json_path, args.video, args.overwrite) if os.path.isfile(args.video) else None
-    except ScoreVideoError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    device = pick_device(args.cpu)
-    try:
-        calibration = Calibration.load(args.calibration) if args.calibration else None
-        verdict = verdict_config_from_arguments(args)
-        scorer = load_scorer_from_arguments(args, args.checkpoint, device)
-        transcriber, transcriber_name = load_transcriber(args, device)
-    except (OSError, ValueError, pickle.UnpicklingError) as err:  # missing/unsafe checkpoint, bad calibration
-        raise SystemExit(f"error: {err}") from err
-    threshold = calibration.threshold if calibration else args.threshold
-    options = {"window_s": args.window, "hop_s": args.hop, "smooth_frames": args.smooth_frames,
-               "transcriber": transcriber, "transcriber_name": transcriber_name or "transcriber",
-               "checkpoint": args.checkpoint, "verdict": verdict, "group": args.group}
-    try:
-        with contextlib.ExitStack() as stack:
-            work_dir = args.work_dir or stack.enter_context(tempfile.TemporaryDirectory(prefix="sf_score_"))
-            scored = score_video_tracks(scorer, args.video, args.audio, args.input_kind, work_dir, **options)
-            if html_path is not None:  # (the pack reads the ROI videos, gone with a temporary work dir)
-                write_pack(html_path, scored, verdict, Path(args.video).name)
-    except ScoreVideoError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    result = scored.result
-    main_track = result["tracks"][0]
-    scored_main = main_track["score"] is not None
-    result.update(
-        checkpoint=os.path.abspath(args.checkpoint),
-        layer=args.layer,
-        threshold=threshold,
-        calibration=None if calibration is None else {"path": os.path.abspath(args.calibration),
-                                                      "target_fpr": calibration.target_fpr,
-                                                      "provenance": calibration.provenance},
-        threshold_verdict=None if threshold is None or not scored_main else (
-            "fake" if main_track["score"] < threshold else "real"),
-    )
-    if transcriber is not None:
-        result["transcripts"] = main_track.get("transcripts")
-        result["transcribe"] = {"checkpoint": transcriber_name, "beam": args.beam, "lenpen": args.lenpen}
-    result["fingerprint"] = output_fingerprint(args, scorer, result, threshold, verdict)
-    log_replacement(json_path, previous, result["fingerprint"])
-    resume.atomic_write_text(json_path, json.dumps(result, indent=2) + "\n")
-    written = [json_path]
-    if scored_main:
-        with resume.atomic_path(png_path) as tmp:
-            plot_result(main_track, tmp, threshold, f"{name} ({result['input_kind']})")
-        written.append(png_path)
-    else:
-        png_path.unlink(missing_ok=True)  # a previous run's curves are not this record's
-    resume.atomic_write_text(md_path, summary_markdown(result, name, png_path.name if scored_main else None))
-    written.append(md_path)
-    print("\n".join(summary_lines(main_track)))
-    if threshold is not None:
-        print(f"threshold verdict (score below {threshold:.4f}: fake): {result['threshold_verdict']}")
-    if main_track.get("transcripts") is not None:
-        print("\n".join(transcript_lines(main_track["transcripts"])))
-    for track in result["tracks"][1:]:
-        print(f"other face {track['track']}: verdict {track['verdict']}, score {track['score']:.4f}, "
-              f"offset {track['best_offset_ms']:+.0f} ms")
-    if html_path is not None:
-        written.append(html_path)
-    print(f"wrote {', '.join(map(str, written))}")
-    return 0
+    with command_logging(LOG_FORMAT):
+        out = Path(args.out)
+        name = Path(args.video).stem
+        json_path, png_path, md_path = (out / f"{name}.score.{ext}" for ext in ("json", "png", "md"))
+        html_path = None if args.html is None else Path(args.html or out / f"{name}.evidence.html")
+        resume.remove_stale_temporaries(out, recursive=False)  # left by a killed run
+        try:  # (a missing video is reported by score_video, not as a name clash)
+            previous = previous_output(json_path, args.video, args.overwrite) if os.path.isfile(args.video) else None
+        except ScoreVideoError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        device = pick_device(args.cpu)
+        try:
+            calibration = Calibration.load(args.calibration) if args.calibration else None
+            verdict = verdict_config_from_arguments(args)
+            scorer = load_scorer_from_arguments(args, args.checkpoint, device)
+            transcriber, transcriber_name = load_transcriber(args, device)
+        except (OSError, ValueError, pickle.UnpicklingError) as err:  # missing/unsafe checkpoint, bad calibration
+            raise SystemExit(f"error: {err}") from err
+        threshold = calibration.threshold if calibration else args.threshold
+        options = {"window_s": args.window, "hop_s": args.hop, "smooth_frames": args.smooth_frames,
+                   "transcriber": transcriber, "transcriber_name": transcriber_name or "transcriber",
+                   "checkpoint": args.checkpoint, "verdict": verdict, "group": args.group}
+        try:
+            with contextlib.ExitStack() as stack:
+                work_dir = args.work_dir or stack.enter_context(tempfile.TemporaryDirectory(prefix="sf_score_"))
+                scored = score_video_tracks(scorer, args.video, args.audio, args.input_kind, work_dir, **options)
+                if html_path is not None:  # (the pack reads the ROI videos, gone with a temporary work dir)
+                    write_pack(html_path, scored, verdict, Path(args.video).name)
+        except ScoreVideoError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        result = scored.result
+        main_track = result["tracks"][0]
+        scored_main = main_track["score"] is not None
+        result.update(
+            checkpoint=os.path.abspath(args.checkpoint),
+            layer=args.layer,
+            threshold=threshold,
+            calibration=None if calibration is None else {"path": os.path.abspath(args.calibration),
+                                                          "target_fpr": calibration.target_fpr,
+                                                          "provenance": calibration.provenance},
+            threshold_verdict=None if threshold is None or not scored_main else (
+                "fake" if main_track["score"] < threshold else "real"),
+        )
+        if transcriber is not None:
+            result["transcripts"] = main_track.get("transcripts")
+            result["transcribe"] = {"checkpoint": transcriber_name, "beam": args.beam, "lenpen": args.lenpen}
+        result["fingerprint"] = output_fingerprint(args, scorer, result, threshold, verdict)
+        log_replacement(json_path, previous, result["fingerprint"])
+        resume.atomic_write_text(json_path, json.dumps(result, indent=2) + "\n")
+        written = [json_path]
+        if scored_main:
+            with resume.atomic_path(png_path) as tmp:
+                plot_result(main_track, tmp, threshold, f"{name} ({result['input_kind']})")
+            written.append(png_path)
+        else:
+            png_path.unlink(missing_ok=True)  # a previous run's curves are not this record's
+        resume.atomic_write_text(md_path, summary_markdown(result, name, png_path.name if scored_main else None))
+        written.append(md_path)
+        print("\n".join(summary_lines(main_track)))
+        if threshold is not None:
+            print(f"threshold verdict (score below {threshold:.4f}: fake): {result['threshold_verdict']}")
+        if main_track.get("transcripts") is not None:
+            print("\n".join(transcript_lines(main_track["transcripts"])))
+        for track in result["tracks"][1:]:
+            print(f"other face {track['track']}: verdict {track['verdict']}, score {track['score']:.4f}, "
+                  f"offset {track['best_offset_ms']:+.0f} ms")
+        if html_path is not None:
+            written.append(html_path)
+        print(f"wrote {', '.join(map(str, written))}")
+        return 0
 
 
 if __name__ == "__main__":

@@ -61,6 +61,7 @@ from flask import (
 from werkzeug.exceptions import HTTPException
 from werkzeug.utils import secure_filename
 
+from sf_fairseq._logging import LOG_FORMAT, command_logging
 from sf_fairseq.resume import atomic_write_json
 
 from .evidence import TEMPLATES, TrackEvidence, write_evidence_pack
@@ -542,34 +543,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
-    checkpoints = dict(args.checkpoint)
-    missing = [f"{n}={p}" for n, p in checkpoints.items() if not p.is_file()]
-    if missing:
-        raise SystemExit(f"error: checkpoint file(s) not found: {', '.join(missing)}")
-    if args.media_dir and not Path(args.media_dir).is_dir():
-        raise SystemExit(f"error: media folder not found: {args.media_dir}")
-    config = ServeConfig(
-        results_dir=Path(args.results), checkpoints=checkpoints,
-        media_dir=Path(args.media_dir) if args.media_dir else None,
-        reference=Path(args.reference) if args.reference else None,
-        devices=tuple(args.devices or ["cpu"]), max_upload_bytes=int(args.max_upload_mb * 2**20), layer=args.layer,
-    )
-    try:
-        app = create_app(config)
-    except ValueError as err:  # unreadable reference set
-        raise SystemExit(f"error: {err}") from err
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        logger.warning("listening on %s: anyone who can reach this address can use the page", args.host)
-    from werkzeug.serving import make_server
+    with command_logging(LOG_FORMAT):
+        checkpoints = dict(args.checkpoint)
+        missing = [f"{n}={p}" for n, p in checkpoints.items() if not p.is_file()]
+        if missing:
+            raise SystemExit(f"error: checkpoint file(s) not found: {', '.join(missing)}")
+        if args.media_dir and not Path(args.media_dir).is_dir():
+            raise SystemExit(f"error: media folder not found: {args.media_dir}")
+        config = ServeConfig(
+            results_dir=Path(args.results), checkpoints=checkpoints,
+            media_dir=Path(args.media_dir) if args.media_dir else None,
+            reference=Path(args.reference) if args.reference else None,
+            devices=tuple(args.devices or ["cpu"]), max_upload_bytes=int(args.max_upload_mb * 2**20), layer=args.layer,
+        )
+        try:
+            app = create_app(config)
+        except ValueError as err:  # unreadable reference set
+            raise SystemExit(f"error: {err}") from err
+        if args.host not in ("127.0.0.1", "localhost", "::1"):
+            logger.warning("listening on %s: anyone who can reach this address can use the page", args.host)
+        from werkzeug.serving import make_server
 
-    server = make_server(args.host, args.port, app, threaded=True)
-    print(f"sf-serve: open http://{args.host}:{server.server_port}/ (Ctrl-C to stop)", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    return 0
+        server = make_server(args.host, args.port, app, threaded=True)
+        print(f"sf-serve: open http://{args.host}:{server.server_port}/ (Ctrl-C to stop)", flush=True)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        return 0
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from sf_fairseq._logging import LOG_FORMAT, command_logging
 from sf_fairseq.records import ScoreRecord
 from sf_fairseq.resume import differing_keys, file_sha256
 
@@ -225,29 +226,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
-    try:
-        record = load_record(args.record, args.id, args.track)
-        outcome = verify_record(record, args.device, args.atol, args.trust_checkpoint)
-    except (CannotVerify, OSError, ValueError, pickle.UnpicklingError) as err:
-        print(f"cannot verify: {err}")
-        return 2
-    mode = "exact" if outcome.exact else f"within {outcome.atol:g}"
-    print(f"{'REPRODUCED' if outcome.reproduced else 'NOT REPRODUCED'} ({mode}); "
-          f"{'files intact' if outcome.intact else 'FILES CHANGED'}")
-    for name, value in outcome.values.items():
-        print(f"  {name}: {value}")
-    for role, why in outcome.changed_files.items():
-        print(f"  changed {role}: {why}")
-    for name in outcome.changed_settings:
-        print(f"  setting differs from the checkpoint's: {name}")
-    for name in outcome.environment:
-        print(f"  environment differs: {name}")
-    if args.json:
-        from sf_fairseq.resume import atomic_write_text
+    with command_logging(LOG_FORMAT):
+        try:
+            record = load_record(args.record, args.id, args.track)
+            outcome = verify_record(record, args.device, args.atol, args.trust_checkpoint)
+        except (CannotVerify, OSError, ValueError, pickle.UnpicklingError) as err:
+            print(f"cannot verify: {err}")
+            return 2
+        mode = "exact" if outcome.exact else f"within {outcome.atol:g}"
+        print(f"{'REPRODUCED' if outcome.reproduced else 'NOT REPRODUCED'} ({mode}); "
+              f"{'files intact' if outcome.intact else 'FILES CHANGED'}")
+        for name, value in outcome.values.items():
+            print(f"  {name}: {value}")
+        for role, why in outcome.changed_files.items():
+            print(f"  changed {role}: {why}")
+        for name in outcome.changed_settings:
+            print(f"  setting differs from the checkpoint's: {name}")
+        for name in outcome.environment:
+            print(f"  environment differs: {name}")
+        if args.json:
+            from sf_fairseq.resume import atomic_write_text
 
-        atomic_write_text(args.json, json.dumps(outcome.as_json(), indent=2) + "\n")
-    return 0 if outcome.reproduced and outcome.intact else 1
+            atomic_write_text(args.json, json.dumps(outcome.as_json(), indent=2) + "\n")
+        return 0 if outcome.reproduced and outcome.intact else 1
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from .evidence import TrackEvidence, write_evidence_pack
 from .pipeline import ClipResult, ScoreOptions, Scorer
 from .provenance import clip_provenance
 from .speech import analyse_wav
-from .transcribe import Transcriber
+from .transcriber import Transcriber
 from .verdict import (
     PREPARE_STATUS_REASONS,
     MediaChecks,
@@ -322,7 +322,8 @@ def summary_markdown(result: dict[str, Any], name: str, png_name: str | None) ->
     lines = [f"# {name}", "", f"- input: `{result['input']}` ({result['input_kind']})"]
     lines += [f"- {line}" for line in summary_lines(main_track)]
     if result.get("threshold") is not None:
-        lines.append(f"- threshold verdict (score below {result['threshold']:.4f}: fake): {result['threshold_verdict']}")
+        lines.append(f"- threshold verdict (score below {result['threshold']:.4f}: fake): "
+                     f"{result['threshold_verdict']}")
     for track in result["tracks"][1:]:
         score = "not scored" if track["score"] is None else f"score {track['score']:.4f}"
         lines.append(f"- other face {track['track']}: verdict {track['verdict']}, {score}")

@@ -9,6 +9,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from sf_fairseq._logging import TIMED_LOG_FORMAT, command_logging
+
 from .iteration_engine import LABEL_RATES, Iteration, IterationConfig, IterationError
 
 logger = logging.getLogger(__name__)
@@ -90,24 +92,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        force=True)
-    try:
-        cfg = IterationConfig(**vars(args))
-        Iteration(cfg).run()
-    except (IterationError, ValueError, OSError) as err:  # bad input: the message names it
-        logger.error("%s", err)
-        return 1
-    if cfg.rank is not None:
-        logger.info("features of shard %d/%d done; run again without --rank to finish",
-                    cfg.rank, cfg.nshard)
+    with command_logging(TIMED_LOG_FORMAT):
+        try:
+            cfg = IterationConfig(**vars(args))
+            Iteration(cfg).run()
+        except (IterationError, ValueError, OSError) as err:  # bad input: the message names it
+            logger.error("%s", err)
+            return 1
+        if cfg.rank is not None:
+            logger.info("features of shard %d/%d done; run again without --rank to finish",
+                        cfg.rank, cfg.nshard)
+            return 0
+        logger.info(
+            "labels in %s: train with task.data=%s task.label_dir=%s task.labels=[%s] "
+            "task.label_rate=%d (K=%d)", cfg.out_dir, cfg.out_dir, cfg.out_dir, cfg.label_name,
+            cfg.label_rate, cfg.n_clusters,
+        )
         return 0
-    logger.info(
-        "labels in %s: train with task.data=%s task.label_dir=%s task.labels=[%s] "
-        "task.label_rate=%d (K=%d)", cfg.out_dir, cfg.out_dir, cfg.out_dir, cfg.label_name,
-        cfg.label_rate, cfg.n_clusters,
-    )
-    return 0
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import cv2
 
+from sf_fairseq._logging import LOG_FORMAT, command_logging
 from sf_fairseq.data.audio_io import read_wav_checked
 from sf_fairseq.data.manifest import read_manifest
 from sf_fairseq.data.packed import (
@@ -122,25 +123,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    status = 0
-    for split in args.split:
-        manifest = args.data / f"{split}.tsv"
-        try:
-            if args.verify:
-                changed = verify_split(manifest, args.out)
-                if changed:
-                    logger.error("%s: %d clips changed since packing, e.g. %s; repack", split,
-                                 len(changed), ", ".join(changed[:5]))
-                    status = 1
+    with command_logging(LOG_FORMAT):
+        status = 0
+        for split in args.split:
+            manifest = args.data / f"{split}.tsv"
+            try:
+                if args.verify:
+                    changed = verify_split(manifest, args.out)
+                    if changed:
+                        logger.error("%s: %d clips changed since packing, e.g. %s; repack", split,
+                                     len(changed), ", ".join(changed[:5]))
+                        status = 1
+                    else:
+                        logger.info("%s: all sources match the pack", split)
                 else:
-                    logger.info("%s: all sources match the pack", split)
-            else:
-                pack_split(manifest, args.out)
-        except (OSError, ValueError) as err:
-            logger.error("%s", err)
-            return 1
-    return status
+                    pack_split(manifest, args.out)
+            except (OSError, ValueError) as err:
+                logger.error("%s", err)
+                return 1
+        return status
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ import argparse
 import logging
 import sys
 
+from sf_fairseq._logging import LOG_FORMAT, command_logging
+
 from .prepare_engine import SETTINGS_FILE, STATUSES, PrepareError, add_prepare_options, job_from_arguments, run
 
 logger = logging.getLogger(__name__)
@@ -45,15 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # force: importing fairseq installs a DEBUG root handler, which would flood the console.
-    logging.basicConfig(
-        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True
-    )
-    try:
-        return run(job_from_arguments(args.inputs, args.out_dir, args)).exit_status
-    except PrepareError as err:
-        logger.error("%s", err)
-        return 2
+    with command_logging(LOG_FORMAT):
+        try:
+            return run(job_from_arguments(args.inputs, args.out_dir, args)).exit_status
+        except PrepareError as err:
+            logger.error("%s", err)
+            return 2
 
 
 if __name__ == "__main__":

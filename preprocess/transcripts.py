@@ -29,6 +29,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from sf_fairseq._logging import LOG_FORMAT, command_logging
 from sf_fairseq.data.manifest import read_manifest, write_label_lines
 
 logger = logging.getLogger(__name__)
@@ -171,29 +172,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--data", required=True, help="directory with the {split}.tsv manifests")
     parser.add_argument("--transcripts", required=True, help="transcript list: '<item id> <text>' per line")
-    parser.add_argument("--splits", nargs="+", default=["train", "valid"], help="splits to write .wrd for (default: train valid)")
-    parser.add_argument("--train-splits", nargs="+", default=["train"], help="splits the SentencePiece model learns from (default: train)")
+    parser.add_argument("--splits", nargs="+", default=["train", "valid"],
+                        help="splits to write .wrd for (default: train valid)")
+    parser.add_argument("--train-splits", nargs="+", default=["train"],
+                        help="splits the SentencePiece model learns from (default: train)")
     parser.add_argument("--out-dir", help="output directory (default: --data)")
-    parser.add_argument("--vocab-size", type=int, default=1000, help="SentencePiece vocabulary incl. the 4 specials (default: 1000, as LRS3)")
-    parser.add_argument(
-        "--soft-vocab-limit", action="store_true", help="allow a smaller vocabulary when the text is too small for --vocab-size"
-    )
+    parser.add_argument("--vocab-size", type=int, default=1000,
+                        help="SentencePiece vocabulary incl. the 4 specials (default: 1000, as LRS3)")
+    parser.add_argument("--soft-vocab-limit", action="store_true",
+                        help="allow a smaller vocabulary when the text is too small for --vocab-size")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        model_path = build_targets(
-            args.data, args.transcripts, args.splits, args.out_dir, args.train_splits,
-            args.vocab_size, hard_vocab_limit=not args.soft_vocab_limit,
-        )
-    except (OSError, KeyError, ValueError) as err:
-        logger.error("%s", err)
-        return 1
-    print(model_path)
-    return 0
+    with command_logging(LOG_FORMAT):
+        try:
+            model_path = build_targets(
+                args.data, args.transcripts, args.splits, args.out_dir, args.train_splits,
+                args.vocab_size, hard_vocab_limit=not args.soft_vocab_limit,
+            )
+        except (OSError, KeyError, ValueError) as err:
+            logger.error("%s", err)
+            return 1
+        print(model_path)
+        return 0
 
 
 if __name__ == "__main__":

@@ -10,6 +10,9 @@ fairseq also logs advice about optional packages this project never uses ("Pleas
 tensorboardX" from its text-to-speech task, on import, in every process). :func:`drop_library_chatter`
 filters exactly those messages on the loggers that emit them; every other record of those loggers,
 warnings included, still goes through.
+
+Commands configure the root logger for their run only (:func:`command_logging`), so a command
+called in-process (the tests, the demo running its stages) leaves its caller's logging as it was.
 """
 
 from __future__ import annotations
@@ -36,6 +39,39 @@ def preserve_root_logging() -> Iterator[None]:
             if handler not in handlers:
                 root.removeHandler(handler)
         root.setLevel(level)
+
+
+# The commands' console formats: plain, and with a timestamp for the long-running ones.
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+TIMED_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+@contextmanager
+def command_logging(fmt: str = LOG_FORMAT, level: int = logging.INFO) -> Iterator[None]:
+    """One command's logging: inside the block the root logger has a single stderr handler with
+    ``fmt`` at ``level`` (as ``logging.basicConfig(force=True)``, which also drops a DEBUG handler
+    a library may have installed); on exit its previous handlers and level are back.
+
+    The previous handlers are detached, not closed, since they are put back afterwards.
+    """
+    root = logging.getLogger()
+    handlers, previous_level = list(root.handlers), root.level
+    for handler in handlers:
+        root.removeHandler(handler)
+    console = logging.StreamHandler()
+    console.setFormatter(logging.Formatter(fmt))
+    root.addHandler(console)
+    root.setLevel(level)
+    try:
+        yield
+    finally:
+        for handler in list(root.handlers):  # the console and any the command added
+            root.removeHandler(handler)
+            if handler not in handlers:
+                handler.close()
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(previous_level)
 
 
 class DropMessages(logging.Filter):

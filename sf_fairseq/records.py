@@ -59,7 +59,7 @@ offset, ``sf-benchmark`` on localisation datasets), ``transcripts`` (with ``--tr
 no scored track).
 
 Transcripts (the lips-only and audio-only transcripts of a clip, see
-:mod:`sf_fairseq.eval.transcribe`)::
+:mod:`sf_fairseq.eval.transcriber`)::
 
     {"lips": str | null, "audio": str | null, "word_disagreement": float | null,
      "char_disagreement": float | null, "model": checkpoint path,

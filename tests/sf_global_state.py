@@ -44,37 +44,9 @@ _IGNORED_ENV = {"PYTEST_CURRENT_TEST", "LD_LIBRARY_PATH", "KMP_DUPLICATE_LIB_OK"
 _SEEDERS = (("random", "seed", "random"), ("numpy.random", "seed", "numpy.random"),
             ("torch", "manual_seed", "torch"), ("torch.random", "manual_seed", "torch"),
             ("torch", "seed", "torch"), ("torch.random", "seed", "torch"))
-# Test modules (node id paths) whose tests run a command's main() in-process: each main configures
-# the root logger for its program (logging.basicConfig(force=True)), so tests/conftest.py restores
-# the root logger after these tests. Drop a module once the commands stop leaking it.
-IN_PROCESS_CLI_MODULES: set[str] = {
-    "tests/benchmarks/test_benchmark_cli.py",  # sf-benchmark
-    "tests/demo/test_demo_quick.py",  # sf-demo
-    "tests/eval/test_batch_processes.py",  # sf-score-batch
-    "tests/eval/test_batch_settings.py",
-    "tests/eval/test_batch_verdict_fixture.py",  # sf-score-batch, sf-reference-set, sf-verify, sf-report
-    "tests/eval/test_batch_verdict_report.py",  # sf-report
-    "tests/eval/test_eval_score_batch.py",
-    "tests/eval/test_eval_score_video.py",  # sf-score-video
-    "tests/eval/test_eval_score_video_inputs.py",
-    "tests/eval/test_eval_transcripts.py",
-    "tests/eval/test_fast_scoring_paths.py",  # sf-score-batch, sf-score-video, sf-report
-    "tests/eval/test_score_list.py",
-    "tests/evidence/test_evidence_index.py",  # sf-evidence-index
-    "tests/evidence/test_serve.py",  # sf-serve
-    "tests/preprocess/test_features_model.py",  # sf-iteration
-    "tests/preprocess/test_iteration_mfcc.py",
-    "tests/preprocess/test_prepare_cli.py",  # sf-prepare
-    "tests/preprocess/test_prepare_job.py",
-    "tests/preprocess/test_prepare_reliability.py",
-    "tests/ray/test_ray_pipeline.py",  # sf-score-ray
-    "tests/robustness/test_robustness_grid.py",  # sf-robustness
-    "tests/robustness/test_robustness_perturb_cli.py",  # sf-perturb
-    "tests/synthetic/test_synthetic_corpus_cli.py",
-    "tests/verdicts/test_conformal.py",
-    "tests/verdicts/test_provenance_verify.py",
-    "tests/verdicts/test_score_video_verdicts.py",
-}
+# Test modules (node id paths) whose tests get the root logger put back after them. Empty: commands
+# run in-process restore the caller's logging themselves (sf_fairseq._logging.command_logging).
+IN_PROCESS_CLI_MODULES: set[str] = set()
 
 
 def _root_handlers() -> list[logging.Handler]:

@@ -196,7 +196,7 @@ def test_records_written_by_the_batch_engine_validate(tmp_path: Path) -> None:
     from sf_fairseq.eval.pipeline import ScoreOptions, Scorer
     from sf_fairseq.eval.ray_pipeline import VideoItem, input_failed_record
     from sf_fairseq.eval.results import ResultWriter
-    from sf_fairseq.eval.transcribe import ClipTranscripts
+    from sf_fairseq.eval.transcriber import ClipTranscripts
 
     sys.path.insert(0, str(Path(__file__).resolve().parent / "verdicts"))
     from verdict_clips import OpeningEncoder, speech_clip, utterance

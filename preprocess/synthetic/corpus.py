@@ -6,8 +6,9 @@ metadata and resuming are described in :mod:`.corpus_engine`.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
+
+from sf_fairseq._logging import LOG_FORMAT, command_logging
 
 from .corpus_engine import RECORDED_FRACTION, CorpusError, CorpusJob, generate
 from .fakes import CATEGORIES, FAKE_CATEGORIES
@@ -44,16 +45,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    job = CorpusJob(args.out, n_train=args.n_train, n_test=args.n_test, seed=args.seed,
-                    size=(int(args.size[0]), int(args.size[1])), quick=args.quick,
-                    categories=tuple(args.categories), recorded_fraction=args.recorded_fraction,
-                    workers=args.workers)
-    try:
-        generate(job)
-    except CorpusError as err:
-        raise SystemExit(str(err)) from None
-    return 0
+    with command_logging(LOG_FORMAT):
+        job = CorpusJob(args.out, n_train=args.n_train, n_test=args.n_test, seed=args.seed,
+                        size=(int(args.size[0]), int(args.size[1])), quick=args.quick,
+                        categories=tuple(args.categories), recorded_fraction=args.recorded_fraction,
+                        workers=args.workers)
+        try:
+            generate(job)
+        except CorpusError as err:
+            raise SystemExit(str(err)) from None
+        return 0
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from sf_fairseq.data import clip_inputs as contract
 from sf_fairseq.data.av_hubert_dataset import AVHubertDataset
 from sf_fairseq.data.manifest import ManifestItem, read_manifest, write_manifest
 from sf_fairseq.eval import encode
-from sf_fairseq.eval.transcribe import DecodeSettings, Transcriber
+from sf_fairseq.eval.transcriber import DecodeSettings, Transcriber
 from sf_fairseq.preprocess.features_model import ModelFeatureReader
 from sf_test_media import write_clip, write_corpus
 

@@ -13,7 +13,7 @@ from sf_fairseq.eval.encode import InputSettings, StreamEncoder
 from sf_fairseq.data.batching import BatchLimits, length_batches
 from sf_fairseq.eval.pipeline import Scorer
 from sf_fairseq.eval.results import ResultWriter, latest_records
-from sf_fairseq.eval.transcribe import transcribe_manifest
+from sf_fairseq.eval.transcriber import transcribe_manifest
 
 
 def test_length_batches_group_similar_lengths_under_the_limits() -> None:
@@ -93,7 +93,7 @@ def test_loader_processes_give_the_same_records(tmp_path: Path, mixed, stand_in)
 
 
 class _RecordingTranscriber:
-    """Stands in for :class:`.transcribe.Transcriber`: names each clip by its length."""
+    """Stands in for :class:`.transcriber.Transcriber`: names each clip by its length."""
 
     settings = InputSettings()
 

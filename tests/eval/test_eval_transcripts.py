@@ -16,8 +16,8 @@ from sf_fairseq.eval.encode import InputSettings, StreamEncoder, load_clip
 from sf_fairseq.eval.metrics import roc_auc
 from sf_fairseq.eval.pipeline import Scorer
 from sf_fairseq.eval.report import compute_report, write_report
-from sf_fairseq.eval.results import ResultWriter, latest_records, transcribe_records
-from sf_fairseq.eval.transcribe import ClipTranscripts, DecodeSettings, Transcriber, disagreement
+from sf_fairseq.eval.results import ResultWriter, latest_records
+from sf_fairseq.eval.transcriber import ClipTranscripts, DecodeSettings, Transcriber, disagreement, transcribe_records
 
 # Two intra-op threads for these tests, put back after the module (was a module-level set_num_threads).
 pytestmark = pytest.mark.usefixtures("two_torch_threads")

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 from conftest import check_self_contained
-from sf_fairseq.eval import evidence_index
+from sf_fairseq.eval import evidence_index, evidence_index_cli
 from sf_fairseq.eval.metrics import roc_auc
 
 
@@ -58,7 +58,7 @@ def test_index_without_labels_says_metrics_not_computed(tmp_path):
 def test_cli_reads_result_files(tmp_path):
     scores = tmp_path / "scores.jsonl"
     scores.write_text("".join(json.dumps(r) + "\n" for r in batch_records(12)), encoding="utf-8")
-    assert evidence_index.main([str(scores), "--out", str(tmp_path / "out" / "index.html"), "--n-boot", "0"]) == 0
+    assert evidence_index_cli.main([str(scores), "--out", str(tmp_path / "out" / "index.html"), "--n-boot", "0"]) == 0
     html = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
     check_self_contained(html)
     assert "item11" in html
@@ -93,7 +93,7 @@ def test_cli_writes_packs_of_chosen_items(tmp_path, shared_dir):
     scores = tmp_path / "scores.jsonl"
     scores.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     packs = tmp_path / "packs"
-    assert evidence_index.main([str(scores), "--out", str(packs / "index.html"), "--packs", str(packs),
+    assert evidence_index_cli.main([str(scores), "--out", str(packs / "index.html"), "--packs", str(packs),
                                 "--checkpoint", str(checkpoint), "--pack", "c1", "--pack", "c2", "--worst", "1",
                                 "--n-boot", "0"]) == 0
     lowest = min(records[:2], key=lambda r: r["score"])["id"]

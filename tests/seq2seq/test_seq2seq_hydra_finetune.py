@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from sf_fairseq.checkpoint import load_state
-from sf_fairseq.eval.transcribe import DecodeSettings, Transcriber
+from sf_fairseq.eval.transcriber import DecodeSettings, Transcriber
 from sf_fairseq.preprocess.transcripts import main as transcripts_main
 from seq2seq_corpus import write_transcribed_corpus
 

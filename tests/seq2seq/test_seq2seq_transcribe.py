@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from sf_fairseq.eval.transcribe import (
+from sf_fairseq.eval.transcribe import main
+from sf_fairseq.eval.transcriber import (
     ClipTranscripts,
     DecodeSettings,
     Transcriber,
     disagreement,
     edit_distance,
-    main,
     word_error_rate,
 )
 from sf_test_media import write_corpus
@@ -41,7 +41,8 @@ def test_edit_distances_and_wer() -> None:
 
 @pytest.fixture(scope="module")
 def transcriber(shared_dir: Path) -> Transcriber:
-    return Transcriber.from_checkpoint(shared_dir / "fixtures/avhubert_tiny_vsr/checkpoint.pt", DecodeSettings(beam=1, max_len_a=0, max_len_b=6))
+    return Transcriber.from_checkpoint(shared_dir / "fixtures/avhubert_tiny_vsr/checkpoint.pt",
+                                       DecodeSettings(beam=1, max_len_a=0, max_len_b=6))
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +86,8 @@ def test_one_clip_and_manifest_clis(tmp_path: Path, shared_dir: Path, capsys) ->
     data = write_corpus(tmp_path / "data", {"test": 2}, frames=(20, 26))
     media = data / "media"
     options = ["--beam", "2", "--max-len-a", "0", "--max-len-b", "5", "--device", "cpu"]
-    assert main([checkpoint, "--video", str(media / "test_000.mp4"), "--audio", str(media / "test_000.wav"), "--json", *options]) == 0
+    clip = ["--video", str(media / "test_000.mp4"), "--audio", str(media / "test_000.wav")]
+    assert main([checkpoint, *clip, "--json", *options]) == 0
     one = json.loads(capsys.readouterr().out)
     assert set(one) == {"lips", "audio", "word_disagreement", "char_disagreement"}
     assert one == json.loads(json.dumps(ClipTranscripts.compare(one["lips"], one["audio"]).__dict__))
