@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from sf_fairseq._logging import LOG_FORMAT, command_logging
 from sf_fairseq.data.audio_io import read_wav_checked
 from sf_fairseq.data.rates import SAMPLE_RATE
 from sf_fairseq.resume import atomic_path, atomic_write_text
