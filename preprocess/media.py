@@ -30,9 +30,8 @@ import av
 import numpy as np
 import soundfile as sf
 
-# The clip rates, also re-exported to the prepare engine under these names.
 from sf_fairseq.data.rates import FPS as TARGET_FPS
-from sf_fairseq.data.rates import SAMPLE_RATE, SAMPLES_PER_FRAME  # noqa: F401
+from sf_fairseq.data.rates import SAMPLE_RATE
 
 logger = logging.getLogger(__name__)
 

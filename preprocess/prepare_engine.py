@@ -78,6 +78,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from sf_fairseq.data.manifest import ManifestItem, write_manifest
+from sf_fairseq.data.rates import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from sf_fairseq.resume import (
     SettingsMismatch,
     atomic_path,
@@ -100,9 +101,6 @@ from .faces import (
 from .mean_face import MEAN_FACE_PATH, load_mean_face
 from .media import (
     ROI_CRF,
-    SAMPLE_RATE,
-    SAMPLES_PER_FRAME,
-    TARGET_FPS,
     TRUNCATION_TOLERANCE_FRACTION,
     TRUNCATION_TOLERANCE_S,
     FrameStream,
@@ -172,7 +170,7 @@ def settings_fingerprint(options: PrepareOptions) -> dict:
             "smoothing_window": SMOOTHING_WINDOW,
             "crop_size": CROP_SIZE,
         },
-        "video": {"fps": TARGET_FPS, "codec": roi_codec(), "crf": ROI_CRF},
+        "video": {"fps": FPS, "codec": roi_codec(), "crf": ROI_CRF},
         "audio": {"sample_rate": SAMPLE_RATE},
         "min_frames": options.min_frames,
         "truncation_tolerance": {
@@ -391,10 +389,10 @@ class VideoPreprocessor:
                         writer.write(crop_mouth(bgr, matrices[t]))
             for tmp in video_tmps:
                 n, fps = roi_frame_count(tmp)
-                if n != info.n_frames or round(fps) != TARGET_FPS:
+                if n != info.n_frames or round(fps) != FPS:
                     raise RuntimeError(
                         f"written ROI reads back as {n} frames at {fps} fps, "
-                        f"expected {info.n_frames} at {TARGET_FPS}"
+                        f"expected {info.n_frames} at {FPS}"
                     )
             lm_path = out_dir / "landmarks" / f"{item.id}.npz"
             with atomic_path(lm_path) as lm_tmp, open(lm_tmp, "wb") as f:
@@ -402,7 +400,7 @@ class VideoPreprocessor:
                     f,
                     landmarks=landmarks,
                     mouth_centres=np.stack([centres for _, centres in aligned]).astype(np.float32),
-                    fps=np.float64(TARGET_FPS),
+                    fps=np.float64(FPS),
                     start_time=np.float64(info.start_time),
                 )
         result.update(landmarks=f"landmarks/{item.id}.npz", tracks=outputs)

@@ -39,6 +39,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from sf_fairseq.data.rates import FPS
+
 from .clips import ArrayHasher, ClipPlan, new_utterance, plan_real, render_frames, write_mp4
 from .faces import FACE_SOURCES, augment
 from .fakes import CATEGORIES, make_fake
@@ -93,7 +95,7 @@ def clip_metadata(plan: ClipPlan, rel: str, split: str, source: str, frames_sha:
         "source": source,
         **plan.meta,
         "n_frames": plan.n_frames,
-        "duration": plan.n_frames / 25,
+        "duration": plan.n_frames / FPS,
         "size": list(plan.size),
         "text": u.text,
         "speech": "recorded" if isinstance(u, RecordedUtterance) else "espeak-ng",
