@@ -77,7 +77,8 @@ def test_environment() -> None:
 def test_logging_configuration() -> None:
     root = logging.getLogger()
     level = root.level
-    assert "root logger level" in leaks(lambda: root.setLevel(logging.DEBUG if level != logging.DEBUG else logging.INFO))
+    other_level = logging.DEBUG if level != logging.DEBUG else logging.INFO
+    assert "root logger level" in leaks(lambda: root.setLevel(other_level))
     assert "root logger handlers" in leaks(lambda: root.addHandler(logging.NullHandler()))
     assert "logging.disable" in leaks(lambda: logging.disable(logging.INFO))
     assert (root.level, logging.root.manager.disable) == (level, logging.NOTSET)
@@ -142,4 +143,5 @@ def test_the_module_scan_catches() -> None:
     source = "import torch, os\ntorch.set_num_threads(2)\nos.environ['X'] = '1'\nif True:\n    np.random.seed(0)\n"
     assert [call for _, call in module_level_setters(ast.parse(source))] == [
         "torch.set_num_threads", "os.environ[...]", "np.random.seed"]
-    assert not module_level_setters(ast.parse("def f():\n    torch.set_num_threads(2)\ng = torch.Generator().manual_seed(0)\n"))
+    assert not module_level_setters(
+        ast.parse("def f():\n    torch.set_num_threads(2)\ng = torch.Generator().manual_seed(0)\n"))

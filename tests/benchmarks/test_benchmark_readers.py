@@ -105,7 +105,8 @@ def test_ffpp_official_test_split(tmp_path):
     root = ffpp_root(tmp_path, skip="FaceSwap/026_012")
     found = readers.read_ffpp(root, audio_dir=root / "audio")
     reals = [it for it in found.items if it.label == REAL]
-    assert [it.id for it in reals] == [f"original_sequences/youtube/c23/videos/{n}.mp4" for n in ("953", "974", "012", "026")]
+    assert [it.id for it in reals] == [
+        f"original_sequences/youtube/c23/videos/{n}.mp4" for n in ("953", "974", "012", "026")]
     fakes = [it for it in found.items if it.label == FAKE]
     assert len(fakes) == 4 * 4 - 1 and {it.category for it in fakes} == set(readers.FFPP_DEFAULT_METHODS)
     first = next(it for it in fakes if it.id.endswith("Deepfakes/c23/videos/974_953.mp4"))

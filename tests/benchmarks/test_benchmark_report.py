@@ -68,7 +68,8 @@ def test_prepare_outcomes(tmp_path: Path):
                                                              {"video": "video/m/v__track1.mp4"}]}
     evaluated, failure = eval_item(item, ok, tmp_path)
     assert failure is None
-    assert (evaluated.video, evaluated.audio) == (str(tmp_path / "video/m/v__track0.mp4"), str(tmp_path / "audio/m/v.wav"))
+    assert (evaluated.video, evaluated.audio) == (
+        str(tmp_path / "video/m/v__track0.mp4"), str(tmp_path / "audio/m/v.wav"))
     silent = {"status": "no_audio", "reason": "no audio stream", "tracks": [{"video": "video/m/v.mp4"}]}
     with_audio = BenchmarkItem("m/v.mp4", "/raw/m/v.mp4", FAKE, "Deepfakes", audio="/aud/v.wav")
     evaluated, failure = eval_item(with_audio, silent, tmp_path)
@@ -85,7 +86,8 @@ def _agreement_record(item: BenchmarkItem, n: int = 100) -> ScoreRecord:
     x = np.full(n, 0.8)
     for start, end in item.fake_segments or ():
         x[int(start * 25):int(end * 25)] = 0.1
-    return ScoreRecord.from_dict({"id": item.id, "status": "ok", "score": float(x.mean()), "frame_agreement": x.tolist()})
+    return ScoreRecord.from_dict(
+        {"id": item.id, "status": "ok", "score": float(x.mean()), "frame_agreement": x.tolist()})
 
 
 def test_lavdf_challenge_files_and_localisation(tmp_path: Path):

@@ -99,7 +99,8 @@ def test_reference_set_gives_p_values_and_verdicts(tmp_path: Path, utt) -> None:
     items = _corpus(tmp_path / "clips", utt)
     rng = np.random.default_rng(0)
     reference = conformal.build_reference_set(
-        [{"id": str(i), "status": "ok", "label": 1, "score_speech": float(s)} for i, s in enumerate(rng.uniform(0.3, 0.9, 200))])
+        [{"id": str(i), "status": "ok", "label": 1, "score_speech": float(s)}
+         for i, s in enumerate(rng.uniform(0.3, 0.9, 200))])
     path = tmp_path / "reference.json"
     reference.save(path)
     config = VerdictConfig(reference=conformal.ReferenceSet.load(path), reference_path=str(path))

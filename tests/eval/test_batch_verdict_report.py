@@ -44,7 +44,8 @@ def test_report_gives_gated_auc_and_reason_table(tmp_path: Path) -> None:
     assert gated["n"] == len(with_speech) and gated["n_no_speech"] == 5  # 4 + the silent clip
     labels = np.array([r["label"] for r in with_speech])
     assert gated["auc_speech"] == pytest.approx(m.roc_auc(labels, np.array([r["score_speech"] for r in with_speech])))
-    assert gated["auc_score_same_items"] == pytest.approx(m.roc_auc(labels, np.array([r["score"] for r in with_speech])))
+    assert gated["auc_score_same_items"] == pytest.approx(
+        m.roc_auc(labels, np.array([r["score"] for r in with_speech])))
     assert set(gated["per_category"]) == {"A", "B"}
     verdicts = rep["verdicts"]
     assert verdicts["n"] == 42 and verdicts["verdicts"] == {"inconclusive": 42}

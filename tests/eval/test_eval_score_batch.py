@@ -159,7 +159,8 @@ def test_cli_end_to_end_with_the_fixture_checkpoint(tmp_path: Path, shared_dir: 
                              "--out", str(tmp_path / "rep"), "--n-boot", "0"]) == 0
     saved = json.loads(cal.read_text())
     assert saved["n_real"] == 2 and saved["provenance"]["checkpoint"] == ckpt
-    assert metrics_cli.main([str(out), "--calibration", str(cal), "--out", str(tmp_path / "rep2"), "--n-boot", "0"]) == 0
+    assert metrics_cli.main(
+        [str(out), "--calibration", str(cal), "--out", str(tmp_path / "rep2"), "--n-boot", "0"]) == 0
     rep2 = json.loads((tmp_path / "rep2" / "report.json").read_text())
     assert rep2["metrics"]["at_threshold"]["threshold"] == saved["threshold"]
     assert rep2["metrics"]["at_threshold"]["real_called_fake"] <= 0.5

@@ -171,7 +171,8 @@ def test_packs_open_offline(browser, tmp_path, artifacts):
     score_column = 4
     browser.find_element(By.CSS_SELECTOR, f'th[data-column="{score_column}"]').click()
     keys = browser.execute_script(
-        f"return Array.from(document.querySelectorAll('#items tbody tr')).map(r => r.cells[{score_column}].dataset.key)")
+        "return Array.from(document.querySelectorAll('#items tbody tr'))"
+        f".map(r => r.cells[{score_column}].dataset.key)")
     numbers = [float(k) for k in keys if k]
     assert numbers == sorted(numbers) and keys[-1] == ""  # ascending, the unscored item last
     full_page_screenshot(browser, artifacts / "05_index.png")

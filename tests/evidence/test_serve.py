@@ -93,8 +93,8 @@ def test_upload_scores_and_offers_downloads(tmp_path, media):
     html = page.get_data(as_text=True)
     assert TINY in html and "clip.mp4" in html and "sub/other.mp4" in html
     assert "link_out.mp4" not in html and "dir_out" not in html and "clip.wav" not in html
-    response = client.post("/jobs", data={"checkpoint": TINY, "video": (io.BytesIO(video_bytes(tmp_path)), "my talk.mp4")},
-                           content_type="multipart/form-data")
+    upload = (io.BytesIO(video_bytes(tmp_path)), "my talk.mp4")
+    response = client.post("/jobs", data={"checkpoint": TINY, "video": upload}, content_type="multipart/form-data")
     assert response.status_code == 303
     job_id = response.headers["Location"].rsplit("/", 1)[-1]
     assert wait_for(client, job_id)["status"] == "done"
@@ -189,7 +189,8 @@ def test_jobs_run_one_at_a_time_in_order(tmp_path, media):
     _, client = make_app(tmp_path, media, process)
     ids = []
     for name in ("clip.mp4", "sub/other.mp4"):
-        ids.append(client.post("/jobs", data={"checkpoint": TINY, "media": name}).headers["Location"].rsplit("/", 1)[-1])
+        location = client.post("/jobs", data={"checkpoint": TINY, "media": name}).headers["Location"]
+        ids.append(location.rsplit("/", 1)[-1])
     wait_for(client, ids[0], statuses=("running",))
     second = client.get(f"/jobs/{ids[1]}/status").get_json()
     assert second["status"] == "queued" and second["queue_position"] == 1

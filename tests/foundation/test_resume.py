@@ -8,8 +8,8 @@ import time
 import pytest
 
 from sf_fairseq.resume import (
-    FOREIGN_TEMPORARY_AGE_S, RunLock, RunLocked, SettingsMismatch, atomic_path, check_fingerprint, differing_keys, file_sha256,
-    remove_stale_temporaries, temporary_path, write_fingerprint,
+    FOREIGN_TEMPORARY_AGE_S, RunLock, RunLocked, SettingsMismatch, atomic_path, check_fingerprint, differing_keys,
+    file_sha256, remove_stale_temporaries, temporary_path, write_fingerprint,
 )
 
 

@@ -51,4 +51,5 @@ def test_what_the_command_refuses_is_a_prepare_error(tmp_path):
     run(PrepareJob(root, tmp_path / "out"))
     with pytest.raises(PrepareError, match="min_frames"):
         run(PrepareJob(root, tmp_path / "out", options=PrepareOptions(min_frames=5)))
-    assert run(PrepareJob(root, tmp_path / "out", options=PrepareOptions(min_frames=5), overwrite=True)).counts == {"unreadable": 1}
+    rerun = PrepareJob(root, tmp_path / "out", options=PrepareOptions(min_frames=5), overwrite=True)
+    assert run(rerun).counts == {"unreadable": 1}

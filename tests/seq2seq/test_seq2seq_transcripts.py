@@ -24,7 +24,8 @@ TEXTS = {
 def _write(root: Path, splits: dict[str, list[str]], texts: dict[str, str] = TEXTS) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     for split, ids in splits.items():
-        write_manifest(root / f"{split}.tsv", str(root), [ManifestItem(i, f"{i}.mp4", f"{i}.wav", 25, 16000) for i in ids])
+        write_manifest(root / f"{split}.tsv", str(root),
+                       [ManifestItem(i, f"{i}.mp4", f"{i}.wav", 25, 16000) for i in ids])
     path = root / "list.txt"
     path.write_text("".join(f"{k}\t{v}\n" for k, v in texts.items()), encoding="utf-8")
     return path

@@ -72,7 +72,8 @@ def _net_output() -> dict[str, Any]:
 def _clips(frames: int = FRAMES, lengths: tuple[int, ...] = LENGTHS) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-instant content vectors of each clip's lips and audio [B, T, DIM], and the padding mask."""
     g = torch.Generator().manual_seed(1)
-    lips, sound = torch.randn(len(lengths), frames, DIM, generator=g), torch.randn(len(lengths), frames, DIM, generator=g)
+    lips = torch.randn(len(lengths), frames, DIM, generator=g)
+    sound = torch.randn(len(lengths), frames, DIM, generator=g)
     padding = torch.arange(frames)[None, :] >= torch.tensor(lengths)[:, None]
     return lips, sound, padding
 
@@ -148,7 +149,8 @@ def _clip_term(model: StubModel, lips: torch.Tensor, sound: torch.Tensor, length
                 (lips[b, t] + model.positions[t - video_start]).double(),
                 (sound[c, t] + model.positions[t - audio_start]).double(), dim=0)) for t in instants) / len(instants)
     logits = means / TAU
-    return sum(float(torch.logsumexp(logits[b], 0) - logits[b, b]) + float(torch.logsumexp(logits[:, b], 0) - logits[b, b])
+    return sum(float(torch.logsumexp(logits[b], 0) - logits[b, b])
+               + float(torch.logsumexp(logits[:, b], 0) - logits[b, b])
                for b in range(batch)) / (2 * batch)
 
 
@@ -241,7 +243,8 @@ def test_logged_alignment_metrics_are_per_frame_and_per_clip_means() -> None:
         AVAlignmentCriterion.reduce_metrics(logs)
     values = agg.get_smoothed_values()
     frames = logs[0]["alignment_frames"] + logs[1]["alignment_frames"]
-    assert values["alignment_nce"] == pytest.approx((logs[0]["alignment_nce"] + logs[1]["alignment_nce"]) / frames, abs=1e-3)
+    assert values["alignment_nce"] == pytest.approx(
+        (logs[0]["alignment_nce"] + logs[1]["alignment_nce"]) / frames, abs=1e-3)
     clip_nce = (logs[0]["alignment_clip_nce"] + logs[1]["alignment_clip_nce"]) / 6
     assert values["alignment_clip_nce"] == pytest.approx(clip_nce, abs=1e-3)
     size = logs[0]["sample_size"] + logs[1]["sample_size"]
@@ -271,7 +274,8 @@ def test_zero_alignment_weight_is_masked_prediction_alone(weight: float) -> None
     model = _model()
     torch.manual_seed(0)
     state = torch.get_rng_state()
-    loss, sample_size, log = _criterion(alignment_weight=weight, alignment_max_shift=3)(model, _sample(lips, sound, padding))
+    criterion = _criterion(alignment_weight=weight, alignment_max_shift=3)
+    loss, sample_size, log = criterion(model, _sample(lips, sound, padding))
     masked, n = _masked_part(model.net_output, 10.0)
     assert model.encoded == [], "nothing is encoded for the alignment term"
     assert torch.equal(torch.get_rng_state(), state), "no shift is drawn"
@@ -285,7 +289,8 @@ def test_zero_alignment_weight_keeps_the_clip_term() -> None:
     lips, sound, padding = _clips()
     model = _model()
     torch.manual_seed(0)
-    loss, sample_size, log = _criterion(alignment_weight=0.0, alignment_clip_weight=2.0)(model, _sample(lips, sound, padding))
+    criterion = _criterion(alignment_weight=0.0, alignment_clip_weight=2.0)
+    loss, sample_size, log = criterion(model, _sample(lips, sound, padding))
     masked, n = _masked_part(model.net_output, 10.0)
     assert sample_size == n
     clip = _clip_term(model, lips, sound, LENGTHS, 0)
