@@ -68,10 +68,12 @@ def test_alignment_criterion_continues_pretraining(corpus: Path, tmp_path: Path,
     result = hydra_train("tiny_cpu", [
         *_data(corpus, save_dir), f"checkpoint.finetune_from_model={_fixture(shared_dir)}",
         "criterion._name=av_hubert_alignment", "+criterion.alignment_weight=0.5",
-        "+criterion.alignment_max_shift=4", "+criterion.alignment_clip_weight=1.0", "optimization.max_update=3", "common.log_interval=1", *SHORT,
+        "+criterion.alignment_max_shift=4", "+criterion.alignment_clip_weight=1.0", "optimization.max_update=3",
+        "common.log_interval=1", *SHORT,
     ])
     log = result.stdout + result.stderr
-    assert "alignment_nce" in log and "alignment_clip_nce" in log and "re-initialising" not in log  # same labels: nothing re-initialised
+    # Same labels: nothing re-initialised.
+    assert "alignment_nce" in log and "alignment_clip_nce" in log and "re-initialising" not in log
     state = checkpoint_utils.load_checkpoint_to_cpu(str(save_dir / "checkpoint_last.pt"))
     assert state["optimizer_history"][-1]["num_updates"] == 3
     assert state["optimizer_history"][-1]["criterion_name"] == "AVAlignmentCriterion"
