@@ -42,14 +42,14 @@ import pickle
 from argparse import Namespace
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from sf_fairseq import resume
 from sf_fairseq._logging import TIMED_LOG_FORMAT, command_logging
 from sf_fairseq.preprocess import prepare_engine
-from sf_fairseq.records import ScoreRecord
+from sf_fairseq.records import PrepareRecord, ScoreRecord, read_prepare_record
 
 from . import lists, speech
 from .batch_engine import accept_settings, failed_record, score_fingerprint, score_items
@@ -132,21 +132,22 @@ def prepare_id(item: BenchmarkItem) -> str:
     return Path(item.id).with_suffix("").as_posix()
 
 
-def _prepared(record: dict | None, item: prepare_engine.InputItem, out_dir: Path) -> bool:
+def _prepared(record: PrepareRecord | None, item: prepare_engine.InputItem, out_dir: Path) -> bool:
     """Whether a prepare record is final: not an ``error`` (retried), made from the input as it
     is now (size and modification time), and its files present."""
-    if record is None or record["status"] == "error":
+    if record is None or record.status == "error":
         return False
     recorded = {k: record[k] for k in ("input_size", "input_mtime_ns") if k in record}
     if prepare_engine.input_identity(item.path) != recorded:
         return False
-    files = [record.get("audio")] + [t["video"] for t in record.get("tracks") or ()]
+    files = [record.audio] + [t["video"] for t in record.tracks or ()]
     return all((out_dir / f).is_file() for f in files if f)
 
 
 def prepare_items(
-    items: Sequence[BenchmarkItem], out_dir: Path, options: prepare_engine.PrepareOptions, workers: int, overwrite: bool
-) -> dict[str, dict]:
+    items: Sequence[BenchmarkItem], out_dir: Path, options: prepare_engine.PrepareOptions, workers: int,
+    overwrite: bool,
+) -> dict[str, PrepareRecord]:
     """Prepare the raw videos of ``items`` (skipping finished ones); ``{item id: record}``."""
     raw = [it for it in items if not it.prepared]
     if not raw:
@@ -162,22 +163,24 @@ def prepare_items(
     records, todo = {}, []
     for item in raw:
         job = prepare_engine.InputItem(prepare_id(item), item.video)
-        record = prepare_engine.read_status(out_dir, job.id)
+        record = read_prepare_record(out_dir, job.id)
         if _prepared(record, job, out_dir):
             records[item.id] = record
         else:
             todo.append(job)
     if todo:
         logger.info("preparing %d videos (%d already done)", len(todo), len(raw) - len(todo))
-    for record in prepare_engine.process_items(todo, out_dir, options, workers):
-        records[by_prepare_id[record["id"]]] = record
+    for written in prepare_engine.process_items(todo, out_dir, options, workers):
+        record = PrepareRecord.from_dict(written)
+        records[by_prepare_id[record.id]] = record
     return records
 
 
 def eval_item(
-    item: BenchmarkItem, record: dict | None, out_dir: Path
+    item: BenchmarkItem, record: PrepareRecord | Mapping[str, Any] | None, out_dir: Path
 ) -> tuple[lists.EvalItem, tuple[str, str] | None]:
-    """The scorer's input for ``item`` and, when it cannot be scored, ``(error type, why)``."""
+    """The scorer's input for ``item`` and, when it cannot be scored, ``(error type, why)``
+    (``record``: its prepare record, read through the mapping view)."""
     if item.prepared:
         return lists.EvalItem(item.id, item.video, item.audio or "", item.label, item.category), None
     tracks = (record or {}).get("tracks") or []

@@ -23,12 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from sf_fairseq.records import FAILED, OK, PrepareRecord, RecordError, ScoreRecord, Transcripts
+from sf_fairseq.records import (FAILED, OK, PrepareRecord, RecordError, ScoreRecord, Transcripts, prepare_record_path,
+                                read_prepare_record)
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["FAILED", "OK", "PrepareStatus", "ResultWriter", "file_stamp", "has_transcripts", "input_stamps",
-           "iter_records", "latest_records", "prepare_notes", "prepare_status", "result_files"]
+           "iter_records", "latest_records", "prepare_item_status", "prepare_notes", "prepare_status",
+           "result_files"]
 
 
 def has_transcripts(record: ScoreRecord | None, model: str) -> bool:
@@ -69,32 +71,40 @@ class PrepareStatus:
     track: int
 
 
+def prepare_item_status(out_dir: str | os.PathLike, item_id: str, video: str | None = None) -> PrepareStatus | None:
+    """The status record of item ``item_id`` of the prepare output folder ``out_dir``
+    (``<out_dir>/status/<item_id>.json``), for its ROI video ``<out_dir>/video/<video>.mp4``
+    (default ``item_id``, the first track); None when the record is missing or invalid (logged)."""
+    record = read_prepare_record(out_dir, item_id)
+    if record is None:
+        return None
+    rel = item_id if video is None else video
+    track = next((t.get("track", 0) for t in record.tracks or ()
+                  if isinstance(t, dict) and t.get("video") == f"video/{rel}.mp4"), None)
+    if track is None:
+        suffix = _TRACK_SUFFIX.search(rel)
+        track = int(suffix.group(1)) if suffix else 0
+    return PrepareStatus(Path(out_dir), record, int(track))
+
+
 def prepare_status(video: str | os.PathLike) -> PrepareStatus | None:
     """The status record ``<out>/status/<id>.json`` of the ROI video
     ``<out>/video/<id>[__track<k>].mp4`` (the video itself need not exist: an item prepare
     found no face in has a status but no video); None when the video is not in a prepare
     output folder or the status file is missing or unreadable (best effort: it never fails a
-    record; an invalid status record is logged)."""
+    record; an invalid status record is logged).
+
+    The output folder is the parent of a folder named ``video`` above the file, the nearest
+    one with the item's status record (an id may hold a folder named ``video`` itself). Callers
+    that know the folder and the id use :func:`prepare_item_status`."""
     video = Path(video)
     for folder in video.parents:
         if folder.name != "video":
             continue
         rel = video.relative_to(folder).with_suffix("").as_posix()
         item_id = _TRACK_SUFFIX.sub("", rel)
-        path = folder.parent / "status" / f"{item_id}.json"
-        try:
-            record = PrepareRecord.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except OSError:
-            return None
-        except ValueError as err:  # not JSON, or not a prepare record
-            logger.warning("%s: ignoring an unreadable prepare record (%s)", path, err)
-            return None
-        track = next((t.get("track", 0) for t in record.tracks or ()
-                      if isinstance(t, dict) and t.get("video") == f"video/{rel}.mp4"), None)
-        if track is None:
-            suffix = _TRACK_SUFFIX.search(rel)
-            track = int(suffix.group(1)) if suffix else 0
-        return PrepareStatus(folder.parent, record, int(track))
+        if prepare_record_path(folder.parent, item_id).exists():
+            return prepare_item_status(folder.parent, item_id, rel)
     return None
 
 

@@ -7,7 +7,7 @@ perturb -> preprocess -> score -> metrics:
 
 1. :func:`.perturb_engine.perturb_items` writes the perturbed copies of the list's videos;
 2. raw videos (default) go through :func:`sf_fairseq.preprocess.prepare_engine.run` (mouth ROIs,
-   16 kHz wavs; its status records are read with :func:`.results.prepare_status`); with ``--roi``
+   16 kHz wavs; its status records are read with :func:`.results.prepare_item_status`); with ``--roi``
    the list holds mouth-ROI clips and their copies are scored as they are (a fast approximation,
    see :mod:`.perturb_engine`);
 3. :func:`.batch_engine.score_items` scores the clips with one checkpoint (loaded once);
@@ -69,7 +69,7 @@ from .perturb_engine import (
 )
 from .perturb_video import VIDEO_PERTURBATIONS
 from .report import write_report
-from .results import ResultWriter, latest_records, prepare_status
+from .results import ResultWriter, latest_records, prepare_item_status
 from .scorer_settings import ScorerSettings
 
 logger = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ def _roi_items(
         if prepare_id is None:
             failed.append((item, "prepare:bad_name", f"sf-prepare cannot take {item.video} (see its log)"))
             continue
-        status = prepare_status(roi_dir / "video" / f"{prepare_id}.mp4")
+        status = prepare_item_status(roi_dir, prepare_id)
         if status is None:
             failed.append((item, "PrepareMissing", f"no preprocessing record {roi_dir / 'status' / prepare_id}.json"))
             continue

@@ -67,7 +67,7 @@ import multiprocessing
 import os
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -79,6 +79,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from sf_fairseq.data.manifest import ManifestItem, write_manifest
 from sf_fairseq.data.rates import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
+from sf_fairseq.records import PrepareRecord, RecordError, prepare_record_path, read_json_record, read_prepare_record
 from sf_fairseq.resume import (
     SettingsMismatch,
     atomic_path,
@@ -259,8 +260,9 @@ class VideoPreprocessor:
         self.mean_face = load_mean_face()
 
     def process(self, item: InputItem, out_dir: str | os.PathLike) -> dict:
-        """Process ``item`` into ``out_dir`` and return its record (also saved as
-        ``status/<id>.json``). Never raises for bad input."""
+        """Process ``item`` into ``out_dir`` and return its record in its on-disk form
+        (:class:`~sf_fairseq.records.PrepareRecord`, also saved as ``status/<id>.json``). Never
+        raises for bad input."""
         out_dir = Path(out_dir)
         start = time.perf_counter()
         record: dict = {"id": item.id, "input": item.path, "status": "ok", "reason": ""}
@@ -275,8 +277,9 @@ class VideoPreprocessor:
             logger.exception("%s: unexpected failure", item.path)
             record.update(status="error", reason=f"{type(err).__name__}: {err}")
         record["seconds"] = round(time.perf_counter() - start, 3)
-        atomic_write_json(out_dir / "status" / f"{item.id}.json", record)
-        return record
+        written = PrepareRecord.from_dict(record).to_dict()
+        atomic_write_json(prepare_record_path(out_dir, item.id), written)
+        return written
 
     def _process(self, item: InputItem, out_dir: Path) -> dict:
         opts = self.options
@@ -489,35 +492,27 @@ def shard(items: list[InputItem], nshard: int, rank: int) -> list[InputItem]:
     return items[rank * per_shard:(rank + 1) * per_shard]
 
 
-def read_status(out_dir: Path, item_id: str) -> dict | None:
-    path = out_dir / "status" / f"{item_id}.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
-def _outputs(record: dict) -> list[str]:
+def _outputs(record: PrepareRecord) -> list[str]:
     """Paths (relative to the output folder) of the files a record lists."""
-    paths = [record[key] for key in ("audio", "landmarks") if record.get(key)]
-    return paths + [t["video"] for t in record.get("tracks") or ()]
+    paths = [path for path in (record.audio, record.landmarks) if path]
+    return paths + [t["video"] for t in record.tracks or ()]
 
 
-def _is_finished(record: dict | None, item: InputItem, out_dir: Path, retry_failed: bool) -> bool:
-    if record is None or record["status"] == "error":
+def _is_finished(record: PrepareRecord | None, item: InputItem, out_dir: Path, retry_failed: bool) -> bool:
+    if record is None or record.status == "error":
         return False
     recorded = {k: record[k] for k in ("input_size", "input_mtime_ns") if k in record}
     if input_identity(item.path) != recorded:
         return False  # the input changed since its record was written
-    if record["status"] != "ok" and retry_failed:
+    if record.status != "ok" and retry_failed:
         return False
-    if record["status"] in ("ok", "truncated"):
+    if record.status in ("ok", "truncated"):
         return all((out_dir / p).is_file() for p in _outputs(record))
     return True
 
 
-def _bad_name_record(item: InputItem) -> dict:
-    return {"id": item.id, "input": item.path, "status": "bad_name", "reason": item.problem}
+def _bad_name_record(item: InputItem) -> PrepareRecord:
+    return PrepareRecord(id=item.id, input=item.path, status="bad_name", reason=item.problem or "")
 
 
 def _made_here(path: Path, out_dir: Path) -> bool:
@@ -541,10 +536,10 @@ def discard_outputs(out_dir: Path) -> int:
     n = 0
     for status in sorted((out_dir / "status").rglob("*.json")):
         try:
-            record = json.loads(status.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            record = {}
-        for rel in _outputs(record):
+            outputs = _outputs(read_json_record(PrepareRecord, status))
+        except (OSError, RecordError):
+            outputs = []
+        for rel in outputs:
             target = (out_dir / rel).resolve()
             if _inside(target, out_dir):
                 target.unlink(missing_ok=True)
@@ -623,8 +618,8 @@ def manifest_items(
     wanted = {"ok", "truncated"} if keep_truncated else {"ok"}
     rows, pending = [], 0
     for item_id in item_ids:
-        record = read_status(out_dir, item_id)
-        if record is None or record["status"] not in wanted:
+        record = read_prepare_record(out_dir, item_id)
+        if record is None or record.status not in wanted:
             pending += record is None
             continue
         try:
@@ -636,7 +631,7 @@ def manifest_items(
     return rows, pending
 
 
-def _checked_rows(out_dir: Path, record: dict) -> list[ManifestItem]:
+def _checked_rows(out_dir: Path, record: PrepareRecord) -> list[ManifestItem]:
     audio = out_dir / record["audio"]
     n_samples = sf.info(str(audio)).frames
     if n_samples != record["n_samples"]:
@@ -833,20 +828,21 @@ def run(job: PrepareJob) -> PrepareSummary:
     todo, counts = [], Counter()
     with open(log_path, "w", encoding="utf-8") as log:
 
-        def emit(record: dict) -> None:
-            log.write(json.dumps(record, ensure_ascii=False) + "\n")
+        def emit(record: PrepareRecord | dict) -> None:
+            record = PrepareRecord.coerce(record)
+            log.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
             log.flush()
-            counts[record["status"]] += 1
-            if record["status"] != "ok" and not record.get("resumed"):
-                logger.warning("%s: %s: %s", record["input"], record["status"], record["reason"])
+            counts[record.status] += 1
+            if record.status != "ok" and not record.resumed:
+                logger.warning("%s: %s: %s", record.input, record.status, record.reason)
 
         for item in mine:
             if item.problem is not None:
                 emit(_bad_name_record(item))
                 continue
-            record = read_status(out_dir, item.id)
+            record = read_prepare_record(out_dir, item.id)
             if _is_finished(record, item, out_dir, job.retry_failed):
-                emit({**record, "resumed": True})
+                emit(replace(record, resumed=True))
             else:
                 todo.append(item)
         n_valid = sum(it.problem is None for it in mine)

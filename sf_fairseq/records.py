@@ -69,14 +69,15 @@ A clip that was scored but could not be transcribed keeps its score; its transcr
 null and ``error_type``/``error`` say why (a rerun transcribes it again). The transcripts object
 carries no version of its own: it has the version of the score record that holds it.
 
-Prepare record (``status/<id>.json``; see :mod:`sf_fairseq.preprocess.prepare` for the
-statuses): ``id``, ``input``, ``status``, ``reason`` always; ``seconds`` for every processed
-input; ``input_size``/``input_mtime_ns`` when the input existed; the source facts (``n_frames``,
-``source_fps``, ``width``, ``height``, ``rotation``, ``notes``, ``truncated``) once decoding
-started; the audio fields (``audio``, ``n_samples``, ``source_sample_rate``,
-``source_channels``, ``audio_offset_s``, ``silent_audio``) when a wav was written;
-``landmarks`` and ``tracks`` (``[{"track": k, "id", "video", "face_frames"}]``, paths relative to
-the output folder) when faces were followed; ``resumed`` in the log of a rerun that kept it.
+Prepare record (``status/<id>.json``, read with :func:`read_prepare_record`; see
+:mod:`sf_fairseq.preprocess.prepare_engine` for the statuses): ``id``, ``input``, ``status``,
+``reason`` always; ``seconds`` for every processed input; ``input_size``/``input_mtime_ns``
+when the input existed; the source facts (``n_frames``, ``source_fps``, ``width``, ``height``,
+``rotation``, ``notes``, ``truncated``) once decoding started; the audio fields (``audio``,
+``n_samples``, ``source_sample_rate``, ``source_channels``, ``audio_offset_s``,
+``silent_audio``) when a wav was written; ``landmarks`` and ``tracks`` (``[{"track": k, "id",
+"video", "face_frames"}]``, paths relative to the output folder) when faces were followed;
+``resumed`` in the log of a rerun that kept it.
 
 This module is standard library only (numpy-free, torch-free), so that reports and other readers
 stay light.
@@ -86,11 +87,15 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
+import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
 SCHEMA_VERSION_KEY = "schema_version"
+
+logger = logging.getLogger(__name__)
 
 
 class RecordError(ValueError):
@@ -434,5 +439,24 @@ def read_json_record(cls: type, path: Any) -> Any:
         raise RecordError(f"{path}: {err}") from None
 
 
+def prepare_record_path(out_dir: str | os.PathLike, item_id: str) -> Path:
+    """Where ``sf-prepare`` keeps the record of item ``item_id`` in its output folder ``out_dir``."""
+    return Path(out_dir) / "status" / f"{item_id}.json"
+
+
+def read_prepare_record(out_dir: str | os.PathLike, item_id: str) -> PrepareRecord | None:
+    """``sf-prepare``'s record of item ``item_id`` in its output folder ``out_dir``; None when
+    there is none, or when the file holds no valid record (logged: the item counts as not
+    prepared)."""
+    path = prepare_record_path(out_dir, item_id)
+    try:
+        return read_json_record(PrepareRecord, path)
+    except FileNotFoundError:
+        return None
+    except (OSError, RecordError) as err:
+        logger.warning("ignoring an unreadable prepare record: %s", err)
+        return None
+
+
 __all__ = ["ABSENT", "Absent", "FAILED", "OK", "PrepareRecord", "RecordError", "ScoreRecord", "Transcripts",
-           "read_json_record", "schema_path"]
+           "prepare_record_path", "read_json_record", "read_prepare_record", "schema_path"]

@@ -187,6 +187,24 @@ def test_prepare_status_gives_the_typed_record(tmp_path: Path) -> None:
     assert prepare_status(tmp_path / "video" / "a__track0.mp4") is None
 
 
+def test_prepare_status_of_an_id_holding_a_video_folder(tmp_path: Path) -> None:
+    """Item ``a/video/b``: its ROI video is ``video/a/video/b.mp4``; the record is found from the
+    folder and the id, and from the video path (not in ``video/a/status/``)."""
+    from sf_fairseq.eval.results import prepare_item_status, prepare_status
+    from sf_fairseq.records import read_prepare_record
+
+    (tmp_path / "status" / "a" / "video").mkdir(parents=True)
+    (tmp_path / "status" / "a" / "video" / "b.json").write_text(json.dumps({
+        "id": "a/video/b", "input": "/in/a/video/b.mp4", "status": "ok", "reason": "",
+        "tracks": [{"track": 0, "id": "a/video/b", "video": "video/a/video/b.mp4", "face_frames": 9}]}))
+    assert read_prepare_record(tmp_path, "a/video/b").id == "a/video/b"
+    assert read_prepare_record(tmp_path, "a/video/c") is None
+    status = prepare_item_status(tmp_path, "a/video/b")
+    assert status.out_dir == tmp_path and status.record.id == "a/video/b" and status.track == 0
+    found = prepare_status(tmp_path / "video" / "a" / "video" / "b.mp4")
+    assert found is not None and found.out_dir == tmp_path and found.record.id == "a/video/b"
+
+
 def test_records_written_by_the_batch_engine_validate(tmp_path: Path) -> None:
     """sf-score-batch's writer (with provenance, calibration, transcripts, a missing file, an
     item of a prepare folder) and sf-score-ray's input-level failure, against the schemas."""

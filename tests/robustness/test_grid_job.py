@@ -1,6 +1,6 @@
 """The robustness grid called as a function: GridJob (typed) keys cells as the command's options
 do, GridError where sf-robustness exits with ``error: ...``, and prepare's status records read
-through results.prepare_status."""
+through results.prepare_item_status."""
 
 from __future__ import annotations
 
@@ -55,14 +55,14 @@ def test_prepare_status_records_are_read_with_the_results_reader(tmp_path, monke
         {"id": "a", "status": "ok", "audio": "audio/a.wav", "tracks": [{"video": "video/a.mp4"}]}))
     asked = []
 
-    def reader(video):
-        asked.append(Path(video))
-        return results.prepare_status(video)
+    def reader(out_dir, item_id):
+        asked.append((Path(out_dir), item_id))
+        return results.prepare_item_status(out_dir, item_id)
 
-    monkeypatch.setattr(rbe, "prepare_status", reader)
+    monkeypatch.setattr(rbe, "prepare_item_status", reader)
     items = [lists.EvalItem("a.mp4", str(tmp_path / "a.mp4"), "", 1, "real"),
              lists.EvalItem("b.mp4", str(tmp_path / "b.mp4"), "", 0, "fake")]
     ok, failed = rbe._roi_items(items, ["a", "b"], roi)
-    assert asked == [roi / "video" / "a.mp4", roi / "video" / "b.mp4"]
+    assert asked == [(roi, "a"), (roi, "b")]
     assert [(i.video, i.audio) for i in ok] == [(str(roi / "video" / "a.mp4"), str(roi / "audio" / "a.wav"))]
     assert [(i.id, error_type) for i, error_type, _ in failed] == [("b.mp4", "PrepareMissing")]
