@@ -7,6 +7,10 @@ of similar length (:mod:`sf_fairseq.data.batching`), gives each its verdict and 
 record, never an exception. :func:`score_fingerprint` and :func:`accept_settings` are the rule
 that finished records are only reused with the settings that made them (:mod:`sf_fairseq.resume`).
 
+:class:`BatchJob` → :func:`run` is one ``sf-score-batch`` run (its output layout, resuming and
+sharding are described in :mod:`.score_batch`); :func:`score_list` runs it for stages that call
+it as a function (the demo).
+
 Used by the commands ``sf-score-batch`` (:mod:`.score_batch`), ``sf-benchmark``, ``sf-robustness``
 and ``sf-score-ray``.
 """
@@ -16,13 +20,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import datetime as _dt
 import functools
+import json
 import logging
 import os
+import pickle
 import signal
 import threading
 import time
 from argparse import Namespace
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -37,11 +45,14 @@ from sf_fairseq.data.batching import BatchLimits, length_order
 
 from . import lists
 from .encode import SAMPLE_RATE, ClipInputs, InputSettings, load_clip
+from .jobs import error_text, run_interruptible
 from .metrics import Calibration
-from .pipeline import ClipResult, ScoreOptions, Scorer
+from .pipeline import ClipResult, ScoreOptions, Scorer, load_scorer_from_arguments, pick_device
 from .provenance import clip_provenance
+from .report import write_report
 from .results import (FAILED, OK, PrepareStatus, ResultWriter, has_transcripts, input_stamps, iter_records,
-                      prepare_status)
+                      latest_records, prepare_status)
+from .scorer_settings import ScorerSettings
 from .speech import AudioAnalysis, SpeechSettings, analyse_wav
 from .transcriber import DecodeSettings, Transcriber, transcribe_records
 from .verdict import (
@@ -425,3 +436,203 @@ def accept_settings(scores: Path, record: Path, fingerprint: dict[str, Any], ove
             logger.warning("%s: discarding the scores made with other settings", scores)
             scores.unlink()
     resume.write_fingerprint(record, fingerprint)
+
+
+# ---- one sf-score-batch run --------------------------------------------------------------------
+
+
+def _path(value: str | os.PathLike | None) -> str | None:
+    return None if value is None else os.fspath(value)
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """One ``sf-score-batch`` run (the command builds it from its options; stages build it
+    directly). Defaults are the command's.
+
+    Attributes:
+        list_path: SpeechForensics ``test_list.txt`` or CSV (None: the manifest split
+            ``data``/``gen_subset``); ``data_root`` the mouth-ROI folder its paths are relative
+            to; ``category_rule`` how categories are inferred from paths.
+        results_path: the output directory.
+        scorer: the checkpoint and score settings.
+        user_dir: a fairseq user directory to import (extra plugins only).
+        overwrite: discard this shard's records made with other settings (else refuse).
+        batch_size, max_frames, max_padding: the per-call limits (:class:`BatchLimits`).
+        num_workers: clip loading processes (0: in this process).
+        num_shards, shard_id: score every ``num_shards``-th item from ``shard_id``.
+        calibration: calibration JSON adding ``threshold_verdict``.
+        transcribe: fine-tuned seq2seq checkpoint for transcripts (None: none); ``beam`` and
+            ``lenpen`` its beam search.
+        verdict: verdict thresholds and reference set.
+        report: write the metrics report when done (unsharded runs), ``n_boot`` bootstrap
+            replicates.
+        progress: show a progress bar.
+    """
+
+    list_path: str | os.PathLike | None
+    results_path: str | os.PathLike
+    scorer: ScorerSettings
+    data: str | os.PathLike | None = None
+    gen_subset: str = "test"
+    data_root: str | os.PathLike | None = None
+    category_rule: str = "auto"
+    user_dir: str | None = None
+    overwrite: bool = False
+    batch_size: int = 8
+    max_frames: int | None = None
+    max_padding: float | None = BatchLimits.max_padding
+    num_workers: int = 2
+    num_shards: int = 1
+    shard_id: int = 0
+    calibration: str | None = None
+    transcribe: str | None = None
+    beam: int = DecodeSettings.beam
+    lenpen: float = DecodeSettings.lenpen
+    verdict: VerdictConfig = VerdictConfig()
+    report: bool = False
+    n_boot: int = 1000
+    progress: bool = True
+
+    def arguments(self) -> Namespace:
+        """The job as the options :func:`score_fingerprint` and :func:`load_transcriber` read
+        (shared with the commands that score through :func:`score_items`)."""
+        return Namespace(path=os.fspath(self.scorer.checkpoint), **vars(self.scorer.arguments()),
+                         list=_path(self.list_path), data=_path(self.data), gen_subset=self.gen_subset,
+                         data_root=_path(self.data_root), category_rule=self.category_rule,
+                         calibration=self.calibration, transcribe=self.transcribe, beam=self.beam,
+                         lenpen=self.lenpen)
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    """What :func:`score_list` did: the run's exit status (0: every item ok, 1: some not,
+    130/143: interrupted) and ``summary.json``'s content (None when interrupted)."""
+
+    exit_status: int
+    summary: dict[str, Any] | None
+
+
+def score_list(job: BatchJob) -> BatchSummary:
+    """:func:`run` for stages that call it as a function: Ctrl-C and SIGTERM stop it as they stop
+    the command (records so far kept), a bad input or refused settings raise ``SystemExit``
+    with the command's message."""
+    status = run_interruptible("sf-score-batch", run, job,
+                               f"the records written so far are kept in {job.results_path}: "
+                               "run the same stage again to resume")
+    suffix = "" if job.num_shards == 1 else f".{job.shard_id}-of-{job.num_shards}"
+    summary_path = Path(job.results_path) / f"summary{suffix}.json"
+    summary = json.loads(summary_path.read_text(encoding="utf-8")) if status in (0, 1) else None
+    return BatchSummary(status, summary)
+
+
+def read_items(job: BatchJob) -> list[lists.EvalItem]:
+    """The job's items, from its list file or its manifest split."""
+    if (job.list_path is None) == (job.data is None):
+        raise SystemExit("error: give either a manifest directory (DATA) or --list, not both")
+    if job.list_path is not None:
+        return lists.read_list(job.list_path, job.data_root, job.category_rule)
+    return lists.read_manifest_split(job.data, job.gen_subset, job.category_rule)
+
+
+def run(job: BatchJob) -> int:
+    """Score the job's shard into ``results_path`` (its lock held); the exit status. Raises
+    ``SystemExit`` with a message on a bad input, a run already working there or refused
+    settings."""
+    if not 0 <= job.shard_id < job.num_shards:
+        raise SystemExit(f"error: --shard-id must be in [0, {job.num_shards})")
+    if job.user_dir:
+        from fairseq.utils import import_user_module
+
+        import_user_module(Namespace(user_dir=job.user_dir))
+    try:
+        items = read_items(job)
+    except (OSError, lists.ListFormatError) as err:
+        raise SystemExit(error_text(err)) from err
+    if len({item.id for item in items}) != len(items):
+        raise SystemExit("error: the input lists some item more than once (ids must be unique)")
+    items = items[job.shard_id :: job.num_shards]
+
+    out = Path(job.results_path)
+    out.mkdir(parents=True, exist_ok=True)
+    suffix = "" if job.num_shards == 1 else f".{job.shard_id}-of-{job.num_shards}"
+    scores = out / f"scores{suffix}.jsonl"
+    try:
+        with resume.exclusive_output(out / f"scores{suffix}.lock", f"scoring into {scores}", out):
+            return score_shard(job, items, out, suffix)
+    except resume.RunLocked as err:
+        raise SystemExit(f"error: {err}") from None
+
+
+def score_shard(job: BatchJob, items: list[lists.EvalItem], out: Path, suffix: str) -> int:
+    """Score one shard's ``items`` into ``out`` (its lock held), print the summary."""
+    scores = out / f"scores{suffix}.jsonl"
+    settings = job.scorer
+    checkpoint = os.fspath(settings.checkpoint)
+    device = pick_device(settings.cpu)
+    options = job.arguments()
+    try:
+        calibration = Calibration.load(job.calibration) if job.calibration else None
+        scorer = load_scorer_from_arguments(settings.arguments(), checkpoint, device)
+        transcriber, transcriber_name = load_transcriber(options, device)
+        fingerprint = score_fingerprint(options, scorer, transcriber, job.verdict)
+    except (OSError, ValueError, pickle.UnpicklingError) as err:  # missing/unsafe checkpoint, bad calibration
+        raise SystemExit(error_text(err)) from err
+    accept_settings(scores, out / f"fingerprint{suffix}.json", fingerprint, job.overwrite)
+    run_info = {
+        "checkpoint": os.path.abspath(checkpoint),
+        "checkpoint_sha256": fingerprint["checkpoint_sha256"],
+        "layer": settings.layer,
+        "input": (os.path.abspath(job.list_path) if job.list_path is not None
+                  else f"{os.path.abspath(job.data)}:{job.gen_subset}"),
+        "data_root": options.data_root,
+        "max_offset": scorer.options.max_offset,
+        "max_seconds": scorer.options.max_seconds,
+        "precision": scorer.encoder.precision,
+        "device": str(device),
+        "input_settings": asdict(scorer.settings),
+        "transcribe": None if transcriber is None else {
+            "checkpoint": transcriber_name, "beam": job.beam, "lenpen": job.lenpen},
+        **job.verdict.provenance(),
+        "speech_settings": job.verdict.speech.as_record(),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    resume.atomic_write_json(out / f"run{suffix}.json", run_info)
+
+    start = time.perf_counter()
+    with ResultWriter(scores) as writer:
+        counts = score_items(
+            items, scorer, writer, job.batch_size, job.max_frames, job.num_workers,
+            calibration, progress=job.progress,
+            transcriber=transcriber, transcriber_name=transcriber_name or "transcriber",
+            max_padding=job.max_padding, verdict=job.verdict, checkpoint=checkpoint,
+        )
+    seconds = time.perf_counter() - start
+    latest = latest_records([scores])
+    n_ok = sum(1 for item in items if item.id in latest and latest[item.id].status == OK)
+    verdicts = Counter(str(latest[item.id].verdict) for item in items if item.id in latest)
+    summary = {**counts, "items": len(items), "ok": n_ok, "not_ok": len(items) - n_ok,
+               "verdicts": dict(sorted(verdicts.items())), "seconds": round(seconds, 2)}
+    print(
+        f"{len(items)} items: {counts['scored']} scored now, {counts['skipped']} already done, "
+        f"{counts['failed']} failed; {n_ok} ok in total; {seconds:.1f} s "
+        f"({counts['scored'] / max(seconds, 1e-9):.2f} clips/s)"
+    )
+    print("verdicts: " + ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items())))
+    if job.report and job.num_shards == 1:
+        # List order, whatever order the clips were scored in (the bootstrap depends on it).
+        records = [latest[item.id] for item in items if item.id in latest]
+        rep = write_report(records, out / "report", threshold=calibration.threshold if calibration else None,
+                           n_boot=job.n_boot, extra=run_info)
+        summary["report"] = str(out / "report" / "report.md")
+        if rep["metrics"]:
+            print(f"AUC {rep['metrics']['auc']:.4f} on {rep['n_used']} items "
+                  f"({rep['n_left_out']} left out); report in {out / 'report'}")
+            word_auc = (rep.get("transcripts") or {}).get("word_disagreement_auc")
+            if word_auc is not None:
+                print(f"transcript word disagreement as a detector: AUC {word_auc:.4f} "
+                      f"on {rep['transcripts']['n']} transcribed items")
+        else:
+            print(f"no metrics: {rep['metrics_note']}; report in {out / 'report'}")
+    resume.atomic_write_json(out / f"summary{suffix}.json", summary)
+    return 0 if n_ok == len(items) else 1

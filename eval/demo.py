@@ -14,7 +14,7 @@ the score rule options, so nothing is reused across a changed model or score set
 5. ``labels_2``   iteration 2 targets: k-means of the iteration-1 model's features at 25 Hz;
 6. ``pretrain_2`` continue pretraining from iteration 1 on the new targets;
 7. ``score``      the batch scorer on the test set, with the metrics report
-                  (:func:`sf_fairseq.eval.score_batch.score_list`);
+                  (:func:`sf_fairseq.eval.batch_engine.score_list`);
 8. ``robustness`` the perturbation grid (:func:`sf_fairseq.eval.robustness_engine.run_grid`) on
                   the real and dubbed test clips, perturbing the mouth ROIs (the fast option).
 
@@ -202,7 +202,7 @@ def _write_lines(path: Path, lines: list[str]) -> None:
 
 def run_demo(work_dir: Path, settings: DemoSettings, workers: int = 2) -> dict:
     """Run (or resume) every stage; returns the score report's summary."""
-    from sf_fairseq.eval import lists, robustness_engine, score_batch
+    from sf_fairseq.eval import batch_engine, lists, robustness_engine
     from sf_fairseq.eval.perturb_engine import PerturbOptions
     from sf_fairseq.preprocess import prepare_engine
     from sf_fairseq.preprocess.iteration_engine import Iteration, IterationConfig, IterationError
@@ -297,7 +297,7 @@ def run_demo(work_dir: Path, settings: DemoSettings, workers: int = 2) -> dict:
             for row in csv.DictReader(f):
                 stem = os.path.splitext(row["path"])[0]
                 writer.writerow([f"video/{stem}.mp4", row["label"], row["category"], f"audio/{stem}.wav"])
-        scored = score_batch.score_list(score_batch.BatchJob(
+        scored = batch_engine.score_list(batch_engine.BatchJob(
             list_path, scores_dir, scorer_settings(model_2 / "checkpoint_last.pt"), data_root=roi_dir / "test",
             report=True, num_workers=0))
         _check_exit("score", scored.exit_status, allow_partial=True)

@@ -9,6 +9,9 @@ its 16 kHz mono wav. Example::
         --list FakeAVCeleb/test_list.txt --data-root /data/FakeAVCeleb_mouths \\
         --results-path out/favc --batch-size 16 --bf16 --report
 
+The options build a :class:`.batch_engine.BatchJob`; the run is :func:`.batch_engine.run` (stages
+call it through :func:`.batch_engine.score_list`).
+
 Output, under ``--results-path``:
 
 * ``scores.jsonl`` (``scores.<shard>-of-<n>.jsonl`` when sharded): one record per list item
@@ -65,29 +68,16 @@ every item is scored, 1 otherwise. Memory stays bounded: clips are loaded one at
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import json
 import logging
-import os
-import pickle
-import time
 from argparse import Namespace
-from collections import Counter
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
 
-from sf_fairseq import resume
 from sf_fairseq._logging import TIMED_LOG_FORMAT, command_logging
 from sf_fairseq.data.batching import BatchLimits
 
 from . import lists
-from .batch_engine import accept_settings, add_transcribe_arguments, load_transcriber, score_fingerprint, score_items
+from .batch_engine import BatchJob, add_transcribe_arguments, run
 from .jobs import error_text, run_interruptible
-from .metrics import Calibration
-from .pipeline import add_scorer_arguments, load_scorer_from_arguments, pick_device
-from .report import write_report
-from .results import OK, ResultWriter, latest_records
+from .pipeline import add_scorer_arguments
 from .scorer_settings import ScorerSettings
 from .verdict import add_verdict_arguments, verdict_config_from_arguments
 
@@ -135,178 +125,33 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def read_items(args: Namespace) -> list[lists.EvalItem]:
-    if (args.list is None) == (args.data is None):
-        raise SystemExit("error: give either a manifest directory (DATA) or --list, not both")
-    if args.list is not None:
-        return lists.read_list(args.list, args.data_root, args.category_rule)
-    return lists.read_manifest_split(args.data, args.gen_subset, args.category_rule)
+def job_from_arguments(args: Namespace) -> BatchJob:
+    """The run the parsed options describe.
+
+    Raises:
+        ValueError: the reference set cannot be read.
+    """
+    return BatchJob(
+        list_path=args.list, results_path=args.results_path, scorer=ScorerSettings.from_arguments(args, args.path),
+        data=args.data, gen_subset=args.gen_subset, data_root=args.data_root, category_rule=args.category_rule,
+        user_dir=args.user_dir, overwrite=args.overwrite, batch_size=args.batch_size, max_frames=args.max_frames,
+        max_padding=args.max_padding, num_workers=args.num_workers, num_shards=args.num_shards,
+        shard_id=args.shard_id, calibration=args.calibration, transcribe=args.transcribe, beam=args.beam,
+        lenpen=args.lenpen, verdict=verdict_config_from_arguments(args), report=args.report, n_boot=args.n_boot,
+        progress=not args.no_progress,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with command_logging(TIMED_LOG_FORMAT):
-        return run_interruptible("sf-score-batch", run, args,
+        try:
+            job = job_from_arguments(args)
+        except (OSError, ValueError) as err:  # an unreadable reference set
+            raise SystemExit(error_text(err)) from err
+        return run_interruptible("sf-score-batch", run, job,
                                  f"the records written so far are kept in {args.results_path}: "
                                  "run the same command again to resume")
-
-
-@dataclass(frozen=True)
-class BatchJob:
-    """An ``sf-score-batch`` run over a list file, for stages that call it as a function
-    (:func:`score_list`); every option it does not name keeps its command-line default (no
-    reference set, calibration or transcription; unsharded).
-
-    Attributes:
-        list_path: SpeechForensics ``test_list.txt`` or CSV; ``data_root`` the mouth-ROI folder
-            its paths are relative to; ``category_rule`` how categories are inferred from paths.
-        results_path: the output directory.
-        scorer: the checkpoint and score settings.
-        report: write the metrics report when done.
-    """
-
-    list_path: str | os.PathLike
-    results_path: str | os.PathLike
-    scorer: ScorerSettings
-    data_root: str | os.PathLike | None = None
-    category_rule: str = "auto"
-    report: bool = False
-    n_boot: int = 1000
-    batch_size: int = 8
-    num_workers: int = 2
-    overwrite: bool = False
-    progress: bool = True
-
-
-@dataclass(frozen=True)
-class BatchSummary:
-    """What :func:`score_list` did: the command's exit status (0: every item ok, 1: some not,
-    130/143: interrupted) and ``summary<shard>.json``'s content (None when interrupted)."""
-
-    exit_status: int
-    summary: dict[str, Any] | None
-
-
-def score_list(job: BatchJob) -> BatchSummary:
-    """Run ``sf-score-batch`` on ``job`` as :func:`main` runs it from its options (same records,
-    fingerprints, report and summary; a bad input or refused settings raise ``SystemExit``
-    with the command's message)."""
-    parser = build_parser()
-    args = Namespace()
-    for action in parser._actions:  # every option's default, as parse_args sets them
-        if action.default is not argparse.SUPPRESS and not hasattr(args, action.dest):
-            setattr(args, action.dest, action.default)
-    scorer = job.scorer
-    vars(args).update(
-        list=os.fspath(job.list_path), data_root=None if job.data_root is None else os.fspath(job.data_root),
-        category_rule=job.category_rule, results_path=os.fspath(job.results_path),
-        path=os.fspath(scorer.checkpoint), **vars(scorer.arguments()), report=job.report, n_boot=job.n_boot,
-        batch_size=job.batch_size, num_workers=job.num_workers, overwrite=job.overwrite, no_progress=not job.progress,
-    )
-    status = run_interruptible("sf-score-batch", run, args,
-                               f"the records written so far are kept in {args.results_path}: "
-                               "run the same stage again to resume")
-    summary_path = Path(args.results_path) / "summary.json"
-    summary = json.loads(summary_path.read_text(encoding="utf-8")) if status in (0, 1) else None
-    return BatchSummary(status, summary)
-
-
-def run(args: Namespace) -> int:
-    """:func:`main` after argument parsing (interruptions are handled there)."""
-    if not 0 <= args.shard_id < args.num_shards:
-        raise SystemExit(f"error: --shard-id must be in [0, {args.num_shards})")
-    if args.user_dir:
-        from fairseq.utils import import_user_module
-
-        import_user_module(Namespace(user_dir=args.user_dir))
-    try:
-        items = read_items(args)
-    except (OSError, lists.ListFormatError) as err:
-        raise SystemExit(error_text(err)) from err
-    if len({item.id for item in items}) != len(items):
-        raise SystemExit("error: the input lists some item more than once (ids must be unique)")
-    items = items[args.shard_id :: args.num_shards]
-
-    out = Path(args.results_path)
-    out.mkdir(parents=True, exist_ok=True)
-    suffix = "" if args.num_shards == 1 else f".{args.shard_id}-of-{args.num_shards}"
-    scores = out / f"scores{suffix}.jsonl"
-    try:
-        with resume.exclusive_output(out / f"scores{suffix}.lock", f"scoring into {scores}", out):
-            return score_shard(args, items, out, suffix)
-    except resume.RunLocked as err:
-        raise SystemExit(f"error: {err}") from None
-
-
-def score_shard(args: Namespace, items: list[lists.EvalItem], out: Path, suffix: str) -> int:
-    """Score one shard's ``items`` into ``out`` (its lock held), print the summary."""
-    scores = out / f"scores{suffix}.jsonl"
-    device = pick_device(args.cpu)
-    try:
-        calibration = Calibration.load(args.calibration) if args.calibration else None
-        verdict = verdict_config_from_arguments(args)
-        scorer = load_scorer_from_arguments(args, args.path, device)
-        transcriber, transcriber_name = load_transcriber(args, device)
-        fingerprint = score_fingerprint(args, scorer, transcriber, verdict)
-    except (OSError, ValueError, pickle.UnpicklingError) as err:  # missing/unsafe checkpoint, bad calibration/reference
-        raise SystemExit(error_text(err)) from err
-    accept_settings(scores, out / f"fingerprint{suffix}.json", fingerprint, args.overwrite)
-    run_info = {
-        "checkpoint": os.path.abspath(args.path),
-        "checkpoint_sha256": fingerprint["checkpoint_sha256"],
-        "layer": args.layer,
-        "input": os.path.abspath(args.list) if args.list else f"{os.path.abspath(args.data)}:{args.gen_subset}",
-        "data_root": args.data_root,
-        "max_offset": scorer.options.max_offset,
-        "max_seconds": scorer.options.max_seconds,
-        "precision": scorer.encoder.precision,
-        "device": str(device),
-        "input_settings": asdict(scorer.settings),
-        "transcribe": None if transcriber is None else {
-            "checkpoint": transcriber_name, "beam": args.beam, "lenpen": args.lenpen},
-        **verdict.provenance(),
-        "speech_settings": verdict.speech.as_record(),
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
-    resume.atomic_write_json(out / f"run{suffix}.json", run_info)
-
-    start = time.perf_counter()
-    with ResultWriter(scores) as writer:
-        counts = score_items(
-            items, scorer, writer, args.batch_size, args.max_frames, args.num_workers,
-            calibration, progress=not args.no_progress,
-            transcriber=transcriber, transcriber_name=transcriber_name or "transcriber",
-            max_padding=args.max_padding, verdict=verdict, checkpoint=args.path,
-        )
-    seconds = time.perf_counter() - start
-    latest = latest_records([scores])
-    n_ok = sum(1 for item in items if item.id in latest and latest[item.id].status == OK)
-    verdicts = Counter(str(latest[item.id].verdict) for item in items if item.id in latest)
-    summary = {**counts, "items": len(items), "ok": n_ok, "not_ok": len(items) - n_ok,
-               "verdicts": dict(sorted(verdicts.items())), "seconds": round(seconds, 2)}
-    print(
-        f"{len(items)} items: {counts['scored']} scored now, {counts['skipped']} already done, "
-        f"{counts['failed']} failed; {n_ok} ok in total; {seconds:.1f} s "
-        f"({counts['scored'] / max(seconds, 1e-9):.2f} clips/s)"
-    )
-    print("verdicts: " + ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items())))
-    if args.report and args.num_shards == 1:
-        # List order, whatever order the clips were scored in (the bootstrap depends on it).
-        records = [latest[item.id] for item in items if item.id in latest]
-        rep = write_report(records, out / "report", threshold=calibration.threshold if calibration else None,
-                           n_boot=args.n_boot, extra=run_info)
-        summary["report"] = str(out / "report" / "report.md")
-        if rep["metrics"]:
-            print(f"AUC {rep['metrics']['auc']:.4f} on {rep['n_used']} items "
-                  f"({rep['n_left_out']} left out); report in {out / 'report'}")
-            word_auc = (rep.get("transcripts") or {}).get("word_disagreement_auc")
-            if word_auc is not None:
-                print(f"transcript word disagreement as a detector: AUC {word_auc:.4f} "
-                      f"on {rep['transcripts']['n']} transcribed items")
-        else:
-            print(f"no metrics: {rep['metrics_note']}; report in {out / 'report'}")
-    resume.atomic_write_json(out / f"summary{suffix}.json", summary)
-    return 0 if n_ok == len(items) else 1
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Layering: a command module (one that a console script of setup.py runs) parses its arguments
-and calls library modules; it never imports another command module. Read from the source (ast),
-so nothing is imported."""
+and calls library modules; it never imports another command module, and no library module
+imports a command module. Read from the source (ast), so nothing is imported."""
 
 from __future__ import annotations
 
@@ -12,14 +12,6 @@ ROOT = Path(__file__).resolve().parents[1]
 # Where each installed package's sources live in the checkout (setup.py's package_dir).
 FOLDERS = {"sf_fairseq.preprocess": "preprocess", "sf_fairseq.eval": "eval", "sf_fairseq.user_dir": "user_dir",
            "sf_fairseq": "sf_fairseq"}
-
-# Command-to-command imports whose fix lies in files of other owners. Remove an entry with
-# its fix: the test also fails while an entry here no longer happens.
-PENDING = {
-    # score_batch.score_list (the typed entry) belongs in the batch engine, eval/batch_engine.py
-    ("sf_fairseq.eval.demo", "sf_fairseq.eval.score_batch"),
-}
-
 
 def command_modules() -> set[str]:
     """The modules of setup.py's console scripts."""
@@ -74,10 +66,9 @@ def test_relative_and_submodule_imports_are_resolved():
 
 
 def test_no_command_module_imports_another():
-    found = command_imports()
-    unexpected = sorted(found - PENDING)
-    assert not unexpected, "command modules importing other command modules (move what they use into a " \
-        f"library module): {unexpected}"
+    found = sorted(command_imports())
+    assert not found, "command modules importing other command modules (move what they use into a " \
+        f"library module): {found}"
 
 
 def library_modules() -> set[str]:
@@ -107,7 +98,3 @@ def test_library_modules_are_listed():
     assert {"sf_fairseq.eval.batch_engine", "sf_fairseq.paths", "sf_fairseq.data.rates",
             "sf_fairseq.preprocess.prepare_engine"} <= libraries
     assert not libraries & command_modules()
-
-
-def test_pending_entries_still_happen():
-    assert not sorted(PENDING - command_imports()), "fixed: remove these entries from PENDING"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sf_fairseq import resume
-from sf_fairseq.eval import score_batch
+from sf_fairseq.eval import batch_engine, score_batch
 
 FIXTURE = "fixtures/avhubert_tiny/checkpoint.pt"
 
@@ -125,7 +125,7 @@ def test_ctrl_c_stops_cleanly_with_status_130(tmp_path: Path, shared_dir: Path, 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(score_batch, "score_items", interrupted)
+    monkeypatch.setattr(batch_engine, "score_items", interrupted)
     status = score_batch.main(["--path", str(shared_dir / FIXTURE), "--list", str(tmp_path / "list.txt"),
                                "--data-root", str(tmp_path / "mouths"), "--results-path", str(tmp_path / "out"),
                                "--cpu", "--no-progress"])
