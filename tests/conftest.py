@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from sf_global_state import IN_PROCESS_CLI_MODULES, leak_guard, restored_root_logging
+from sf_global_state import leak_guard
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The shared folder sits beside the clone (``../shared``); SF_SHARED_DIR overrides it.
@@ -73,16 +73,3 @@ def two_torch_threads() -> Iterator[None]:
     torch.set_num_threads(2)
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def restore_root_logging() -> Iterator[None]:
-    """Put back the root logger's level and handlers after a test that runs a command in-process."""
-    with restored_root_logging():
-        yield
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.nodeid.split("::", 1)[0] in IN_PROCESS_CLI_MODULES:
-            item.fixturenames.append("restore_root_logging")

@@ -44,9 +44,6 @@ _IGNORED_ENV = {"PYTEST_CURRENT_TEST", "LD_LIBRARY_PATH", "KMP_DUPLICATE_LIB_OK"
 _SEEDERS = (("random", "seed", "random"), ("numpy.random", "seed", "numpy.random"),
             ("torch", "manual_seed", "torch"), ("torch.random", "manual_seed", "torch"),
             ("torch", "seed", "torch"), ("torch.random", "seed", "torch"))
-# Test modules (node id paths) whose tests get the root logger put back after them. Empty: commands
-# run in-process restore the caller's logging themselves (sf_fairseq._logging.command_logging).
-IN_PROCESS_CLI_MODULES: set[str] = set()
 
 
 def _root_handlers() -> list[logging.Handler]:
@@ -164,19 +161,3 @@ def leak_guard() -> Iterator[None]:
     if changes:
         before.restore()
         pytest.fail("the test leaked global state into the tests after it:\n  " + "\n  ".join(changes), pytrace=False)
-
-
-@contextmanager
-def restored_root_logging() -> Iterator[None]:
-    """Put back the root logger's level and handlers (pytest's own aside) after the block."""
-    root = logging.getLogger()
-    level, handlers = root.level, _root_handlers()
-    try:
-        yield
-    finally:
-        for handler in [h for h in _root_handlers() if h not in handlers]:
-            root.removeHandler(handler)
-            handler.close()
-        for handler in [h for h in handlers if h not in root.handlers]:
-            root.addHandler(handler)
-        root.setLevel(level)

@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from sf_global_state import leak_guard, restored_root_logging
+from sf_global_state import leak_guard
+
+from sf_fairseq._logging import command_logging
 
 
 def leaks(change) -> str | None:
@@ -84,12 +86,11 @@ def test_logging_configuration() -> None:
     assert (root.level, logging.root.manager.disable) == (level, logging.NOTSET)
     assert not [h for h in root.handlers if type(h) is logging.NullHandler]
 
-    def command_logging() -> None:
-        with restored_root_logging():
-            root.addHandler(logging.StreamHandler())
-            root.setLevel(logging.INFO)
+    def a_command() -> None:  # a command's main run in-process
+        with command_logging():
+            logging.getLogger("sf_fairseq.example").info("working")
 
-    assert leaks(command_logging) is None
+    assert leaks(a_command) is None
 
 
 def test_working_directory_and_signal_handlers(tmp_path) -> None:
