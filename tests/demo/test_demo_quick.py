@@ -40,6 +40,7 @@ def test_quick_demo_runs_every_stage_and_reuses_them(tmp_path: Path) -> None:
         assert "'_name': 'av_hubert_alignment'" in config
         for name, value in options.items():
             assert f"'{name}': {value}" in config, name
+        assert f"'resnet_width': {settings.resnet_width}" in config  # the narrow lip front end
     train_manifest = (work / "roi" / "train" / "train.tsv").read_text()
     assert "/test/" not in train_manifest and "dubbed" not in train_manifest
 
@@ -54,6 +55,10 @@ def test_quick_demo_runs_every_stage_and_reuses_them(tmp_path: Path) -> None:
     assert "not a detector for real-world videos" in text
     assert "| dubbed |" in text and "Robustness" in text
     assert "against unshifted real clips" in text
+    assert "95% bootstrap interval" in text and "| dubbed | " in text
+    summary = records["score"]["result"]
+    assert set(summary["auc_ci95"]) == {"all", *per_category}
+    assert all(0.0 <= low <= high <= 1.0 for low, high in summary["auc_ci95"].values())
     grid = json.loads((work / "robustness" / "results" / "report" / "report.json").read_text())
     assert set(grid["types"]) == {"gb", "jpeg"}
     assert all(row["auc"]["5"] is not None for row in grid["types"].values())

@@ -1,13 +1,15 @@
-"""The demo report's second AUC column: fakes against unshifted real clips only."""
+"""The demo report's AUC columns: bootstrap intervals, and fakes against unshifted real clips only."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from sf_fairseq.eval.demo import _auc_against_unshifted_real
+from sf_fairseq.eval.demo import _auc_against_unshifted_real, _auc_intervals
+from sf_fairseq.eval.metrics import roc_auc
 
 
 def test_auc_against_unshifted_real_leaves_out_offset_small_and_failures(tmp_path: Path) -> None:
@@ -22,3 +24,24 @@ def test_auc_against_unshifted_real_leaves_out_offset_small_and_failures(tmp_pat
     assert set(auc) == {"dubbed", "frozen_mouth"}
     assert auc["dubbed"] == pytest.approx(0.75)  # 3 of 4 real/dubbed pairs ordered right
     assert auc["frozen_mouth"] == pytest.approx(0.0)
+
+
+def test_auc_intervals_bracket_each_categorys_auc_against_all_real_labelled(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    rows = [(f"r{i}", "real", 1, s) for i, s in enumerate(rng.normal(0.7, 0.1, 30))]
+    rows += [(f"o{i}", "offset_small", 1, s) for i, s in enumerate(rng.normal(0.65, 0.1, 30))]
+    rows += [(f"d{i}", "dubbed", 0, s) for i, s in enumerate(rng.normal(0.5, 0.1, 30))]
+    rows += [(f"f{i}", "frozen_mouth", 0, s) for i, s in enumerate(rng.normal(0.68, 0.1, 30))]
+    path = tmp_path / "scores.jsonl"
+    with open(path, "w") as f:
+        for item_id, category, label, score in rows:
+            f.write(json.dumps({"id": item_id, "category": category, "label": label, "score": float(score),
+                                "status": "ok"}) + "\n")
+    intervals = _auc_intervals(path, n_boot=300)
+    assert set(intervals) == {"all", "dubbed", "frozen_mouth"}  # real-labelled clips are the reference
+    real = np.array([s for _, c, label, s in rows if label == 1])
+    for category, (low, high) in intervals.items():
+        fake = np.array([s for _, c, label, s in rows if label == 0 and category in ("all", c)])
+        auc = roc_auc(np.r_[np.ones(real.size), np.zeros(fake.size)], np.r_[real, fake])
+        assert low < auc < high and high - low < 0.3
+    assert intervals["dubbed"][0] > intervals["frozen_mouth"][1]  # well separated vs barely
