@@ -42,7 +42,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sf_fairseq.data.manifest import Manifest, ManifestItem, read_label_lines, read_manifest
-from sf_fairseq.resume import atomic_path, atomic_write_text
+from sf_fairseq.resume import SettingsMismatch, atomic_path, atomic_write_text, check_fingerprint, write_fingerprint
 
 from .feature_shards import FeatureShardWriter, shard_exists, shard_paths, shard_range
 from .features_mfcc import MFCC_RATE, MfccFeatureReader
@@ -136,20 +136,14 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def _reusable(record: Path, fingerprint: dict[str, Any], overwrite: bool, what: str) -> bool:
-    """True if ``record`` says the step was made with ``fingerprint``. A record with other
-    settings raises unless ``overwrite``; False means the step's outputs must be (re)made."""
-    if not record.is_file():
-        return False
-    old = json.loads(record.read_text(encoding="utf-8"))
-    if old == fingerprint:
-        return True
-    if not overwrite:
-        changed = sorted(k for k in fingerprint.keys() | old.keys() if old.get(k) != fingerprint.get(k))
-        raise IterationError(
-            f"{record} records {what} made with other settings (differing: {', '.join(changed)}); "
-            "pass --overwrite to redo them, or use another --work-dir"
-        )
-    return False
+    """True if ``record`` says the step was made with ``fingerprint``; False means the step's
+    outputs must be (re)made (no record, or other settings and ``overwrite``). Other settings
+    without ``overwrite`` raise, naming the differing settings (:func:`resume.check_fingerprint`)."""
+    try:
+        return check_fingerprint(record, fingerprint, what, overwrite,
+                                 hint="pass --overwrite to redo them, or use another --work-dir")
+    except SettingsMismatch as err:
+        raise IterationError(str(err)) from err
 
 
 class Iteration:
@@ -224,7 +218,7 @@ class Iteration:
             for rank in range(nshard):
                 for path in shard_paths(self.feat_dir, split, rank, nshard):
                     path.unlink(missing_ok=True)
-            _write_json(record, fingerprint)
+            write_fingerprint(record, fingerprint)
         for rank in ranks:
             if shard_exists(self.feat_dir, split, rank, nshard):
                 continue
@@ -258,7 +252,7 @@ class Iteration:
             random_state=cfg.seed,
         ).fit(sample)
         save_kmeans(model, model_path)
-        _write_json(record, fingerprint)
+        write_fingerprint(record, fingerprint)
         return model
 
     def dump_labels(self, model: FeatureKMeans, split: str) -> None:
@@ -271,7 +265,7 @@ class Iteration:
         # Labels only derive from the features and model checked above: redo stale ones freely.
         reuse = _reusable(record, fingerprint, True, f"{split} labels")
         if not reuse:
-            _write_json(record, fingerprint)
+            write_fingerprint(record, fingerprint)
         for rank in tqdm(range(cfg.nshard), desc=f"labels {split}", unit="shard"):
             path = shard_label_path(self.lab_dir, split, rank, cfg.nshard, label)
             if not (reuse and path.is_file()):
