@@ -128,3 +128,22 @@ def test_installed_demo_trains_with_the_wheels_config_and_user_dir(installed, tm
     assert user_dir.startswith("common.user_dir=")
     user_dir = Path(user_dir.split("=", 1)[1])
     assert user_dir.is_relative_to(target) and (user_dir / "__init__.py").is_file()
+
+
+@pytest.mark.slow
+def test_installed_schemas_and_every_console_script_resolve(installed, tmp_path):
+    # The record schemas are package data, and every console script of the wheel's entry points
+    # names an importable module with its function (a moved command would break an install).
+    target, env = installed
+    out = run_python(
+        "import importlib, importlib.metadata\n"
+        "from sf_fairseq.records import PrepareRecord, ScoreRecord, Transcripts, schema_path\n"
+        "print(all(schema_path(r).is_file() for r in (ScoreRecord, Transcripts, PrepareRecord)),"
+        " schema_path(ScoreRecord))\n"
+        "scripts = importlib.metadata.distribution('sf_fairseq').entry_points.select(group='console_scripts')\n"
+        "print(len(scripts), all(callable(s.load()) for s in scripts))",
+        env, tmp_path)
+    schemas, scripts = out.strip().split("\n")
+    assert schemas.split()[0] == "True" and Path(schemas.split()[1]).is_relative_to(target)
+    count, loaded = scripts.split()
+    assert int(count) >= 19 and loaded == "True"
