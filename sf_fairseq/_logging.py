@@ -48,16 +48,15 @@ TIMED_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 @contextmanager
 def command_logging(fmt: str = LOG_FORMAT, level: int = logging.INFO) -> Iterator[None]:
-    """One command's logging: inside the block the root logger has a single stderr handler with
-    ``fmt`` at ``level`` (as ``logging.basicConfig(force=True)``, which also drops a DEBUG handler
-    a library may have installed); on exit its previous handlers and level are back.
+    """One command's logging: inside the block the root logger also writes to stderr with
+    ``fmt``, at ``level``; on exit the stderr handler is gone and the previous level is back.
 
-    The previous handlers are detached, not closed, since they are put back afterwards.
+    Handlers already on the root logger stay attached (an application, or pytest's log capture,
+    that runs a command in-process still receives its records); from a shell there are none, so
+    the command's stderr handler is the only one.
     """
     root = logging.getLogger()
     handlers, previous_level = list(root.handlers), root.level
-    for handler in handlers:
-        root.removeHandler(handler)
     console = logging.StreamHandler()
     console.setFormatter(logging.Formatter(fmt))
     root.addHandler(console)
@@ -66,11 +65,9 @@ def command_logging(fmt: str = LOG_FORMAT, level: int = logging.INFO) -> Iterato
         yield
     finally:
         for handler in list(root.handlers):  # the console and any the command added
-            root.removeHandler(handler)
             if handler not in handlers:
+                root.removeHandler(handler)
                 handler.close()
-        for handler in handlers:
-            root.addHandler(handler)
         root.setLevel(previous_level)
 
 

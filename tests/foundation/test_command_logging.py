@@ -3,6 +3,7 @@ run in-process, they leave the caller's logging as it was."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 
@@ -16,7 +17,7 @@ def own_root_handler():
     """A caller's handler and level on the root logger, taken off again after the test."""
     root = logging.getLogger()
     level = root.level
-    handler = logging.StreamHandler()
+    handler = logging.StreamHandler(io.StringIO())
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
     yield handler
@@ -24,18 +25,21 @@ def own_root_handler():
     root.setLevel(level)
 
 
-def test_the_block_has_one_console_handler_and_puts_the_callers_back(own_root_handler, capsys) -> None:
+def test_the_block_adds_a_console_handler_and_puts_the_callers_back(own_root_handler, capsys) -> None:
     root = logging.getLogger()
     before = list(root.handlers)
     with command_logging(LOG_FORMAT):
         assert root.level == logging.INFO
-        (console,) = root.handlers
+        *kept, console = root.handlers
+        assert kept == before  # the caller's handlers (and pytest's capture) still receive records
         assert console.formatter._fmt == LOG_FORMAT
         logging.getLogger("sf.example").info("hello %d", 3)
         root.addHandler(logging.NullHandler())  # one a command adds goes too
     assert root.handlers == before and root.level == logging.WARNING
-    assert own_root_handler.stream is not None  # detached, not closed
-    assert capsys.readouterr().err == "INFO sf.example: hello 3\n"
+    assert own_root_handler.stream is not None  # left open
+    err = capsys.readouterr().err
+    assert "INFO sf.example: hello 3\n" in err  # the command's format
+    assert own_root_handler.stream.getvalue() == "hello 3\n"  # and the caller's own handler got it too
 
 
 def test_the_callers_logging_is_back_after_an_error(own_root_handler) -> None:
