@@ -40,6 +40,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sf_fairseq.data.rates import FPS
+from sf_fairseq.resume import atomic_write_text
 
 from .clips import ArrayHasher, ClipPlan, new_utterance, plan_real, render_frames, write_mp4
 from .faces import FACE_SOURCES, augment
@@ -54,12 +55,6 @@ SPLITS = {"train": 1, "test": 2}
 PREFIX = {"train": "t", "test": "s"}
 SETTINGS_FILE = "corpus.json"
 RECORDED_FRACTION = 0.2
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def clip_path(out: Path, split: str, category: str, index: int) -> Path:
@@ -132,7 +127,7 @@ def generate_source(out: Path, split: str, index: int, seed: int, size: tuple[in
         write_mp4(path, hasher.watch(render_frames(plan, renderer)), plan.audio, size)
         meta = clip_metadata(plan, path.relative_to(out / split).as_posix(), split, source,
                              hasher.frames.hexdigest())
-        _write_text(path.with_suffix(".json"), json.dumps(meta) + "\n")
+        atomic_write_text(path.with_suffix(".json"), json.dumps(meta) + "\n")
     return len(todo)
 
 
@@ -148,15 +143,15 @@ def write_lists(out: Path, split: str, n: int, categories: tuple[str, ...]) -> i
             sidecar = clip_path(out, split, category, index).with_suffix(".json")
             records.append(json.loads(sidecar.read_text(encoding="utf-8")))
     root = out / split
-    _write_text(root / f"{split}_list.txt", "".join(f"{r['path']} {r['label']}\n" for r in records))
+    atomic_write_text(root / f"{split}_list.txt", "".join(f"{r['path']} {r['label']}\n" for r in records))
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["path", "label", "category", "source", "window_start", "window_end", "offset_seconds"])
     for r in records:
         window = r.get("window_seconds", ["", ""])
         writer.writerow([r["path"], r["label"], r["category"], r["source"], *window, r.get("offset_seconds", "")])
-    _write_text(root / f"{split}.csv", buf.getvalue())
-    _write_text(root / "metadata.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    atomic_write_text(root / f"{split}.csv", buf.getvalue())
+    atomic_write_text(root / "metadata.jsonl", "".join(json.dumps(r) + "\n" for r in records))
     return len(records)
 
 
@@ -178,7 +173,7 @@ def _check_settings(out: Path, settings: dict) -> None:
                 "use another --out or the same settings"
             )
     out.mkdir(parents=True, exist_ok=True)
-    _write_text(path, json.dumps(settings, indent=1) + "\n")
+    atomic_write_text(path, json.dumps(settings, indent=1) + "\n")
 
 
 @dataclass(frozen=True)
