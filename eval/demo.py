@@ -113,7 +113,7 @@ class DemoSettings:
 
     @classmethod
     def full(cls, seed: int) -> "DemoSettings":
-        return cls(seed, n_train=60, n_test=16, n_clusters_1=50, n_clusters_2=50,
+        return cls(seed, n_train=150, n_test=16, n_clusters_1=50, n_clusters_2=50,
                    updates_1=300, updates_2=300, max_tokens=400, crop_size=48, resnet_width=16,
                    alignment_negatives="clip", alignment_weight=1.0, alignment_max_shift=12,
                    alignment_temperature=0.3, alignment_clip_weight=2.0,
