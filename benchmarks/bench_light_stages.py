@@ -21,7 +21,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+# torch in this process only, for the host line: each figure runs in a fresh interpreter.
+from sf_fairseq.eval.encode import cpu_capability, cpu_model_name
 
 # Prints what a stage imported after running it: the stage's ``main`` is called in-process.
 PROBE = """
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
 
     load = os.getloadavg()[0]
     now = datetime.datetime.now(datetime.timezone.utc)
-    print(f"{now:%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, "
+    print(f"{now:%Y-%m-%d %H:%M} UTC, {cpu_model_name()} ({cpu_capability()}), "
           f"{os.cpu_count()} CPUs, load {load:.1f}")
     cases = {
         "import sf_fairseq": "import sf_fairseq",

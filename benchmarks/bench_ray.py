@@ -30,7 +30,6 @@ import json
 import logging
 import math
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -41,6 +40,7 @@ import torch
 
 from sf_fairseq.eval import score_batch, score_ray
 from sf_fairseq.data.batching import BatchLimits, length_batches
+from sf_fairseq.eval.encode import cpu_model_name
 from sf_fairseq.eval.pipeline import load_scorer_from_arguments, pick_device
 from sf_fairseq.eval.ray_pipeline import PrepareStage, StageSettings, VideoItem, read_videos
 from sf_fairseq.preprocess import prepare, prepare_engine
@@ -56,15 +56,9 @@ def make_videos(folder: Path, n: int, size: tuple[int, int], seed: int) -> None:
 
 
 def machine() -> dict[str, Any]:
-    cpu = platform.processor()
-    try:
-        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
     return {
         "date": _dt.date.today().isoformat(),
-        "cpu": cpu,
+        "cpu": cpu_model_name(),
         "cpus": os.cpu_count(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,

@@ -461,13 +461,9 @@ def _fmt_interval(interval: list[float] | None) -> str:
 
 def _host_description() -> str:
     """CPU model, vector capability (what decides CPU training speed here) and core count."""
-    from sf_fairseq.eval.encode import cpu_capability
+    from sf_fairseq.eval.encode import cpu_capability, cpu_model_name
 
-    names = []
-    if os.path.isfile("/proc/cpuinfo"):
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-    return (f"{names[0] if names else 'unknown CPU'}, {cpu_capability()}, {os.cpu_count()} cores, "
+    return (f"{cpu_model_name()}, {cpu_capability()}, {os.cpu_count()} cores, "
             f"load average {os.getloadavg()[0]:.1f} when the report was written")
 
 

@@ -34,6 +34,7 @@ import contextlib
 import functools
 import logging
 import os
+import platform
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -75,6 +76,18 @@ def cpu_capability() -> str:
                                            ("AMX", "_is_amx_tile_supported"))
                   if getattr(torch.cpu, check, lambda: False)()]
     return " + ".join([torch.backends.cpu.get_cpu_capability(), *extensions])
+
+
+def cpu_model_name() -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` (Linux), else what :mod:`platform` reports."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def native_bf16(device: torch.device | str) -> bool:

@@ -143,3 +143,18 @@ def test_scorer_built_with_auto_on_this_cpu_uses_fp32(shared_dir) -> None:
     assert from_arguments.encoder.precision == "fp32"
     forced = pipeline.load_scorer_from_arguments(args, str(checkpoint), torch.device("cpu"), precision="bf16")
     assert forced.encoder.precision == "bf16"
+
+
+def test_cpu_model_name_reads_cpuinfo_and_falls_back(monkeypatch, tmp_path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Example CPU 9000\nflags\t: avx2\n")
+    real_open = open
+    monkeypatch.setattr(encode, "open", lambda path, *a, **k: real_open(cpuinfo, *a, **k), raising=False)
+    assert encode.cpu_model_name() == "Example CPU 9000"
+
+    def missing(path, *a, **k):
+        raise FileNotFoundError(path)
+
+    monkeypatch.setattr(encode, "open", missing, raising=False)
+    monkeypatch.setattr(encode.platform, "processor", lambda: "x86_64-fallback")
+    assert encode.cpu_model_name() == "x86_64-fallback"
