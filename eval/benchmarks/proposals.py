@@ -29,12 +29,17 @@ part of a run, so a mask splits runs at pauses longer than ``merge_gap``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from scipy.ndimage import median_filter
 
 from sf_fairseq.data.rates import FPS
+
+from ..drift import float64_values
+
+if TYPE_CHECKING:
+    import torch
 
 _MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution -> its standard deviation
 
@@ -78,7 +83,7 @@ class Proposal:
 
 def frame_agreement(sims: torch.Tensor | np.ndarray, best_offset: int) -> np.ndarray:
     """``s_i(k*)``: column ``best_offset + K`` of ``sims`` ``(T, 2K + 1)`` -> ``(T,)`` float64."""
-    sims = np.asarray(sims.detach().cpu() if isinstance(sims, torch.Tensor) else sims, dtype=np.float64)
+    sims = float64_values(sims)
     if sims.ndim != 2 or sims.shape[1] % 2 != 1:
         raise ValueError(f"sims must be (T, 2K + 1), got shape {sims.shape}")
     k = (sims.shape[1] - 1) // 2
