@@ -54,6 +54,7 @@ from sf_fairseq.eval.metrics import bootstrap_intervals, roc_auc
 from sf_fairseq.eval.pipeline import ScoreOptions
 from sf_fairseq.eval.results import OK, latest_records
 from sf_fairseq.eval.scorer_settings import ScorerSettings
+from sf_fairseq.records import ScoreRecord
 
 logger = logging.getLogger(__name__)
 
@@ -309,6 +310,7 @@ def run_demo(work_dir: Path, settings: DemoSettings, workers: int = 2) -> dict:
         _check_exit("score", scored.exit_status, allow_partial=True)
         report = json.loads((scores_dir / "report" / "report.json").read_text())
         metrics = report.get("metrics") or {}
+        scored_records = _scored_records(scores_dir / "scores.jsonl")
         return {
             "n_scored": report["n_used"],
             "n_left_out": report["n_left_out"],
@@ -317,8 +319,8 @@ def run_demo(work_dir: Path, settings: DemoSettings, workers: int = 2) -> dict:
             "ap": metrics.get("ap"),
             "eer": metrics.get("eer"),
             "per_category_auc": metrics.get("per_category"),
-            "auc_vs_unshifted_real": _auc_against_unshifted_real(scores_dir / "scores.jsonl"),
-            "auc_ci95": _auc_intervals(scores_dir / "scores.jsonl", seed=settings.seed),
+            "auc_vs_unshifted_real": _auc_against_unshifted_real(scored_records),
+            "auc_ci95": _auc_intervals(scored_records, seed=settings.seed),
         }
 
     summary = stages.run("score", scoring_settings(model_2 / "checkpoint_last.pt"), score, (scores_dir,))["result"]
@@ -350,12 +352,18 @@ def run_demo(work_dir: Path, settings: DemoSettings, workers: int = 2) -> dict:
     return summary
 
 
-def _auc_intervals(scores_path: Path, n_boot: int = 1000, seed: int = 0) -> dict[str, list[float]]:
+def _scored_records(scores_path: Path) -> list[ScoreRecord]:
+    """The scored clips of a score file (a retried item counts once)."""
+    return [record for record in latest_records([scores_path]).values()
+            if record.status == OK and record.score is not None]
+
+
+def _auc_intervals(scored: list[ScoreRecord], n_boot: int = 1000, seed: int = 0) -> dict[str, list[float]]:
     """95% stratified bootstrap interval of each fake category's AUC against all real-labelled
     clips (and of all fakes together, ``"all"``)."""
     real, fake = [], {}
-    for record in latest_records([scores_path]).values():
-        if record.status == OK and record.score is not None and record.label is not None:
+    for record in scored:
+        if record.label is not None:
             (real if record.label == 1 else fake.setdefault(record.category or "unknown", [])).append(record.score)
     groups = {"all": [s for scores in fake.values() for s in scores], **fake}
     out = {}
@@ -367,13 +375,12 @@ def _auc_intervals(scores_path: Path, n_boot: int = 1000, seed: int = 0) -> dict
     return out
 
 
-def _auc_against_unshifted_real(scores_path: Path) -> dict[str, float]:
+def _auc_against_unshifted_real(scored: list[ScoreRecord]) -> dict[str, float]:
     """AUC of each fake category against the unshifted real clips alone (``offset_small``
     clips, labelled real, left out), to show how much of the gap they account for."""
     by_category: dict[str, list[float]] = {}
-    for record in latest_records([scores_path]).values():  # a retried item counts once
-        if record.status == OK and record.score is not None:
-            by_category.setdefault(record.category, []).append(float(record.score))
+    for record in scored:
+        by_category.setdefault(record.category, []).append(float(record.score))
     real = by_category.get("real", [])
     out = {}
     for category, fake in sorted(by_category.items()):

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sf_fairseq.eval.demo import _auc_against_unshifted_real, _auc_intervals
+from sf_fairseq.eval.demo import _auc_against_unshifted_real, _auc_intervals, _scored_records
 from sf_fairseq.eval.metrics import roc_auc
 
 
@@ -20,7 +20,7 @@ def test_auc_against_unshifted_real_leaves_out_offset_small_and_failures(tmp_pat
     with open(path, "w") as f:
         for item_id, category, score, status in rows:
             f.write(json.dumps({"id": item_id, "category": category, "score": score, "status": status}) + "\n")
-    auc = _auc_against_unshifted_real(path)
+    auc = _auc_against_unshifted_real(_scored_records(path))
     assert set(auc) == {"dubbed", "frozen_mouth"}
     assert auc["dubbed"] == pytest.approx(0.75)  # 3 of 4 real/dubbed pairs ordered right
     assert auc["frozen_mouth"] == pytest.approx(0.0)
@@ -37,7 +37,7 @@ def test_auc_intervals_bracket_each_categorys_auc_against_all_real_labelled(tmp_
         for item_id, category, label, score in rows:
             f.write(json.dumps({"id": item_id, "category": category, "label": label, "score": float(score),
                                 "status": "ok"}) + "\n")
-    intervals = _auc_intervals(path, n_boot=300)
+    intervals = _auc_intervals(_scored_records(path), n_boot=300)
     assert set(intervals) == {"all", "dubbed", "frozen_mouth"}  # real-labelled clips are the reference
     real = np.array([s for _, c, label, s in rows if label == 1])
     for category, (low, high) in intervals.items():
