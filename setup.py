@@ -85,6 +85,8 @@ setup(
         "ray": ["ray[data]>=2.60,<2.64"],
         "test": [
             "pytest>=7.4", "python_speech_features==0.6", "setuptools>=64", "wheel", "ruff>=0.6",
+            # validates written records against sf_fairseq/schemas (tests/test_records.py)
+            "jsonschema>=4.18",
             # the web page and its browser tests (Debian's chromium: scripts/install_browser.sh)
             "flask>=3.0", "selenium>=4.20",
             "ray[data]>=2.60,<2.64",
