@@ -22,6 +22,7 @@ import numpy as np
 from sf_fairseq.data.rates import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from sf_fairseq.resume import atomic_path
 
+from . import grid
 from .faces import Augmentation, augment
 from .render import FaceRenderer, HeadMotion
 from .speech import Utterance, make_sentence, random_voice, speak
@@ -71,9 +72,21 @@ def place_audio(utterance_audio: np.ndarray, lead: float, n_frames: int) -> np.n
     return out
 
 
-def new_utterance(rng: np.random.Generator, max_words: int = 16) -> Utterance:
-    """A random sentence spoken by a random voice (seeded)."""
-    return speak(make_sentence(rng, max_words=max_words), random_voice(rng))
+# Sentence grammars: "free" (template sentences, :func:`.speech.make_sentence`) or "grid" (the
+# closed-vocabulary sentences of :mod:`.grid`).
+GRAMMARS = ("free", "grid")
+
+
+def new_utterance(rng: np.random.Generator, max_words: int = 16, grammar: str = "free") -> Utterance:
+    """A random sentence of ``grammar`` spoken by a random voice (seeded). ``max_words`` bounds
+    free sentences; GRID sentences always have six words. A GRID utterance's ``text`` is the
+    written sentence (letters as letters), whatever espeak-ng was given to say it."""
+    if grammar == "free":
+        return speak(make_sentence(rng, max_words=max_words), random_voice(rng))
+    if grammar == "grid":
+        sentence = grid.make_sentence(rng)
+        return replace(speak(grid.spoken_form(sentence), random_voice(rng)), text=sentence)
+    raise ValueError(f"unknown grammar {grammar!r}; choose from {GRAMMARS}")
 
 
 def plan_real(rng: np.random.Generator, size: tuple[int, int], utterance: Utterance | None = None,

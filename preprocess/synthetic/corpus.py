@@ -10,6 +10,7 @@ import sys
 
 from sf_fairseq._logging import LOG_FORMAT, command_logging
 
+from .clips import GRAMMARS
 from .corpus_engine import RECORDED_FRACTION, CorpusError, CorpusJob, generate
 from .fakes import CATEGORIES, FAKE_CATEGORIES
 
@@ -38,7 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="share of source clips that say a shipped real recording (public-"
                         "domain LibriVox excerpts with aligned phones) instead of espeak-ng "
                         f"speech, chosen per clip from the seed (default {RECORDED_FRACTION}; 0 = "
-                        "synthetic speech only)")
+                        "synthetic speech only; ignored with --grammar grid)")
+    parser.add_argument("--grammar", choices=GRAMMARS, default="free",
+                        help="sentences: 'free' (template sentences over a word list) or 'grid' (closed-"
+                        "vocabulary GRID sentences: command colour preposition letter digit adverb, e.g. "
+                        "'set blue by f two now', for lip-reading experiments; fakes say other GRID "
+                        "sentences). GRID clips are espeak-ng speech only: the shipped recordings do not "
+                        "fit the grammar (default: free)")
     parser.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
     return parser
 
@@ -49,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         job = CorpusJob(args.out, n_train=args.n_train, n_test=args.n_test, seed=args.seed,
                         size=(int(args.size[0]), int(args.size[1])), quick=args.quick,
                         categories=tuple(args.categories), recorded_fraction=args.recorded_fraction,
-                        workers=args.workers)
+                        workers=args.workers, grammar=args.grammar)
         try:
             generate(job)
         except CorpusError as err:

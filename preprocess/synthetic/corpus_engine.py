@@ -6,7 +6,9 @@ whose lips and jaw follow the phonemes of a sentence spoken by espeak-ng, with s
 motion, encoded as H.264 + AAC mp4 at 25 fps. A fraction of the source clips
 (``--recorded-fraction``) say a real recorded sentence instead (a shipped public-domain
 LibriVox excerpt with aligned phones, :mod:`.recorded`); their metadata has ``"speech":
-"recorded"`` and a ``recording`` entry naming the file, source and licence. Layout under ``--out``::
+"recorded"`` and a ``recording`` entry naming the file, source and licence. ``--grammar grid``
+makes every sentence a closed-vocabulary GRID sentence (:mod:`.grid`), fakes included, spoken by
+espeak-ng only (the recordings do not fit the grammar). Layout under ``--out``::
 
     corpus.json                       generation settings (checked on resume)
     train/real/t00000.mp4 ...         real clips only
@@ -17,6 +19,12 @@ LibriVox excerpt with aligned phones, :mod:`.recorded`); their metadata has ``"s
     test/test.csv                     path,label,category,source,window_start,window_end,offset_seconds
     test/metadata.jsonl               one JSON object per clip: text, voice, phoneme timings,
                                       face source and augmentation, fake parameters, hashes
+
+Every clip's metadata names the true text of each stream: ``audio_text`` (what the audio says;
+another sentence in ``dubbed`` clips) and ``mouth_text`` (what the lips say; another sentence in
+``lipsync_other`` clips, the inserted sentence of a ``partial`` clip, whose mouth says it only
+inside the window, and null for ``frozen_mouth`` / ``smeared_mouth``, whose lips say nothing
+readable).
 
 Paths in the lists are relative to the split folder. Every clip's metadata also sits beside it
 (``<clip>.json``, written after the mp4), so a rerun skips finished clips and only renders
@@ -42,7 +50,7 @@ from tqdm import tqdm
 from sf_fairseq.data.rates import FPS
 from sf_fairseq.resume import atomic_write_text
 
-from .clips import ArrayHasher, ClipPlan, new_utterance, plan_real, render_frames, write_mp4
+from .clips import GRAMMARS, ArrayHasher, ClipPlan, new_utterance, plan_real, render_frames, write_mp4
 from .faces import FACE_SOURCES, augment
 from .fakes import CATEGORIES, make_fake
 from .recorded import RecordedUtterance, random_recorded_utterance
@@ -55,6 +63,8 @@ SPLITS = {"train": 1, "test": 2}
 PREFIX = {"train": "t", "test": "s"}
 SETTINGS_FILE = "corpus.json"
 RECORDED_FRACTION = 0.2
+# Fakes whose lips say nothing readable (their metadata's mouth_text is null).
+UNREADABLE_MOUTH = ("frozen_mouth", "smeared_mouth")
 
 
 def clip_path(out: Path, split: str, category: str, index: int) -> Path:
@@ -66,11 +76,14 @@ def is_finished(path: Path) -> bool:
 
 
 def source_plan(seed: int, split: str, index: int, size: tuple[int, int], quick: bool,
-                recorded_fraction: float = RECORDED_FRACTION) -> ClipPlan:
+                recorded_fraction: float = RECORDED_FRACTION, grammar: str = "free") -> ClipPlan:
     """The real clip number ``index`` of ``split`` (deterministic in its arguments). With
     probability ``recorded_fraction`` it says a recorded excerpt instead of espeak-ng speech;
-    that choice has its own random stream, so the espeak-ng clips do not depend on it."""
+    that choice has its own random stream, so the espeak-ng clips do not depend on it. GRID
+    clips (``grammar="grid"``) are always espeak-ng speech."""
     rng = np.random.default_rng([seed, SPLITS[split], index])
+    if grammar != "free":
+        return plan_real(rng, size, new_utterance(rng, grammar=grammar), FACE_SOURCES)
     choice = np.random.default_rng([seed, SPLITS[split], index, len(CATEGORIES) + 1])
     if choice.random() < recorded_fraction:
         # Draw (and discard) the sentence and voice so the rest of the clip is the same.
@@ -81,9 +94,11 @@ def source_plan(seed: int, split: str, index: int, size: tuple[int, int], quick:
     return plan_real(rng, size, utterance, FACE_SOURCES)
 
 
-def clip_metadata(plan: ClipPlan, rel: str, split: str, source: str, frames_sha: str) -> dict:
+def clip_metadata(plan: ClipPlan, rel: str, split: str, source: str, frames_sha: str,
+                  grammar: str = "free") -> dict:
     u = plan.utterance
     speech = u.metadata()
+    category = plan.meta["category"]
     return {
         "path": rel,
         "split": split,
@@ -93,6 +108,9 @@ def clip_metadata(plan: ClipPlan, rel: str, split: str, source: str, frames_sha:
         "duration": plan.n_frames / FPS,
         "size": list(plan.size),
         "text": u.text,
+        "grammar": grammar,
+        "audio_text": plan.meta.get("audio_text", u.text),
+        "mouth_text": plan.meta.get("mouth_text", None if category in UNREADABLE_MOUTH else u.text),
         "speech": "recorded" if isinstance(u, RecordedUtterance) else "espeak-ng",
         **({"recording": speech["recording"]} if isinstance(u, RecordedUtterance) else {}),
         "voice": speech["voice"],
@@ -105,13 +123,14 @@ def clip_metadata(plan: ClipPlan, rel: str, split: str, source: str, frames_sha:
 
 
 def generate_source(out: Path, split: str, index: int, seed: int, size: tuple[int, int],
-                    quick: bool, categories: tuple[str, ...], recorded_fraction: float = RECORDED_FRACTION) -> int:
+                    quick: bool, categories: tuple[str, ...], recorded_fraction: float = RECORDED_FRACTION,
+                    grammar: str = "free") -> int:
     """Render the real clip ``index`` of ``split`` and (test) its fakes; skip finished clips.
     Returns how many clips were written."""
     todo = [c for c in categories if not is_finished(clip_path(out, split, c, index))]
     if not todo:
         return 0
-    real = source_plan(seed, split, index, size, quick, recorded_fraction)
+    real = source_plan(seed, split, index, size, quick, recorded_fraction, grammar)
     image, landmarks = augment(real.augmentation, size)
     renderer = FaceRenderer(image, landmarks)
     source = f"{PREFIX[split]}{index:05d}"
@@ -120,13 +139,13 @@ def generate_source(out: Path, split: str, index: int, seed: int, size: tuple[in
             plan = real
         else:
             rng = np.random.default_rng([seed, SPLITS[split], index, 1 + CATEGORIES.index(category)])
-            plan = make_fake(real, category, rng)
+            plan = make_fake(real, category, rng, grammar)
         path = clip_path(out, split, category, index)
         path.parent.mkdir(parents=True, exist_ok=True)
         hasher = ArrayHasher()
         write_mp4(path, hasher.watch(render_frames(plan, renderer)), plan.audio, size)
         meta = clip_metadata(plan, path.relative_to(out / split).as_posix(), split, source,
-                             hasher.frames.hexdigest())
+                             hasher.frames.hexdigest(), grammar)
         atomic_write_text(path.with_suffix(".json"), json.dumps(meta) + "\n")
     return len(todo)
 
@@ -163,9 +182,10 @@ def _check_settings(out: Path, settings: dict) -> None:
     path = out / SETTINGS_FILE
     if path.exists():
         old = json.loads(path.read_text(encoding="utf-8"))
-        # Folders made before --recorded-fraction existed hold espeak-ng speech only.
+        # Folders made before --recorded-fraction / --grammar existed hold espeak-ng speech
+        # only, in free sentences.
         previous = {"seed": old.get("seed"), "size": old.get("size"), "quick": old.get("quick"),
-                    "recorded_fraction": old.get("recorded_fraction", 0.0)}
+                    "recorded_fraction": old.get("recorded_fraction", 0.0), "grammar": old.get("grammar", "free")}
         if any(previous[k] != settings[k] for k in previous):
             raise CorpusError(
                 f"{path}: this folder was generated with "
@@ -186,8 +206,10 @@ class CorpusJob:
             one clip per fake category of ``categories``).
         size: frame size (width, height) in pixels, at least 128 each way.
         quick: short sentences (4-8 words).
-        recorded_fraction: share of source clips saying a shipped recording.
+        recorded_fraction: share of source clips saying a shipped recording (free grammar only).
         workers: parallel processes.
+        grammar: ``"free"`` template sentences or ``"grid"`` closed-vocabulary GRID sentences
+            (:mod:`.grid`; espeak-ng speech only: ``recorded_fraction`` is taken as 0).
     """
 
     out: str | os.PathLike
@@ -199,6 +221,7 @@ class CorpusJob:
     categories: tuple[str, ...] = CATEGORIES
     recorded_fraction: float = RECORDED_FRACTION
     workers: int = 1
+    grammar: str = "free"
 
 
 @dataclass(frozen=True)
@@ -215,7 +238,7 @@ def generate(job: CorpusJob) -> CorpusSummary:
 
     Raises:
         CorpusError: options out of range, or ``out`` generated with another seed, size,
-            quick setting or recorded fraction.
+            quick setting, recorded fraction or grammar.
     """
     if job.n_train < 0 or job.n_test < 0 or job.workers < 1:
         raise CorpusError("--n-train and --n-test must be >= 0 and --workers >= 1")
@@ -223,15 +246,20 @@ def generate(job: CorpusJob) -> CorpusSummary:
         raise CorpusError("--recorded-fraction must be between 0 and 1")
     if min(job.size) < 128:
         raise CorpusError("--size must be at least 128 pixels each way (dlib needs the face)")
+    if job.grammar not in GRAMMARS:
+        raise CorpusError(f"--grammar must be one of {', '.join(GRAMMARS)}, not {job.grammar!r}")
+    # The recordings say free sentences: a GRID corpus is espeak-ng speech only.
+    fraction = job.recorded_fraction if job.grammar == "free" else 0.0
     out = Path(job.out)
     size = (int(job.size[0]), int(job.size[1]))
     categories = tuple(c for c in CATEGORIES if c in job.categories)
     _check_settings(out, {"seed": job.seed, "size": list(size), "quick": job.quick,
-                          "recorded_fraction": job.recorded_fraction,
+                          "recorded_fraction": fraction, "grammar": job.grammar,
                           "n_train": job.n_train, "n_test": job.n_test, "categories": list(categories)})
-    fraction = job.recorded_fraction
-    jobs = [(out, "train", i, job.seed, size, job.quick, ("real",), fraction) for i in range(job.n_train)]
-    jobs += [(out, "test", i, job.seed, size, job.quick, categories, fraction) for i in range(job.n_test)]
+    jobs = [(out, "train", i, job.seed, size, job.quick, ("real",), fraction, job.grammar)
+            for i in range(job.n_train)]
+    jobs += [(out, "test", i, job.seed, size, job.quick, categories, fraction, job.grammar)
+             for i in range(job.n_test)]
     total = job.n_train + job.n_test * len(categories)
     done = sum(is_finished(clip_path(out, j[1], c, j[2])) for j in jobs for c in j[6])
     with tqdm(total=total, initial=done, unit="clip", desc="synthetic clips") as bar:

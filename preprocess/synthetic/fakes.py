@@ -17,6 +17,9 @@ Categories (label 1 = real, 0 = fake, as SpeechForensics' lists):
   window of the detector, so it should still count as real.
 * ``offset_large`` (0): the audio shifted by 0.9–1.6 s (either way), outside the window.
 
+Replacement speech (the dubbed audio, the other mouth) is drawn from the same sentence grammar
+as the real clip (``grammar``: a dubbed GRID clip says another GRID sentence).
+
 Shifts are baked into the samples (a delayed track starts with silence; an early one is cut
 and padded at the end), because decoders ignore container start offsets.
 """
@@ -55,9 +58,9 @@ def _speech_span(plan: ClipPlan) -> tuple[float, float]:
     return plan.lead + voiced[0].start, plan.lead + voiced[-1].end
 
 
-def _other_mouth(plan: ClipPlan, rng: np.random.Generator) -> tuple[MouthTrack, str]:
-    """Mouth of another utterance time-scaled onto the plan's speech span."""
-    other = new_utterance(rng)
+def _other_mouth(plan: ClipPlan, rng: np.random.Generator, grammar: str = "free") -> tuple[MouthTrack, str]:
+    """Mouth of another utterance (of ``grammar``) time-scaled onto the plan's speech span."""
+    other = new_utterance(rng, grammar=grammar)
     voiced = [p for p in other.phonemes if not p.symbol.startswith("_")]
     s0, s1 = voiced[0].start, voiced[-1].end
     t0, t1 = _speech_span(plan)
@@ -66,16 +69,17 @@ def _other_mouth(plan: ClipPlan, rng: np.random.Generator) -> tuple[MouthTrack, 
     return mouth_track(moved, plan.n_frames), other.text
 
 
-def make_fake(plan: ClipPlan, category: str, rng: np.random.Generator) -> ClipPlan:
-    """A fake of ``category`` (see :data:`FAKE_CATEGORIES`) from the real ``plan``."""
+def make_fake(plan: ClipPlan, category: str, rng: np.random.Generator, grammar: str = "free") -> ClipPlan:
+    """A fake of ``category`` (see :data:`FAKE_CATEGORIES`) from the real ``plan``; replacement
+    speech comes from ``grammar`` (:data:`.clips.GRAMMARS`)."""
     meta = {"category": category, "label": LABELS[category]}
     n = plan.n_frames
     if category == "dubbed":
-        other = new_utterance(rng)
+        other = new_utterance(rng, grammar=grammar)
         meta["audio_text"], meta["audio_voice"] = other.text, other.voice.name
         return plan.with_changes(audio=place_audio(other.audio, plan.lead, n), meta=meta)
     if category == "lipsync_other":
-        mouth, text = _other_mouth(plan, rng)
+        mouth, text = _other_mouth(plan, rng, grammar)
         meta["mouth_text"] = text
         return plan.with_changes(mouth=mouth, meta=meta)
     if category == "frozen_mouth":
@@ -97,7 +101,7 @@ def make_fake(plan: ClipPlan, category: str, rng: np.random.Generator) -> ClipPl
         length = min(float(rng.uniform(0.8, 1.6)), max(t1 - t0, 0.4))
         start = float(rng.uniform(t0, max(t0, t1 - length)))
         f0, f1 = int(round(start * FPS)), min(n, int(round((start + length) * FPS)))
-        other, text = _other_mouth(plan, rng)
+        other, text = _other_mouth(plan, rng, grammar)
         # Cross-fade over 2 frames inside the window, so nothing outside it changes.
         fade = np.zeros(n)
         fade[f0:f1] = 1.0
