@@ -4,8 +4,12 @@ Sources (licences in ``faces/README.md``): scikit-image's ``astronaut`` (shipped
 scikit-image wheel) and four portraits cropped from the test images of the ``face_recognition``
 1.3.0 sdist, stored in ``faces/``. Each clip gets an augmented copy of one photo at the output
 size: mirror, scale (face width 38–55 % of the frame), crop position, small rotation, colour
-(per-channel gain, brightness, gamma, saturation). Its 68 landmarks are then found with dlib on
-the augmented image itself, so they are exactly what the preprocessing will see.
+(per-channel gain, brightness, gamma, saturation). Five photos are few identities, so each copy
+also changes what makes a face look like another person's and a camera like another camera: the
+face's width-to-height ratio (±10 %), the size of the mouth region (±15 %, a smooth local
+warp), the lips' colour, and the focus (a Gaussian blur of up to 1.2 px). Its 68 landmarks are
+then found with dlib on the augmented image itself, so they are exactly what the preprocessing
+will see.
 """
 
 from __future__ import annotations
@@ -81,6 +85,10 @@ class Augmentation:
     brightness: float
     gamma: float
     saturation: float
+    aspect: float = 1.0  # horizontal scale of the face relative to vertical
+    mouth_scale: float = 1.0  # size of the mouth region relative to the rest of the face
+    lip_redness: float = 0.0  # > 0: redder lips, < 0: paler
+    focus_blur: float = 0.0  # Gaussian sigma in pixels (0: sharp)
 
     @staticmethod
     def random(rng: np.random.Generator, sources: tuple[str, ...] = FACE_SOURCES) -> "Augmentation":
@@ -95,6 +103,10 @@ class Augmentation:
             brightness=float(rng.uniform(-15, 15)),
             gamma=float(rng.uniform(0.8, 1.25)),
             saturation=float(rng.uniform(0.7, 1.2)),
+            aspect=float(rng.uniform(0.9, 1.1)),
+            mouth_scale=float(rng.uniform(0.85, 1.15)),
+            lip_redness=float(rng.uniform(-0.15, 0.2)),
+            focus_blur=float(rng.uniform(0.0, 1.2)),
         )
 
     def metadata(self) -> dict:
@@ -119,12 +131,54 @@ def augment(aug: Augmentation, size: tuple[int, int]) -> tuple[np.ndarray, np.nd
     scale = aug.face_width * w / face_w
     m = cv2.getRotationMatrix2D(tuple(center), aug.angle, scale)
     m[:, 2] += [aug.center_x * w - center[0], aug.center_y * h - center[1]]
+    m[0] *= aug.aspect  # wider or narrower face, about the face's centre
+    m[0, 2] += (1.0 - aug.aspect) * aug.center_x * w
     out = cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_REFLECT)
+    lips = marks[48:60] @ m[:, :2].T + m[:, 2]  # outer lip contour in the output image
+    out = _scale_mouth(out, lips, aug.mouth_scale)
+    out = _tint_lips(out, lips.mean(0) + aug.mouth_scale * (lips - lips.mean(0)), aug.lip_redness)
     hsv = cv2.cvtColor(out, cv2.COLOR_BGR2HSV).astype(np.float32)
     hsv[..., 1] = np.clip(hsv[..., 1] * aug.saturation, 0, 255)
     out = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2BGR).astype(np.float32)
     out = out * np.array(aug.gain, np.float32) + aug.brightness
     out = 255.0 * (np.clip(out, 0, 255) / 255.0) ** aug.gamma
     out = np.clip(np.round(out), 0, 255).astype(np.uint8)
+    if aug.focus_blur >= 0.3:  # below that a 3-tap kernel barely changes a pixel
+        out = cv2.GaussianBlur(out, (0, 0), aug.focus_blur)
     return out, detect_landmarks(out)
+
+
+def _scale_mouth(image: np.ndarray, lips: np.ndarray, factor: float) -> np.ndarray:
+    """``image`` with the region around the lips (outer contour ``lips`` ``[12, 2]``) scaled by
+    ``factor`` about its centre, fading to no change at one mouth width, so nothing tears."""
+    if not 0.8 <= factor <= 1.25:
+        raise ValueError(f"mouth scale {factor} outside [0.8, 1.25]")
+    if abs(factor - 1.0) < 1e-3:
+        return image
+    center = lips.mean(0)
+    radius = np.ptp(lips[:, 0])  # one mouth width: the nose and eyes stay outside
+    h, w = image.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    dx, dy = gx - center[0], gy - center[1]
+    r = np.sqrt(dx * dx + dy * dy) / radius
+    # 1 out to half a radius (the lips, corners included, scale as a whole), a smoothstep down to
+    # 0 at the radius; the map stays monotonic for factors in [0.8, 1.25], so nothing folds.
+    s = np.clip((1.0 - r) / 0.5, 0.0, 1.0)
+    weight = s * s * (3.0 - 2.0 * s)
+    local = 1.0 + (factor - 1.0) * weight  # the local magnification
+    return cv2.remap(image, (center[0] + dx / local).astype(np.float32), (center[1] + dy / local).astype(np.float32),
+                     cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def _tint_lips(image: np.ndarray, lips: np.ndarray, redness: float) -> np.ndarray:
+    """``image`` with the lips (outer contour ``lips`` ``[12, 2]``) made redder (``redness`` > 0)
+    or paler, feathered over a few pixels."""
+    if abs(redness) < 1e-3:
+        return image
+    mask = np.zeros(image.shape[:2], np.float32)
+    cv2.fillPoly(mask, [np.round(lips).astype(np.int32)], 1.0)
+    mask = cv2.GaussianBlur(mask, (0, 0), max(1.0, 0.05 * np.ptp(lips[:, 0])))[..., None]
+    gain = np.array([1.0 - 0.5 * redness, 1.0 - redness, 1.0 + redness], np.float32)  # BGR
+    tinted = np.clip(image.astype(np.float32) * gain, 0, 255)
+    return np.round(image * (1.0 - mask) + tinted * mask).astype(np.uint8)
