@@ -9,6 +9,10 @@ Unlike the reference, a fine-tuned file loads from the file alone: the encoder i
 pretraining config saved in ``cfg.model.w2v_args``, the target dictionary and SentencePiece model
 come from the task state, and ``w2v_path`` (the pretrained checkpoint) is read only when
 fine-tuning starts (``w2v_args`` is None).
+
+Also unlike the reference, which always fine-tunes on the streams the task loads, the model can
+drop one stream per training batch (``modality_dropout``, ``audio_dropout``; off by default): a
+model fine-tuned on both streams that way also reads the lips alone and the audio alone.
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class AVHubertSeq2SeqConfig(FairseqDataclass):
-    """Every field of the reference ``AVHubertSeq2SeqConfig`` with the same name and default."""
+    """Every field of the reference ``AVHubertSeq2SeqConfig`` with the same name and default, plus
+    the fine-tuning stream dropout (``modality_dropout``, ``audio_dropout``: 0 = the reference)."""
 
     w2v_path: str = field(default=MISSING, metadata={"help": "pretrained AV-HuBERT checkpoint to fine-tune"})
     no_pretrained_weights: bool = field(
@@ -86,6 +91,13 @@ class AVHubertSeq2SeqConfig(FairseqDataclass):
         default=False, metadata={"help": "tie the output projection to the token embedding"}
     )
     no_scale_embedding: bool = field(default=True, metadata={"help": "no sqrt(dim) scaling of token embeddings"})
+    modality_dropout: float = field(
+        default=0.0,
+        metadata={"help": "probability that a training batch keeps one stream only (not in the reference)"},
+    )
+    audio_dropout: float = field(
+        default=0.0, metadata={"help": "given a stream dropped by modality_dropout, probability it is the audio"}
+    )
 
 
 class AVHubertEncoderWrapper(FairseqEncoder):
@@ -241,6 +253,17 @@ class AVHubertSeq2Seq(FairseqEncoderDecoderModel):
         super().set_num_updates(num_updates)
         self.num_updates = num_updates
 
+    def drop_stream(self, source: dict[str, torch.Tensor | None]) -> dict[str, torch.Tensor | None]:
+        """With probability ``modality_dropout`` (when both streams are given), the batch without
+        one stream (None: zeros after its front end, as at single-stream inference): the audio
+        with probability ``audio_dropout``, else the video."""
+        if self.cfg.modality_dropout <= 0 or source.get("audio") is None or source.get("video") is None:
+            return source
+        drop, which = torch.rand(2).tolist()
+        if drop >= self.cfg.modality_dropout:
+            return source
+        return {**source, ("audio" if which < self.cfg.audio_dropout else "video"): None}
+
     def forward(
         self,
         source: dict[str, torch.Tensor | None],
@@ -249,6 +272,8 @@ class AVHubertSeq2Seq(FairseqEncoderDecoderModel):
         **unused: Any,
     ) -> tuple[torch.Tensor, dict[str, Any]]:
         """Teacher-forced decoding: logits [B, U, V] for prev_output_tokens [B, U]."""
+        if self.training:
+            source = self.drop_stream(source)
         frozen = self.num_updates < self.freeze_finetune_updates
         with torch.no_grad() if frozen else contextlib.nullcontext():
             encoder_out = self.encoder(source, padding_mask=padding_mask)
