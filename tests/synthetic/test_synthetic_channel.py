@@ -1,0 +1,58 @@
+"""The recording channel of synthetic source clips: audio level, noise at a given SNR, compression."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sf_fairseq.preprocess.synthetic.channel import Channel, coloured_noise
+
+
+def _tone(n: int = 16000, amplitude: float = 8000.0) -> np.ndarray:
+    t = np.arange(n) / 16000
+    return np.round(amplitude * np.sin(2 * np.pi * 220 * t)).astype(np.int16)
+
+
+def test_identity_channel_changes_nothing() -> None:
+    audio = _tone()
+    assert np.array_equal(Channel().apply_audio(audio, np.random.default_rng(0)), audio)
+
+
+def test_gain_scales_and_clips_to_int16() -> None:
+    audio = _tone()
+    quieter = Channel(gain_db=-6.0).apply_audio(audio, np.random.default_rng(0))
+    assert np.abs(quieter).max() == pytest.approx(np.abs(audio).max() * 10 ** (-6 / 20), abs=1)
+    louder = Channel(gain_db=20.0).apply_audio(audio, np.random.default_rng(0))
+    assert louder.dtype == np.int16 and louder.max() == 32767 and louder.min() == -32768
+
+
+@pytest.mark.parametrize("colour", ["white", "pink"])
+def test_noise_is_added_at_the_requested_snr(colour: str) -> None:
+    audio = _tone()
+    noisy = Channel(noise_snr_db=20.0, noise_colour=colour).apply_audio(audio, np.random.default_rng(0))
+    noise = noisy.astype(float) - audio
+    snr = 10 * np.log10(np.mean(audio.astype(float) ** 2) / np.mean(noise**2))
+    assert snr == pytest.approx(20.0, abs=0.5)
+
+
+def test_pink_noise_has_more_power_at_low_frequencies() -> None:
+    noise = coloured_noise(1 << 16, "pink", np.random.default_rng(0))
+    power = np.abs(np.fft.rfft(noise)) ** 2
+    assert np.mean(noise**2) == pytest.approx(1.0)
+    assert power[10:100].mean() > 10 * power[10000:20000].mean()
+    with pytest.raises(ValueError, match="colour"):
+        coloured_noise(10, "brown", np.random.default_rng(0))
+
+
+def test_random_channels_cover_the_ranges_and_are_seeded() -> None:
+    channels = [Channel.random(np.random.default_rng(i)) for i in range(300)]
+    assert {c.crf for c in channels} == set(range(18, 33))
+    assert min(c.gain_db for c in channels) < -10 and max(c.gain_db for c in channels) > 4
+    clean = sum(c.noise_snr_db is None for c in channels) / len(channels)
+    assert 0.25 < clean < 0.42
+    assert Channel.random(np.random.default_rng(7)) == Channel.random(np.random.default_rng(7))
+
+
+def test_apply_audio_refuses_float_audio() -> None:
+    with pytest.raises(ValueError, match="int16"):
+        Channel().apply_audio(np.zeros(10, np.float32), np.random.default_rng(0))
