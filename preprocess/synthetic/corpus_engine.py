@@ -20,6 +20,8 @@ espeak-ng only (the recordings do not fit the grammar). Layout under ``--out``::
     test/metadata.jsonl               one JSON object per clip: text, voice, phoneme timings,
                                       face source and augmentation, fake parameters, hashes
 
+Every source clip goes through one recording channel (:mod:`.channel`: H.264 quality, audio level
+and noise), the same for its real clip and all its fakes; its metadata has it under ``channel``.
 Every clip's metadata names the true text of each stream: ``audio_text`` (what the audio says;
 another sentence in ``dubbed`` clips) and ``mouth_text`` (what the lips say; another sentence in
 ``lipsync_other`` clips, the inserted sentence of a ``partial`` clip, whose mouth says it only
@@ -50,6 +52,7 @@ from tqdm import tqdm
 from sf_fairseq.data.rates import FPS
 from sf_fairseq.resume import atomic_write_text
 
+from .channel import Channel
 from .clips import GRAMMARS, ArrayHasher, ClipPlan, new_utterance, plan_real, render_frames, write_mp4
 from .faces import FACE_SOURCES, augment
 from .fakes import CATEGORIES, make_fake
@@ -63,6 +66,9 @@ SPLITS = {"train": 1, "test": 2}
 PREFIX = {"train": "t", "test": "s"}
 SETTINGS_FILE = "corpus.json"
 RECORDED_FRACTION = 0.2
+# Random streams of a source clip beyond its categories' (0 .. len(CATEGORIES)): the recorded-speech
+# choice is len(CATEGORIES) + 1 (see source_plan), the recording channel this one.
+CHANNEL_STREAM = len(CATEGORIES) + 2
 # Fakes whose lips say nothing readable (their metadata's mouth_text is null).
 UNREADABLE_MOUTH = ("frozen_mouth", "smeared_mouth")
 
@@ -131,6 +137,7 @@ def generate_source(out: Path, split: str, index: int, seed: int, size: tuple[in
     if not todo:
         return 0
     real = source_plan(seed, split, index, size, quick, recorded_fraction, grammar)
+    channel = Channel.random(np.random.default_rng([seed, SPLITS[split], index, CHANNEL_STREAM]))
     image, landmarks = augment(real.augmentation, size)
     renderer = FaceRenderer(image, landmarks)
     source = f"{PREFIX[split]}{index:05d}"
@@ -140,12 +147,14 @@ def generate_source(out: Path, split: str, index: int, seed: int, size: tuple[in
         else:
             rng = np.random.default_rng([seed, SPLITS[split], index, 1 + CATEGORIES.index(category)])
             plan = make_fake(real, category, rng, grammar)
+        noise = np.random.default_rng([seed, SPLITS[split], index, CHANNEL_STREAM, 1 + CATEGORIES.index(category)])
+        plan = plan.with_changes(audio=channel.apply_audio(plan.audio, noise))
         path = clip_path(out, split, category, index)
         path.parent.mkdir(parents=True, exist_ok=True)
         hasher = ArrayHasher()
-        write_mp4(path, hasher.watch(render_frames(plan, renderer)), plan.audio, size)
-        meta = clip_metadata(plan, path.relative_to(out / split).as_posix(), split, source,
-                             hasher.frames.hexdigest(), grammar)
+        write_mp4(path, hasher.watch(render_frames(plan, renderer)), plan.audio, size, crf=channel.crf)
+        meta = {**clip_metadata(plan, path.relative_to(out / split).as_posix(), split, source,
+                                hasher.frames.hexdigest(), grammar), "channel": channel.metadata()}
         atomic_write_text(path.with_suffix(".json"), json.dumps(meta) + "\n")
     return len(todo)
 

@@ -56,3 +56,20 @@ def test_random_channels_cover_the_ranges_and_are_seeded() -> None:
 def test_apply_audio_refuses_float_audio() -> None:
     with pytest.raises(ValueError, match="int16"):
         Channel().apply_audio(np.zeros(10, np.float32), np.random.default_rng(0))
+
+
+def test_a_source_and_its_fakes_share_one_channel(tmp_path) -> None:
+    import json
+
+
+    from sf_fairseq.preprocess.synthetic.corpus_engine import CHANNEL_STREAM, SPLITS, CorpusJob, generate
+
+    job = CorpusJob(tmp_path / "c", n_train=0, n_test=1, seed=3, size=(128, 128), quick=True,
+                    categories=("real", "dubbed"), recorded_fraction=0.0)
+    generate(job)
+    metas = [json.loads(line) for line in (tmp_path / "c" / "test" / "metadata.jsonl").read_text().splitlines()]
+    expected = Channel.random(np.random.default_rng([3, SPLITS["test"], 0, CHANNEL_STREAM])).metadata()
+    assert [m["category"] for m in metas] == ["real", "dubbed"]
+    assert all(m["channel"] == expected for m in metas)
+    data = (tmp_path / "c" / "test" / "real" / "s00000.mp4").read_bytes()
+    assert f"crf={expected['crf']}.0".encode() in data  # x264 writes its settings into the stream
