@@ -8,7 +8,10 @@ by its channel, only by what the lips and the speech do.
 * ``crf``: the H.264 quality of the mp4 (18 near lossless .. 32 visibly blocky lips);
 * ``gain_db``: the audio level (-12 .. +6 dB; loud clips clip at int16, as a hot microphone does);
 * ``noise_snr_db`` / ``noise_colour``: white or pink noise at 15-40 dB below the speech (None:
-  a clean track, a third of the clips).
+  a clean track, a third of the clips);
+* ``fps``: the stored frame rate, 25 for most clips, 24 or 30 for a fifth each: the 25 fps
+  rendering converted by nearest timestamp, as a transcoder does (frames repeated or dropped;
+  the motion is not rendered anew), so the preprocessing's resampling to 25 fps is exercised.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import numpy as np
 
 NOISE_COLOURS = ("white", "pink")
 CLEAN_SHARE = 1 / 3
+FRAME_RATES = (25, 25, 25, 24, 30)  # drawn uniformly
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,7 @@ class Channel:
     gain_db: float = 0.0
     noise_snr_db: float | None = None
     noise_colour: str = "white"
+    fps: int = 25
 
     @staticmethod
     def random(rng: np.random.Generator) -> "Channel":
@@ -34,7 +39,9 @@ class Channel:
         gain_db = float(rng.uniform(-12.0, 6.0))
         snr = float(rng.uniform(15.0, 40.0))
         colour = str(NOISE_COLOURS[int(rng.integers(len(NOISE_COLOURS)))])
-        return Channel(crf, gain_db, None if rng.random() < CLEAN_SHARE else snr, colour)
+        clean = rng.random() < CLEAN_SHARE
+        fps = int(FRAME_RATES[int(rng.integers(len(FRAME_RATES)))])
+        return Channel(crf, gain_db, None if clean else snr, colour, fps)
 
     def apply_audio(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """``audio`` (int16 [N]) through the channel: noise at the SNR (measured against the

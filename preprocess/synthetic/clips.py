@@ -137,25 +137,32 @@ class ArrayHasher:
 
 
 def write_mp4(path: str | os.PathLike, frames: Iterable[np.ndarray], audio: np.ndarray,
-              size: tuple[int, int], crf: int = 20) -> int:
-    """Encode frames (BGR) at 25 fps with libx264 and ``audio`` (int16, 16 kHz mono) with AAC.
+              size: tuple[int, int], crf: int = 20, fps: int = FPS) -> int:
+    """Encode frames (BGR, rendered at 25 fps) with libx264 and ``audio`` (int16, 16 kHz mono)
+    with AAC. ``fps`` other than 25 stores the frames at that rate as a transcoder converts them,
+    by nearest timestamp: at 30 fps one frame in five is shown twice, at 24 fps one in 25 is
+    dropped (the motion is not rendered anew at that rate).
 
     Written to a temporary file first and renamed, so ``path`` exists only complete. One
-    encoder thread (deterministic output; parallelism is across clips). Returns the frame count.
+    encoder thread (deterministic output; parallelism is across clips). Returns the number of
+    frames written (the rendered count at 25 fps).
     """
     with atomic_path(path) as tmp:
         with av.open(str(tmp), mode="w", format="mp4") as container:
-            video = container.add_stream("libx264", rate=FPS)
+            video = container.add_stream("libx264", rate=fps)
             video.width, video.height = size
             video.pix_fmt = "yuv420p"
             video.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
             sound = container.add_stream("aac", rate=SAMPLE_RATE, layout="mono")
-            n = 0
-            for frame in frames:
-                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="bgr24")
-                vf.pts = n
-                container.mux(video.encode(vf))
-                n += 1
+            n = rendered = 0
+            for i, frame in enumerate(frames):
+                rendered = i + 1
+                # Output frame n (time n / fps) shows the rendered frame nearest in time.
+                while math.floor(n * FPS / fps + 0.5) <= i:
+                    vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="bgr24")
+                    vf.pts = n
+                    container.mux(video.encode(vf))
+                    n += 1
             container.mux(video.encode(None))
             samples = (audio.astype(np.float32) / 32768.0)[None]
             block = 1024
@@ -166,4 +173,4 @@ def write_mp4(path: str | os.PathLike, frames: Iterable[np.ndarray], audio: np.n
                 af.pts = start
                 container.mux(sound.encode(af))
             container.mux(sound.encode(None))
-    return n
+    return rendered

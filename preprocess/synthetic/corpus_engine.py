@@ -21,7 +21,7 @@ espeak-ng only (the recordings do not fit the grammar). Layout under ``--out``::
                                       face source and augmentation, fake parameters, hashes
 
 Every source clip goes through one recording channel (:mod:`.channel`: H.264 quality, audio level
-and noise), the same for its real clip and all its fakes; its metadata has it under ``channel``.
+and noise, stored frame rate), the same for its real clip and all its fakes; its metadata has it under ``channel``.
 Every clip's metadata names the true text of each stream: ``audio_text`` (what the audio says;
 another sentence in ``dubbed`` clips) and ``mouth_text`` (what the lips say; another sentence in
 ``lipsync_other`` clips, the inserted sentence of a ``partial`` clip, whose mouth says it only
@@ -152,7 +152,7 @@ def generate_source(out: Path, split: str, index: int, seed: int, size: tuple[in
         path = clip_path(out, split, category, index)
         path.parent.mkdir(parents=True, exist_ok=True)
         hasher = ArrayHasher()
-        write_mp4(path, hasher.watch(render_frames(plan, renderer)), plan.audio, size, crf=channel.crf)
+        write_mp4(path, hasher.watch(render_frames(plan, renderer)), plan.audio, size, crf=channel.crf, fps=channel.fps)
         meta = {**clip_metadata(plan, path.relative_to(out / split).as_posix(), split, source,
                                 hasher.frames.hexdigest(), grammar), "channel": channel.metadata()}
         atomic_write_text(path.with_suffix(".json"), json.dumps(meta) + "\n")

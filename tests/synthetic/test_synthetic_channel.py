@@ -73,3 +73,28 @@ def test_a_source_and_its_fakes_share_one_channel(tmp_path) -> None:
     assert all(m["channel"] == expected for m in metas)
     data = (tmp_path / "c" / "test" / "real" / "s00000.mp4").read_bytes()
     assert f"crf={expected['crf']}.0".encode() in data  # x264 writes its settings into the stream
+
+
+@pytest.mark.parametrize("fps", [24, 25, 30])
+def test_other_frame_rates_read_back_at_25_fps_as_the_rendered_frames(tmp_path, fps: int) -> None:
+    """A clip stored at 24 or 30 fps (converted by nearest timestamp) comes back from the
+    preprocessing's reader at 25 fps: the rendered frames, at most one repeated or dropped per second."""
+    from sf_fairseq.preprocess.media import FrameStream
+    from sf_fairseq.preprocess.synthetic.clips import write_mp4
+
+    n = 50
+    levels = np.arange(n) * 5  # frame i is a flat grey of level 5 i
+    frames = (np.full((64, 64, 3), level, np.uint8) for level in levels)
+    path = tmp_path / f"v{fps}.mp4"
+    assert write_mp4(path, frames, np.zeros(n * 640, np.int16), (64, 64), crf=10, fps=fps) == n
+    read = np.array([float(np.median(frame)) for frame in FrameStream(path, "gray")])
+    assert len(read) == n
+    index = np.round(read / 5)  # which rendered frame each 25 fps frame shows
+    assert np.abs(index - np.arange(n)).max() <= 1
+    assert np.sum(index != np.arange(n)) <= (0 if fps == 25 else 2 * n // 25 + 1)
+
+
+def test_random_channels_store_a_fifth_at_24_and_at_30_fps() -> None:
+    rates = [Channel.random(np.random.default_rng(i)).fps for i in range(500)]
+    assert set(rates) == {24, 25, 30}
+    assert 0.5 < rates.count(25) / len(rates) < 0.7
