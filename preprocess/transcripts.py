@@ -8,7 +8,8 @@ Input: manifests ``{data}/{split}.tsv`` and a transcript list, one utterance per
 Output (in ``--out-dir``, default ``--data``)::
 
     {split}.wrd                 the lowercased transcript of each manifest item, in manifest order
-    spm_unigram{V}.model/.vocab SentencePiece unigram model trained on the training split(s)
+    spm_{type}{V}.model/.vocab  SentencePiece model (unigram by default; ``word`` for a closed
+                                vocabulary) trained on the training split(s)
     dict.wrd.txt                fairseq dictionary of the pieces (``piece count``), in
                                 SentencePiece id order
 
@@ -35,6 +36,7 @@ from sf_fairseq.data.manifest import read_manifest, write_label_lines
 logger = logging.getLogger(__name__)
 
 SPECIAL_PIECES = ("<s>", "<pad>", "</s>", "<unk>")  # fairseq's Dictionary order
+MODEL_TYPES = ("unigram", "bpe", "word")
 
 
 def normalize_text(text: str) -> str:
@@ -77,9 +79,11 @@ def split_texts(manifest_path: str | os.PathLike, transcripts: dict[str, str]) -
 
 
 def train_sentencepiece(
-    texts: Iterable[str], model_path: str | os.PathLike, vocab_size: int, hard_vocab_limit: bool = True
+    texts: Iterable[str], model_path: str | os.PathLike, vocab_size: int, hard_vocab_limit: bool = True,
+    model_type: str = "unigram",
 ) -> None:
-    """Train a unigram model with ids 0-3 = ``<s> <pad> </s> <unk>`` and write
+    """Train a SentencePiece model of ``model_type`` (:data:`MODEL_TYPES`; ``word``: one piece
+    per word, for a closed vocabulary) with ids 0-3 = ``<s> <pad> </s> <unk>`` and write
     ``model_path`` (``.model``) and its ``.vocab`` atomically."""
     import sentencepiece as spm
 
@@ -94,7 +98,7 @@ def train_sentencepiece(
             spm.SentencePieceTrainer.train(
                 input=str(corpus),
                 model_prefix=str(prefix),
-                model_type="unigram",
+                model_type=model_type,
                 vocab_size=vocab_size,
                 character_coverage=1.0,
                 bos_id=0,
@@ -143,17 +147,19 @@ def build_targets(
     train_splits: Sequence[str] = ("train",),
     vocab_size: int = 1000,
     hard_vocab_limit: bool = True,
+    model_type: str = "unigram",
 ) -> Path:
-    """Write ``{split}.wrd`` for ``splits``, train the SentencePiece model on ``train_splits``
-    and write ``dict.wrd.txt``. Returns the SentencePiece model path."""
+    """Write ``{split}.wrd`` for ``splits``, train the SentencePiece model (``model_type``) on
+    ``train_splits`` and write ``dict.wrd.txt``. Returns the SentencePiece model path
+    (``spm_{model_type}{vocab_size}.model``)."""
     data, out_dir = Path(data), Path(out_dir or data)
     out_dir.mkdir(parents=True, exist_ok=True)
     transcripts = read_transcripts(transcripts_path)
     texts = {split: split_texts(data / f"{split}.tsv", transcripts)
              for split in dict.fromkeys([*splits, *train_splits])}
     train_texts = [t for split in train_splits for t in texts[split]]
-    model_path = out_dir / f"spm_unigram{vocab_size}.model"
-    train_sentencepiece(train_texts, model_path, vocab_size, hard_vocab_limit)
+    model_path = out_dir / f"spm_{model_type}{vocab_size}.model"
+    train_sentencepiece(train_texts, model_path, vocab_size, hard_vocab_limit, model_type)
     n_pieces = write_piece_dictionary(model_path, train_texts, out_dir / "dict.wrd.txt")
     for split in splits:
         write_label_lines(out_dir / f"{split}.wrd", texts[split])
@@ -166,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m sf_fairseq.preprocess.transcripts",
         description=(
             "Build seq2seq fine-tuning targets: {split}.wrd (lowercased transcripts in manifest "
-            "order), a SentencePiece unigram model (ids 0-3 = <s> <pad> </s> <unk>) trained on the "
+            "order), a SentencePiece model (ids 0-3 = <s> <pad> </s> <unk>) trained on the "
             "training split(s), and its fairseq dictionary dict.wrd.txt."
         ),
     )
@@ -179,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out-dir", help="output directory (default: --data)")
     parser.add_argument("--vocab-size", type=int, default=1000,
                         help="SentencePiece vocabulary incl. the 4 specials (default: 1000, as LRS3)")
+    parser.add_argument("--model-type", choices=MODEL_TYPES, default="unigram",
+                        help="SentencePiece model type; 'word' gives one piece per word, for a closed "
+                        "vocabulary such as GRID sentences (default: unigram)")
     parser.add_argument("--soft-vocab-limit", action="store_true",
                         help="allow a smaller vocabulary when the text is too small for --vocab-size")
     return parser
@@ -190,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             model_path = build_targets(
                 args.data, args.transcripts, args.splits, args.out_dir, args.train_splits,
-                args.vocab_size, hard_vocab_limit=not args.soft_vocab_limit,
+                args.vocab_size, hard_vocab_limit=not args.soft_vocab_limit, model_type=args.model_type,
             )
         except (OSError, KeyError, ValueError) as err:
             logger.error("%s", err)
