@@ -15,8 +15,11 @@ the score rule options, so nothing is reused across a changed model or score set
 6. ``pretrain_2`` continue pretraining from iteration 1 on the new targets;
 7. ``score``      the batch scorer on the test set, with the metrics report
                   (:func:`sf_fairseq.eval.batch_engine.score_list`);
-8. ``robustness`` the perturbation grid (:func:`sf_fairseq.eval.robustness_engine.run_grid`) on
-                  the real and dubbed test clips, perturbing the mouth ROIs (the fast option).
+8. ``localisation`` where the ``partial`` fakes lie: segment proposals against the corpus's
+                  ground-truth windows (:func:`sf_fairseq.eval.partial_localisation.localise`);
+9. ``robustness`` the perturbation grid (:func:`sf_fairseq.eval.robustness_engine.run_grid`) on
+                  the real and dubbed clips of the first ``robustness_sources`` test sources,
+                  perturbing the mouth ROIs (the fast option).
 
 Each stage is called as a function with typed arguments; only the pretraining runs as a
 separate process (``fairseq-hydra-train``).
@@ -97,6 +100,7 @@ class DemoSettings:
     updates_1: int
     updates_2: int
     max_tokens: int
+    train_excerpt: int
     crop_size: int
     resnet_width: int
     alignment_negatives: str
@@ -106,6 +110,7 @@ class DemoSettings:
     alignment_clip_weight: float
     robustness_types: str
     robustness_levels: str
+    robustness_sources: int
     quick: bool
 
     def alignment_options(self) -> dict[str, object]:
@@ -114,19 +119,19 @@ class DemoSettings:
 
     @classmethod
     def full(cls, seed: int) -> "DemoSettings":
-        return cls(seed, n_train=150, n_test=16, n_clusters_1=50, n_clusters_2=50,
-                   updates_1=300, updates_2=300, max_tokens=400, crop_size=48, resnet_width=16,
+        return cls(seed, n_train=300, n_test=64, n_clusters_1=50, n_clusters_2=50,
+                   updates_1=300, updates_2=300, max_tokens=400, train_excerpt=0, crop_size=48, resnet_width=16,
                    alignment_negatives="clip", alignment_weight=1.0, alignment_max_shift=12,
                    alignment_temperature=0.3, alignment_clip_weight=2.0,
-                   robustness_types="video", robustness_levels="1,5", quick=False)
+                   robustness_types="video", robustness_levels="1,5", robustness_sources=16, quick=False)
 
     @classmethod
     def quick_run(cls, seed: int) -> "DemoSettings":
         return cls(seed, n_train=8, n_test=3, n_clusters_1=20, n_clusters_2=20,
-                   updates_1=30, updates_2=30, max_tokens=250, crop_size=48, resnet_width=16,
+                   updates_1=30, updates_2=30, max_tokens=250, train_excerpt=0, crop_size=48, resnet_width=16,
                    alignment_negatives="clip", alignment_weight=1.0, alignment_max_shift=12,
                    alignment_temperature=0.3, alignment_clip_weight=2.0,
-                   robustness_types="gb,jpeg", robustness_levels="5", quick=True)
+                   robustness_types="gb,jpeg", robustness_levels="5", robustness_sources=3, quick=True)
 
 
 class StageFailed(RuntimeError):
@@ -279,7 +284,12 @@ def run_demo(work_dir: Path, settings: DemoSettings, workers: int = 2) -> dict:
               *(f"+criterion.{name}={value}" for name, value in settings.alignment_options().items()),
               f"common.seed={settings.seed}", f"task.image_crop_size={settings.crop_size}",
               "dataset.disable_validation=true"]
+    if settings.train_excerpt:
+        # Batches are filled by whole-clip lengths, then every clip is cut to a random excerpt:
+        # more clips (negatives of the clip-level term) per update at the same cost.
+        common += [f"task.max_sample_size={settings.train_excerpt}", "task.random_crop=true"]
     stages.run("pretrain_1", {"updates_1": settings.updates_1, "tokens": settings.max_tokens,
+                              "train_excerpt": settings.train_excerpt,
                               "crop": settings.crop_size, "resnet_width": settings.resnet_width,
                               **settings.alignment_options()},
                lambda: _hydra_train(model_1, work_dir / "logs" / "pretrain_1.log", settings.updates_1, [
@@ -298,12 +308,11 @@ def run_demo(work_dir: Path, settings: DemoSettings, workers: int = 2) -> dict:
 
     def score() -> dict:
         list_path = work_dir / "test_rois.csv"
-        with open(corpus_dir / "test" / "test.csv", encoding="utf-8") as f, open(list_path, "w", newline="") as out:
+        with open(list_path, "w", newline="") as out:
             writer = csv.writer(out)
             writer.writerow(["path", "label", "category", "audio"])
-            for row in csv.DictReader(f):
-                stem = os.path.splitext(row["path"])[0]
-                writer.writerow([f"video/{stem}.mp4", row["label"], row["category"], f"audio/{stem}.wav"])
+            for row in _corpus_test_rows(corpus_dir):
+                writer.writerow([f"video/{row['stem']}.mp4", row["label"], row["category"], f"audio/{row['stem']}.wav"])
         scored = batch_engine.score_list(batch_engine.BatchJob(
             list_path, scores_dir, scorer_settings(model_2 / "checkpoint_last.pt"), data_root=roi_dir / "test",
             report=True, num_workers=0))
@@ -325,10 +334,33 @@ def run_demo(work_dir: Path, settings: DemoSettings, workers: int = 2) -> dict:
 
     summary = stages.run("score", scoring_settings(model_2 / "checkpoint_last.pt"), score, (scores_dir,))["result"]
 
+    def localise_partial() -> dict:
+        from sf_fairseq.eval import partial_localisation
+        from sf_fairseq.eval.pipeline import load_scorer
+
+        clips = [partial_localisation.WindowClip(
+            row["path"], str(roi_dir / "test" / "video" / f"{row['stem']}.mp4"),
+            str(roi_dir / "test" / "audio" / f"{row['stem']}.wav"),
+            (float(row["window_start"]), float(row["window_end"])))
+            for row in _corpus_test_rows(corpus_dir) if row["category"] == "partial"]
+        scorer = load_scorer(model_2 / "checkpoint_last.pt", "cpu", precision=SCORE_PRECISION, options=SCORE_OPTIONS)
+        try:
+            summary, proposals = partial_localisation.localise(scorer, clips)
+        except (OSError, ValueError) as err:
+            raise StageFailed(f"stage localisation failed: {err}") from err
+        resume.atomic_write_json(work_dir / "localisation" / "proposals.json", proposals)
+        return summary.as_dict()
+
+    localised = stages.run("localisation", {}, localise_partial, (work_dir / "localisation",))["result"]
+
     def robustness_grid() -> None:
         grid_list = work_dir / "robustness_rois.csv"
+        sources = [row["source"] for row in _corpus_test_rows(corpus_dir) if row["category"] == "real"]
+        kept = {f"video/{row['stem']}.mp4" for row in _corpus_test_rows(corpus_dir)
+                if row["source"] in sources[: settings.robustness_sources]}
         with open(work_dir / "test_rois.csv", encoding="utf-8") as f, open(grid_list, "w", newline="") as out:
-            rows = [row for row in csv.DictReader(f) if row["category"] in ROBUSTNESS_CATEGORIES]
+            rows = [row for row in csv.DictReader(f) if row["category"] in ROBUSTNESS_CATEGORIES
+                    and row["path"] in kept]
             writer = csv.DictWriter(out, fieldnames=["path", "label", "category", "audio"])
             writer.writeheader()
             writer.writerows(rows)
@@ -346,10 +378,18 @@ def run_demo(work_dir: Path, settings: DemoSettings, workers: int = 2) -> dict:
                     grid.n_cells, _fmt(grid.mean_auc), grid.report_dir)
 
     stages.run("robustness", {"types": settings.robustness_types, "levels": settings.robustness_levels,
+                              "sources": settings.robustness_sources,
                               "block_rule": ROBUSTNESS_BLOCK_RULE},  # the score rule is in the score stage's key
                robustness_grid, (work_dir / "robustness",))
-    write_demo_report(work_dir, settings, prepared, summary)
+    write_demo_report(work_dir, settings, prepared, summary, localised)
     return summary
+
+
+def _corpus_test_rows(corpus_dir: Path) -> list[dict[str, str]]:
+    """The rows of the corpus's ``test/test.csv``, each with ``stem``: its path without the
+    extension, which is also the ROI's name under ``video/`` and ``audio/``."""
+    with open(corpus_dir / "test" / "test.csv", encoding="utf-8") as f:
+        return [{**row, "stem": os.path.splitext(row["path"])[0]} for row in csv.DictReader(f)]
 
 
 def _scored_records(scores_path: Path) -> list[ScoreRecord]:
@@ -391,7 +431,8 @@ def _auc_against_unshifted_real(scored: list[ScoreRecord]) -> dict[str, float]:
     return out
 
 
-def write_demo_report(work_dir: Path, settings: DemoSettings, prepared: dict, summary: dict) -> Path:
+def write_demo_report(work_dir: Path, settings: DemoSettings, prepared: dict, summary: dict,
+                      localised: dict | None = None) -> Path:
     """``demo_report.md``: what was trained on what, the figures, and what they do not mean."""
     seconds = {p.stem: json.loads(p.read_text()).get("seconds") for p in sorted((work_dir / "stages").glob("*.json"))}
     lines = [
@@ -443,7 +484,9 @@ def write_demo_report(work_dir: Path, settings: DemoSettings, prepared: dict, su
         "re-align them; the last column leaves them out, to show how much of each fake category's "
         "gap comes from them. Full report, ROC curves and score histograms: `scores/report/`.",
         "",
-        "## Robustness (real vs dubbed, perturbed mouth ROIs)",
+        *_localisation_lines(localised),
+        f"## Robustness (real vs dubbed of the first {settings.robustness_sources} test sources, "
+        "perturbed mouth ROIs)",
         "",
     ]
     grid_report = work_dir / "robustness" / "results" / "report" / "report.md"
@@ -456,6 +499,34 @@ def write_demo_report(work_dir: Path, settings: DemoSettings, prepared: dict, su
     path = work_dir / "demo_report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def _localisation_lines(localised: dict | None) -> list[str]:
+    """The report's section on where the ``partial`` fakes lie (see :mod:`.partial_localisation`)."""
+    if not localised:
+        return []
+    ap, ar = localised["ap"], localised["ar"]
+    return [
+        "## Partial fakes: where the lips stop following the speech",
+        "",
+        f"A partial fake is real except in one 0.8-1.6 s window; its clip score says little, so "
+        f"its localisation is the figure. Over {localised['n_clips']} partial clips, segment proposals "
+        "from the per-frame agreement (the benchmark localisation rule) against the true windows:",
+        "",
+        "| AP@0.5 | AP@0.75 | AR@1 | AR@5 | AR@10 | mean IoU of the top proposal | top proposal IoU > 0.5 |",
+        "|---|---|---|---|---|---|---|",
+        f"| {_fmt(_key(ap, 0.5))} | {_fmt(_key(ap, 0.75))} | {_fmt(_key(ar, 1))} | {_fmt(_key(ar, 5))} | "
+        f"{_fmt(_key(ar, 10))} | {_fmt(localised['mean_top_iou'])} | {localised['top_iou_above_half']:.0%} |",
+        "",
+        "AP and AR as the AV-Deepfake1M SDK computes them (AR averaged over IoU 0.5:0.95). "
+        "Proposals per clip: `localisation/proposals.json`.",
+        "",
+    ]
+
+
+def _key(table: dict, key: float) -> float | None:
+    """``table[key]`` whether the table was written as JSON (string keys) or not."""
+    return table.get(key, table.get(str(key)))
 
 
 def _fmt(value: float | None) -> str:

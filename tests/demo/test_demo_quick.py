@@ -1,6 +1,6 @@
 """The README's main job in its quick mode, end to end: synthetic corpus -> dlib preprocessing ->
 two k-means iterations of fairseq-hydra-train pretraining on real clips -> batch scoring ->
-report -> robustness grid; then a rerun that reuses every stage."""
+report -> localisation of the partial fakes -> robustness grid; then a rerun that reuses every stage."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 
 from sf_fairseq.eval import demo
 
-STAGES = ("corpus", "prepare", "labels_1", "pretrain_1", "labels_2", "pretrain_2", "score", "robustness")
+STAGES = ("corpus", "prepare", "labels_1", "pretrain_1", "labels_2", "pretrain_2", "score", "localisation",
+          "robustness")
 
 
 @pytest.mark.slow
@@ -59,6 +60,15 @@ def test_quick_demo_runs_every_stage_and_reuses_them(tmp_path: Path) -> None:
     summary = records["score"]["result"]
     assert set(summary["auc_ci95"]) == {"all", *per_category}
     assert all(0.0 <= low <= high <= 1.0 for low, high in summary["auc_ci95"].values())
+    localised = records["localisation"]["result"]
+    assert localised["n_clips"] == settings.n_test  # one partial clip per source
+    proposals = json.loads((work / "localisation" / "proposals.json").read_text())
+    assert set(proposals) == {f"partial/s{i:05d}.mp4" for i in range(settings.n_test)}
+    assert all(rows and all(len(row) == 3 for row in rows) for rows in proposals.values())
+    assert 0.0 <= localised["mean_top_iou"] <= 1.0
+    assert "## Partial fakes" in text and "AP@0.5" in text
+    grid_list = (work / "robustness_rois.csv").read_text().splitlines()[1:]
+    assert len(grid_list) == 2 * settings.robustness_sources  # real + dubbed of the first sources
     grid = json.loads((work / "robustness" / "results" / "report" / "report.json").read_text())
     assert set(grid["types"]) == {"gb", "jpeg"}
     assert all(row["auc"]["5"] is not None for row in grid["types"].values())
