@@ -106,6 +106,13 @@ class LipreadingJob:
     beam: int = 5
     n_examples: int = 2
 
+    @classmethod
+    def quick(cls, work_dir: str | os.PathLike, pretrained: str | os.PathLike, seed: int = 0,
+              workers: int = 2) -> "LipreadingJob":
+        """A run of about a minute (the quick demo's): the pipeline, not a model that reads."""
+        return cls(work_dir, pretrained, n_train=8, n_test=2, updates=10, freeze_updates=5, seed=seed,
+                   workers=workers, beam=2)
+
 
 @dataclass(frozen=True)
 class ClipReading:
