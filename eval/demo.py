@@ -287,7 +287,7 @@ def run_demo(work_dir: Path, settings: DemoSettings, workers: int = 2) -> dict:
     if settings.train_excerpt:
         # Batches are filled by whole-clip lengths, then every clip is cut to a random excerpt:
         # more clips (negatives of the clip-level term) per update at the same cost.
-        common += [f"task.max_sample_size={settings.train_excerpt}", "task.random_crop=true"]
+        common += [f"+task.max_trim_sample_size={settings.train_excerpt}", "task.random_crop=true"]
     stages.run("pretrain_1", {"updates_1": settings.updates_1, "tokens": settings.max_tokens,
                               "train_excerpt": settings.train_excerpt,
                               "crop": settings.crop_size, "resnet_width": settings.resnet_width,
