@@ -12,7 +12,7 @@ transcripts disagree. :func:`run` does, under ``<work_dir>/lipreading/``:
 2. ``prepare``    the real preprocessing: dlib landmarks, mouth ROIs, wavs, manifests
                   (:func:`sf_fairseq.preprocess.prepare_engine.run`);
 3. ``targets``    ``train.wrd``, a word-level SentencePiece model and ``dict.wrd.txt`` (the
-                  ``sf-build-transcript-targets`` function, :func:`.transcripts.build_targets`);
+                  ``sf-build-transcript-targets`` function, :func:`.transcript_targets.build_targets`);
 4. ``finetune``   ``fairseq-hydra-train`` with ``config/finetune/tiny_cpu_grid.yaml``:
                   ``av_hubert_seq2seq`` on both streams, one stream dropped in every batch
                   (``model.modality_dropout``), so one model reads either stream alone;
@@ -331,7 +331,7 @@ def _truths(corpus_dir: Path, split: str) -> dict[str, dict[str, Any]]:
 
 
 def _targets(job: LipreadingJob, corpus_dir: Path, roi_dir: Path, targets_dir: Path) -> None:
-    from sf_fairseq.preprocess.transcripts import build_targets
+    from sf_fairseq.preprocess.transcript_targets import build_targets
 
     targets_dir.mkdir(parents=True, exist_ok=True)
     transcripts = targets_dir / "train_transcripts.txt"

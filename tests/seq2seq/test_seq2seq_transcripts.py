@@ -10,7 +10,8 @@ import sentencepiece as spm
 from fairseq.data import Dictionary
 
 from sf_fairseq.data.manifest import ManifestItem, read_label_lines, write_manifest
-from sf_fairseq.preprocess.transcripts import build_targets, main, read_transcripts
+from sf_fairseq.preprocess.transcript_targets import build_targets, read_transcripts
+from sf_fairseq.preprocess.transcripts import main
 
 TEXTS = {
     "spk1/a": "The quick brown fox",
