@@ -155,14 +155,21 @@ def write_mp4(path: str | os.PathLike, frames: Iterable[np.ndarray], audio: np.n
             video.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
             sound = container.add_stream("aac", rate=SAMPLE_RATE, layout="mono")
             n = rendered = 0
+            vf = None
             for i, frame in enumerate(frames):
                 rendered = i + 1
+                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="bgr24")
                 # Output frame n (time n / fps) shows the rendered frame nearest in time.
                 while math.floor(n * FPS / fps + 0.5) <= i:
-                    vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="bgr24")
                     vf.pts = n
                     container.mux(video.encode(vf))
                     n += 1
+            # The stored clip lasts as long as the rendered one (n / fps >= rendered / 25), so it
+            # reads back at 25 fps with every frame; the last frames repeat the last rendered one.
+            while vf is not None and n * FPS < rendered * fps:
+                vf.pts = n
+                container.mux(video.encode(vf))
+                n += 1
             container.mux(video.encode(None))
             samples = (audio.astype(np.float32) / 32768.0)[None]
             block = 1024

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 
 import av
 import numpy as np
@@ -35,8 +36,11 @@ def test_corpus_then_prepare(tmp_path):
     meta = [json.loads(line) for line in open(out / "test" / "metadata.jsonl")]
     assert meta[0]["text"] and meta[0]["phonemes"] and meta[0]["face"]["source"]
     assert meta[1]["window_frames"] and meta[1]["mouth_text"]
+    # Stored at the source's recording-channel rate: the 25 fps rendering converted by nearest
+    # timestamp (the preprocessing below reads it back at 25 fps, plan.n_frames frames).
+    fps = meta[0]["channel"]["fps"]
     with av.open(str(out / "test" / "real" / "s00000.mp4")) as c:
-        assert sum(1 for _ in c.decode(video=0)) == meta[0]["n_frames"]
+        assert sum(1 for _ in c.decode(video=0)) == math.ceil(meta[0]["n_frames"] * fps / 25)
 
     # Resume: nothing is rendered again; a different seed in the same folder is refused.
     mtime = (out / "test" / "real" / "s00000.mp4").stat().st_mtime_ns
