@@ -19,7 +19,13 @@ the score rule options, so nothing is reused across a changed model or score set
                   ground-truth windows (:func:`sf_fairseq.eval.partial_localisation.localise`);
 9. ``robustness`` the perturbation grid (:func:`sf_fairseq.eval.robustness_engine.run_grid`) on
                   the real and dubbed clips of the first ``robustness_sources`` test sources,
-                  perturbing the mouth ROIs (the fast option).
+                  perturbing the mouth ROIs (the fast option);
+10. ``lipreading`` (on by default in the full demo, ``--no-lipreading`` skips it; off in
+                  ``--quick`` unless ``--lipreading``): the iteration-2 model fine-tuned as a
+                  lip reader on GRID sentences, which reads the lips and the audio of GRID test
+                  clips separately (:func:`sf_fairseq.eval.lipreading.run`): word error rate
+                  per stream, and how well the lips-vs-audio disagreement separates real clips
+                  from dubbed and lip-synced ones.
 
 Each stage is called as a function with typed arguments; only the pretraining runs as a
 separate process (``fairseq-hydra-train``).
@@ -207,8 +213,9 @@ def _write_lines(path: Path, lines: list[str]) -> None:
     path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
 
 
-def run_demo(work_dir: Path, settings: DemoSettings, workers: int = 2) -> dict:
-    """Run (or resume) every stage; returns the score report's summary."""
+def run_demo(work_dir: Path, settings: DemoSettings, workers: int = 2, lipreading: bool = False) -> dict:
+    """Run (or resume) every stage (the lip-reading stage only with ``lipreading``); returns the
+    score report's summary."""
     from sf_fairseq.eval import batch_engine, lists, robustness_engine
     from sf_fairseq.eval.perturb_engine import PerturbOptions
     from sf_fairseq.preprocess import prepare_engine
@@ -381,8 +388,37 @@ def run_demo(work_dir: Path, settings: DemoSettings, workers: int = 2) -> dict:
                               "sources": settings.robustness_sources,
                               "block_rule": ROBUSTNESS_BLOCK_RULE},  # the score rule is in the score stage's key
                robustness_grid, (work_dir / "robustness",))
-    write_demo_report(work_dir, settings, prepared, summary, localised)
+    read = None
+    if lipreading:
+        read = _lipreading_stage(stages, work_dir, model_2 / "checkpoint_last.pt", settings, workers)
+    write_demo_report(work_dir, settings, prepared, summary, localised, read)
     return summary
+
+
+def _lipreading_stage(stages: Stages, work_dir: Path, pretrained: Path, settings: DemoSettings,
+                      workers: int) -> dict:
+    """The lip-reading stage on the demo's pretrained model; returns its ``report.json``."""
+    from sf_fairseq.eval import lipreading
+
+    if settings.quick:
+        job = lipreading.LipreadingJob.quick(work_dir, pretrained, settings.seed, workers)
+    else:
+        job = lipreading.LipreadingJob(work_dir, pretrained, seed=settings.seed, workers=workers)
+    if job.crop_size != settings.crop_size:
+        raise StageFailed(f"the lip-reading stage crops {job.crop_size} pixels, the demo's model {settings.crop_size}")
+
+    def action() -> dict:
+        try:
+            result = lipreading.run(job)
+        except lipreading.LipreadingError as err:
+            raise StageFailed(f"stage lipreading failed: {err}") from err
+        return json.loads(result.report_path.read_text(encoding="utf-8"))
+
+    # The stage's own steps resume inside <work>/lipreading/ (a changed checkpoint redoes the
+    # fine-tuning, not the corpus), so it clears nothing here.
+    key = {"lipreading": {name: value for name, value in asdict(job).items() if name not in ("work_dir", "pretrained")},
+           "lipreading_pretrained_sha256": resume.file_sha256(pretrained)}
+    return stages.run("lipreading", key, action)["result"]
 
 
 def _corpus_test_rows(corpus_dir: Path) -> list[dict[str, str]]:
@@ -432,7 +468,7 @@ def _auc_against_unshifted_real(scored: list[ScoreRecord]) -> dict[str, float]:
 
 
 def write_demo_report(work_dir: Path, settings: DemoSettings, prepared: dict, summary: dict,
-                      localised: dict | None = None) -> Path:
+                      localised: dict | None = None, read: dict | None = None) -> Path:
     """``demo_report.md``: what was trained on what, the figures, and what they do not mean."""
     seconds = {p.stem: json.loads(p.read_text()).get("seconds") for p in sorted((work_dir / "stages").glob("*.json"))}
     lines = [
@@ -485,6 +521,7 @@ def write_demo_report(work_dir: Path, settings: DemoSettings, prepared: dict, su
         "gap comes from them. Full report, ROC curves and score histograms: `scores/report/`.",
         "",
         *_localisation_lines(localised),
+        *(_lipreading_lines(read) if read else []),
         f"## Robustness (real vs dubbed of the first {settings.robustness_sources} test sources, "
         "perturbed mouth ROIs)",
         "",
@@ -524,6 +561,12 @@ def _localisation_lines(localised: dict | None) -> list[str]:
     ]
 
 
+def _lipreading_lines(report: dict) -> list[str]:
+    from sf_fairseq.eval import lipreading
+
+    return [*lipreading.markdown_lines(report), ""]
+
+
 def _key(table: dict, key: float) -> float | None:
     """``table[key]`` whether the table was written as JSON (string keys) or not."""
     return table.get(key, table.get(str(key)))
@@ -560,6 +603,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="a few minutes' run (small corpus, few updates)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the corpus, clustering and training")
     parser.add_argument("--workers", type=int, default=2, help="processes for generation and preprocessing")
+    parser.add_argument("--lipreading", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                        help="run the lip-reading stage (GRID corpus, fine-tuning, lips-only and audio-only "
+                        "transcripts); on in the full demo, off with --quick unless given")
     return parser
 
 
@@ -571,7 +617,8 @@ def main(argv: list[str] | None = None) -> int:
         (work_dir).mkdir(parents=True, exist_ok=True)
         (work_dir / "demo_settings.json").write_text(json.dumps(asdict(settings), indent=2))
         try:
-            run_demo(work_dir, settings, args.workers)
+            lipreading = getattr(args, "lipreading", not args.quick)
+            run_demo(work_dir, settings, args.workers, lipreading)
         except StageFailed as err:
             logger.error("%s", err)
             return 1
