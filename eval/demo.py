@@ -106,7 +106,6 @@ class DemoSettings:
     updates_1: int
     updates_2: int
     max_tokens: int
-    train_excerpt: int
     crop_size: int
     resnet_width: int
     alignment_negatives: str
@@ -126,7 +125,7 @@ class DemoSettings:
     @classmethod
     def full(cls, seed: int) -> "DemoSettings":
         return cls(seed, n_train=300, n_test=64, n_clusters_1=50, n_clusters_2=50,
-                   updates_1=300, updates_2=300, max_tokens=400, train_excerpt=0, crop_size=48, resnet_width=16,
+                   updates_1=300, updates_2=300, max_tokens=400, crop_size=48, resnet_width=16,
                    alignment_negatives="clip", alignment_weight=1.0, alignment_max_shift=12,
                    alignment_temperature=0.3, alignment_clip_weight=2.0,
                    robustness_types="video", robustness_levels="1,5", robustness_sources=16, quick=False)
@@ -134,7 +133,7 @@ class DemoSettings:
     @classmethod
     def quick_run(cls, seed: int) -> "DemoSettings":
         return cls(seed, n_train=8, n_test=3, n_clusters_1=20, n_clusters_2=20,
-                   updates_1=30, updates_2=30, max_tokens=250, train_excerpt=0, crop_size=48, resnet_width=16,
+                   updates_1=30, updates_2=30, max_tokens=250, crop_size=48, resnet_width=16,
                    alignment_negatives="clip", alignment_weight=1.0, alignment_max_shift=12,
                    alignment_temperature=0.3, alignment_clip_weight=2.0,
                    robustness_types="gb,jpeg", robustness_levels="5", robustness_sources=3, quick=True)
@@ -291,12 +290,7 @@ def run_demo(work_dir: Path, settings: DemoSettings, workers: int = 2, lipreadin
               *(f"+criterion.{name}={value}" for name, value in settings.alignment_options().items()),
               f"common.seed={settings.seed}", f"task.image_crop_size={settings.crop_size}",
               "dataset.disable_validation=true"]
-    if settings.train_excerpt:
-        # Batches are filled by whole-clip lengths, then every clip is cut to a random excerpt:
-        # more clips (negatives of the clip-level term) per update at the same cost.
-        common += [f"+task.max_trim_sample_size={settings.train_excerpt}", "task.random_crop=true"]
     stages.run("pretrain_1", {"updates_1": settings.updates_1, "tokens": settings.max_tokens,
-                              "train_excerpt": settings.train_excerpt,
                               "crop": settings.crop_size, "resnet_width": settings.resnet_width,
                               **settings.alignment_options()},
                lambda: _hydra_train(model_1, work_dir / "logs" / "pretrain_1.log", settings.updates_1, [
