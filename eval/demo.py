@@ -63,7 +63,7 @@ from sf_fairseq.eval.metrics import bootstrap_intervals, roc_auc
 from sf_fairseq.eval.pipeline import ScoreOptions
 from sf_fairseq.eval.results import OK, latest_records
 from sf_fairseq.eval.scorer_settings import ScorerSettings
-from sf_fairseq.records import ScoreRecord
+from sf_fairseq.records import ScoreRecord, read_prepare_record
 
 logger = logging.getLogger(__name__)
 
@@ -311,9 +311,9 @@ def run_demo(work_dir: Path, settings: DemoSettings, workers: int = 2, lipreadin
         list_path = work_dir / "test_rois.csv"
         with open(list_path, "w", newline="") as out:
             writer = csv.writer(out)
-            writer.writerow(["path", "label", "category", "audio"])
+            writer.writerow(["path", "audio", "label", "category"])
             for row in _corpus_test_rows(corpus_dir):
-                writer.writerow([f"video/{row['stem']}.mp4", row["label"], row["category"], f"audio/{row['stem']}.wav"])
+                writer.writerow([*_roi_of(roi_dir / "test", row["stem"]), row["label"], row["category"]])
         scored = batch_engine.score_list(batch_engine.BatchJob(
             list_path, scores_dir, scorer_settings(model_2 / "checkpoint_last.pt"), data_root=roi_dir / "test",
             report=True, num_workers=0))
@@ -339,30 +339,35 @@ def run_demo(work_dir: Path, settings: DemoSettings, workers: int = 2, lipreadin
         from sf_fairseq.eval import partial_localisation
         from sf_fairseq.eval.pipeline import load_scorer
 
-        clips = [partial_localisation.WindowClip(
-            row["path"], str(roi_dir / "test" / "video" / f"{row['stem']}.mp4"),
-            str(roi_dir / "test" / "audio" / f"{row['stem']}.wav"),
-            (float(row["window_start"]), float(row["window_end"])))
-            for row in _corpus_test_rows(corpus_dir) if row["category"] == "partial"]
+        clips, missing = [], []
+        for row in _corpus_test_rows(corpus_dir):
+            if row["category"] != "partial":
+                continue
+            video, audio = (roi_dir / "test" / rel for rel in _roi_of(roi_dir / "test", row["stem"]))
+            if not (video.is_file() and audio.is_file()):
+                missing.append(row["path"])  # preprocessing found no face: the score report lists it too
+                continue
+            clips.append(partial_localisation.WindowClip(row["path"], str(video), str(audio),
+                                                         (float(row["window_start"]), float(row["window_end"]))))
         scorer = load_scorer(model_2 / "checkpoint_last.pt", "cpu", precision=SCORE_PRECISION, options=SCORE_OPTIONS)
         try:
             summary, proposals = partial_localisation.localise(scorer, clips)
         except (OSError, ValueError) as err:
             raise StageFailed(f"stage localisation failed: {err}") from err
         resume.atomic_write_json(work_dir / "localisation" / "proposals.json", proposals)
-        return summary.as_dict()
+        return {**summary.as_dict(), "left_out": missing}
 
     localised = stages.run("localisation", {}, localise_partial, (work_dir / "localisation",))["result"]
 
     def robustness_grid() -> None:
         grid_list = work_dir / "robustness_rois.csv"
         sources = [row["source"] for row in _corpus_test_rows(corpus_dir) if row["category"] == "real"]
-        kept = {f"video/{row['stem']}.mp4" for row in _corpus_test_rows(corpus_dir)
+        kept = {_roi_of(roi_dir / "test", row["stem"])[0] for row in _corpus_test_rows(corpus_dir)
                 if row["source"] in sources[: settings.robustness_sources]}
         with open(work_dir / "test_rois.csv", encoding="utf-8") as f, open(grid_list, "w", newline="") as out:
             rows = [row for row in csv.DictReader(f) if row["category"] in ROBUSTNESS_CATEGORIES
                     and row["path"] in kept]
-            writer = csv.DictWriter(out, fieldnames=["path", "label", "category", "audio"])
+            writer = csv.DictWriter(out, fieldnames=["path", "audio", "label", "category"])
             writer.writeheader()
             writer.writerows(rows)
         job = robustness_engine.GridJob(
@@ -413,6 +418,17 @@ def _lipreading_stage(stages: Stages, work_dir: Path, pretrained: Path, settings
     key = {"lipreading": {name: value for name, value in asdict(job).items() if name not in ("work_dir", "pretrained")},
            "lipreading_pretrained_sha256": resume.file_sha256(pretrained)}
     return stages.run("lipreading", key, action)["result"]
+
+
+def _roi_of(prepared: Path, stem: str) -> tuple[str, str]:
+    """The mouth-ROI video and wav of corpus clip ``stem`` in the prepare output ``prepared``,
+    relative to it: the first face track of its prepare record (the most-seen face; a face the
+    tracker lost and found again gives two tracks), else the single-track names."""
+    record = read_prepare_record(prepared, stem)
+    tracks = record.tracks if record is not None and isinstance(record.tracks, list) else []
+    if tracks and isinstance(record.audio, str):
+        return min(tracks, key=lambda track: track.get("track", 0))["video"], record.audio
+    return f"video/{stem}.mp4", f"audio/{stem}.wav"
 
 
 def _corpus_test_rows(corpus_dir: Path) -> list[dict[str, str]]:
@@ -550,7 +566,8 @@ def _localisation_lines(localised: dict | None) -> list[str]:
         f"{_fmt(_key(ar, 10))} | {_fmt(localised['mean_top_iou'])} | {localised['top_iou_above_half']:.0%} |",
         "",
         "AP and AR as the AV-Deepfake1M SDK computes them (AR averaged over IoU 0.5:0.95). "
-        "Proposals per clip: `localisation/proposals.json`.",
+        "Proposals per clip: `localisation/proposals.json`."
+        + (f" Left out (not preprocessed): {', '.join(localised['left_out'])}." if localised.get("left_out") else ""),
         "",
     ]
 

@@ -45,3 +45,20 @@ def test_auc_intervals_bracket_each_categorys_auc_against_all_real_labelled(tmp_
         auc = roc_auc(np.r_[np.ones(real.size), np.zeros(fake.size)], np.r_[real, fake])
         assert low < auc < high and high - low < 0.3
     assert intervals["dubbed"][0] > intervals["frozen_mouth"][1]  # well separated vs barely
+
+
+def test_roi_of_takes_the_first_face_track_of_the_prepare_record(tmp_path: Path) -> None:
+    """A face the tracker lost and found again gives two tracks (``__track0``/``__track1``): the
+    demo scores the first, instead of looking for a single-track file that does not exist."""
+    from sf_fairseq.eval.demo import _roi_of
+
+    status = tmp_path / "status" / "real"
+    status.mkdir(parents=True)
+    tracks = [{"track": 1, "id": "real/s00021__track1", "video": "video/real/s00021__track1.mp4"},
+              {"track": 0, "id": "real/s00021__track0", "video": "video/real/s00021__track0.mp4"}]
+    (status / "s00021.json").write_text(json.dumps({
+        "schema_version": 1, "id": "real/s00021", "input": "x.mp4", "status": "ok", "reason": "",
+        "audio": "audio/real/s00021.wav", "tracks": tracks}))
+    assert _roi_of(tmp_path, "real/s00021") == ("video/real/s00021__track0.mp4", "audio/real/s00021.wav")
+    # No record (not prepared yet, or failed before writing one): the single-track names.
+    assert _roi_of(tmp_path, "real/s00022") == ("video/real/s00022.mp4", "audio/real/s00022.wav")
