@@ -20,9 +20,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from sf_fairseq.data.rates import FPS
+
 NOISE_COLOURS = ("white", "pink")
 CLEAN_SHARE = 1 / 3
-FRAME_RATES = (25, 25, 25, 24, 30)  # drawn uniformly
+FRAME_RATES = (FPS, FPS, FPS, 24, 30)  # drawn uniformly
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,7 @@ class Channel:
     gain_db: float = 0.0
     noise_snr_db: float | None = None
     noise_colour: str = "white"
-    fps: int = 25
+    fps: int = FPS
 
     @staticmethod
     def random(rng: np.random.Generator) -> "Channel":

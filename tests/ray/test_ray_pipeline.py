@@ -99,7 +99,10 @@ def test_scores_equal_the_two_step_path_and_reruns_resume(local_ray, videos, two
         assert prov["files"]["audio"]["sha256"] == expected_prov["files"]["audio"]["sha256"]
     assert (records["real/a"]["label"], records["dubbed/a"]["label"], records["broken/b"]["label"]) == (1, 0, None)
     assert records["real/a"]["p_value"] is not None and records["real/a"]["verdict"] in ("real", "fake")
-    assert records["dubbed/a"]["reasons"] == ["reference_group_missing"]
+    # The dubbed clip's category has no group in the reference set. Its other reasons (an offset
+    # at the search window's edge, ...) depend on the synthetic media; the loop above compares
+    # them with the two-step path's.
+    assert "reference_group_missing" in records["dubbed/a"]["reasons"]
     broken = records["broken/b"]
     assert (broken["status"], broken["error_type"], broken["track"]) == ("failed", "unreadable", None)
     assert all(broken[field] is None for field in (*VERDICT_FIELDS, "provenance"))
