@@ -158,7 +158,8 @@ class Stages:
         """Run ``action`` unless it finished with these ``settings``; ``outputs`` (folders the
         stage writes) are cleared first, so nothing of a run with other settings is resumed."""
         marker = self.dir / f"{name}.json"
-        settings = self.upstream = {**self.upstream, **settings}
+        # As the marker will read back (tuples become lists), so that a rerun compares like with like.
+        settings = self.upstream = resume.normalise({**self.upstream, **settings})
         if marker.exists():
             record = json.loads(marker.read_text())
             if record.get("settings") == settings:

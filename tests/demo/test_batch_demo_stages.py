@@ -33,3 +33,12 @@ def test_scoring_stage_key_follows_checkpoint_content_and_score_rule(tmp_path: P
     stages = demo.Stages(tmp_path)
     stages.run("score", demo.scoring_settings(checkpoint), lambda: runs.append(4))
     assert runs == [1, 3, 4]
+
+
+def test_a_stage_with_tuple_settings_is_reused(tmp_path: Path) -> None:
+    """Settings are compared as they read back from the marker (JSON has no tuples): the
+    lip-reading stage's key holds the frame size as a tuple."""
+    runs = []
+    demo.Stages(tmp_path).run("lipreading", {"size": (224, 224)}, lambda: runs.append(1))
+    demo.Stages(tmp_path).run("lipreading", {"size": (224, 224)}, lambda: runs.append(2))
+    assert runs == [1]
