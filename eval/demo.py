@@ -46,10 +46,8 @@ import json
 import logging
 import os
 import re
-import shutil
 import subprocess
 import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -63,6 +61,7 @@ from sf_fairseq.eval.metrics import bootstrap_intervals, roc_auc
 from sf_fairseq.eval.pipeline import ScoreOptions
 from sf_fairseq.eval.results import OK, latest_records
 from sf_fairseq.eval.scorer_settings import ScorerSettings
+from sf_fairseq.eval.stages import Stages
 from sf_fairseq.records import ScoreRecord, read_prepare_record
 
 logger = logging.getLogger(__name__)
@@ -143,41 +142,6 @@ class StageFailed(RuntimeError):
     pass
 
 
-class Stages:
-    """Runs named stages in order, each once per settings; a finished stage leaves
-    ``stages/<name>.json``. A stage's settings include those of every stage before it, so a
-    change anywhere reruns everything downstream."""
-
-    def __init__(self, work_dir: Path) -> None:
-        self.dir = work_dir / "stages"
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.upstream: dict = {}
-
-    def run(self, name: str, settings: dict, action: Callable[[], dict | None],
-            outputs: tuple[Path, ...] = ()) -> dict:
-        """Run ``action`` unless it finished with these ``settings``; ``outputs`` (folders the
-        stage writes) are cleared first, so nothing of a run with other settings is resumed."""
-        marker = self.dir / f"{name}.json"
-        # As the marker will read back (tuples become lists), so that a rerun compares like with like.
-        settings = self.upstream = resume.normalise({**self.upstream, **settings})
-        if marker.exists():
-            record = json.loads(marker.read_text())
-            if record.get("settings") == settings:
-                logger.info("[%s] reusing the finished stage", name)
-                return record
-            logger.info("[%s] settings changed: running it again", name)
-        logger.info("[%s] running", name)
-        marker.unlink(missing_ok=True)
-        for output in outputs:
-            shutil.rmtree(output, ignore_errors=True)
-        start = time.monotonic()
-        result = action() or {}
-        record = {"settings": settings, "result": result, "seconds": round(time.monotonic() - start, 1)}
-        resume.atomic_write_json(marker, record)
-        logger.info("[%s] done in %.0f s", name, record["seconds"])
-        return record
-
-
 def _check_exit(name: str, code: int, allow_partial: bool = False) -> None:
     if code != 0 and not (allow_partial and code == 1):
         raise StageFailed(f"stage {name} failed (exit status {code})")
@@ -222,7 +186,7 @@ def run_demo(work_dir: Path, settings: DemoSettings, workers: int = 2, lipreadin
     from sf_fairseq.preprocess.iteration_engine import Iteration, IterationConfig, IterationError
     from sf_fairseq.preprocess.synthetic import corpus_engine
 
-    stages = Stages(work_dir)
+    stages = Stages(work_dir / "stages")
     corpus_dir, roi_dir = work_dir / "corpus", work_dir / "roi"
     labels_1, labels_2 = work_dir / "labels_1", work_dir / "labels_2"
     model_1, model_2 = work_dir / "model_1", work_dir / "model_2"

@@ -25,8 +25,8 @@ per category; each clip's lips-vs-audio word disagreement; and the AUC of that d
 real against dubbed and real against lip-synced clips (higher disagreement = fake).
 :func:`markdown_lines` turns the report into the demo report's section.
 
-Each step records its settings (and those of every step before it) with
-:func:`sf_fairseq.resume.write_fingerprint`; a rerun reuses a finished step with the same
+The steps run as :class:`sf_fairseq.eval.stages.Stages` (markers in ``steps/``): each records
+its settings and those of every step before it; a rerun reuses a finished step with the same
 settings and redoes it, after clearing its outputs, with other ones.
 """
 
@@ -36,10 +36,8 @@ import json
 import logging
 import os
 import re
-import shutil
 import subprocess
 import sys
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -47,6 +45,7 @@ from typing import Any, Callable
 import numpy as np
 
 from sf_fairseq import paths, resume
+from sf_fairseq.eval.stages import Stages
 
 logger = logging.getLogger(__name__)
 
@@ -266,35 +265,6 @@ def markdown_lines(report: dict[str, Any]) -> list[str]:
 # ---- steps ------------------------------------------------------------------------------------
 
 
-class _Steps:
-    """Named steps run once per settings; a step's fingerprint includes every earlier step's."""
-
-    def __init__(self, stage_dir: Path) -> None:
-        self.dir = stage_dir / "steps"
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.upstream: dict[str, Any] = {}
-        self.seconds: dict[str, float] = {}
-
-    def run(self, name: str, settings: dict[str, Any], action: Callable[[], None], outputs: tuple[Path, ...]) -> None:
-        self.upstream = {**self.upstream, name: settings}
-        record, timing = self.dir / f"{name}.json", self.dir / f"{name}.seconds.json"
-        if resume.check_fingerprint(record, self.upstream, f"lip-reading step {name}", overwrite=True) \
-                and timing.is_file():
-            logger.info("[lipreading %s] reusing the finished step", name)
-            self.seconds[name] = json.loads(timing.read_text(encoding="utf-8"))["seconds"]
-            return
-        record.unlink(missing_ok=True)
-        for output in outputs:
-            shutil.rmtree(output, ignore_errors=True)
-        logger.info("[lipreading %s] running", name)
-        start = time.monotonic()
-        action()
-        self.seconds[name] = round(time.monotonic() - start, 1)
-        resume.atomic_write_json(timing, {"seconds": self.seconds[name]})
-        resume.write_fingerprint(record, self.upstream)
-        logger.info("[lipreading %s] done in %.0f s", name, self.seconds[name])
-
-
 def _make_corpus(job: LipreadingJob, corpus_dir: Path) -> None:
     from sf_fairseq.preprocess.synthetic import corpus_engine
 
@@ -416,27 +386,31 @@ def run(job: LipreadingJob) -> LipreadingResult:
     checkpoint = model_dir / "checkpoint_last.pt"
     stage_dir.mkdir(parents=True, exist_ok=True)
     with resume.exclusive_output(stage_dir / ".lock", f"lip-reading stage in {stage_dir}", stage_dir):
-        steps = _Steps(stage_dir)
-        steps.run("corpus", {"n_train": job.n_train, "n_test": job.n_test, "seed": job.seed, "size": list(job.size)},
-                  lambda: _make_corpus(job, corpus_dir), (corpus_dir,))
-        steps.run("prepare", {}, lambda: _prepare(job, corpus_dir, roi_dir), (roi_dir,))
-        steps.run("targets", {"vocab_size": job.vocab_size, "pieces": PIECE_MODEL},
-                  lambda: _targets(job, corpus_dir, roi_dir, targets_dir), (targets_dir,))
-        steps.run("finetune", {"pretrained_sha256": resume.file_sha256(job.pretrained), "updates": job.updates,
-                               "freeze_updates": job.freeze_updates, "crop_size": job.crop_size,
-                               "max_tokens": job.max_tokens, "lr": job.lr,
-                               "modality_dropout": job.modality_dropout, "audio_dropout": job.audio_dropout},
-                  lambda: _finetune(job, roi_dir, targets_dir, model_dir, stage_dir / "logs" / "finetune.log"),
-                  (model_dir,))
-        steps.run("transcribe", {"beam": job.beam},
-                  lambda: _transcribe(job, checkpoint, roi_dir, transcripts_path), ())
+        steps, seconds = Stages(stage_dir / "steps", label="lipreading"), {}
+
+        def step(name: str, settings: dict[str, Any], action: Callable[[], None], outputs: tuple[Path, ...]) -> None:
+            # Each step's settings under its own name: the steps' keys may not collide.
+            seconds[name] = steps.run(name, {name: settings}, action, outputs)["seconds"]
+
+        step("corpus", {"n_train": job.n_train, "n_test": job.n_test, "seed": job.seed, "size": list(job.size)},
+             lambda: _make_corpus(job, corpus_dir), (corpus_dir,))
+        step("prepare", {}, lambda: _prepare(job, corpus_dir, roi_dir), (roi_dir,))
+        step("targets", {"vocab_size": job.vocab_size, "pieces": PIECE_MODEL},
+             lambda: _targets(job, corpus_dir, roi_dir, targets_dir), (targets_dir,))
+        step("finetune", {"pretrained_sha256": resume.file_sha256(job.pretrained), "updates": job.updates,
+                          "freeze_updates": job.freeze_updates, "crop_size": job.crop_size,
+                          "max_tokens": job.max_tokens, "lr": job.lr,
+                          "modality_dropout": job.modality_dropout, "audio_dropout": job.audio_dropout},
+             lambda: _finetune(job, roi_dir, targets_dir, model_dir, stage_dir / "logs" / "finetune.log"),
+             (model_dir,))
+        step("transcribe", {"beam": job.beam}, lambda: _transcribe(job, checkpoint, roi_dir, transcripts_path), ())
         readings = read_readings(transcripts_path, corpus_dir)
         settings = {**asdict(job), "work_dir": str(job.work_dir), "pretrained": str(job.pretrained),
                     "size": list(job.size)}
-        report = build_report(readings, settings, steps.seconds, training_figures(stage_dir / "logs" / "finetune.log"),
+        report = build_report(readings, settings, seconds, training_figures(stage_dir / "logs" / "finetune.log"),
                               job.n_examples, job.seed)
         report_path = stage_dir / "report.json"
         resume.atomic_write_json(report_path, report)
     logger.info("[lipreading] WER %s; disagreement AUC %s", report["wer"], report["auc"])
     return LipreadingResult(report_path, checkpoint, report["wer"], report["mean_disagreement"], report["auc"],
-                            report["auc_ci95"], report["n_clips"], dict(steps.seconds))
+                            report["auc_ci95"], report["n_clips"], seconds)
