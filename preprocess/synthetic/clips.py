@@ -145,7 +145,7 @@ def write_mp4(path: str | os.PathLike, frames: Iterable[np.ndarray], audio: np.n
 
     Written to a temporary file first and renamed, so ``path`` exists only complete. One
     encoder thread (deterministic output; parallelism is across clips). Returns the number of
-    frames written (the rendered count at 25 fps).
+    rendered frames (the clip's length at 25 fps; at another ``fps`` the file holds more or fewer).
     """
     with atomic_path(path) as tmp:
         with av.open(str(tmp), mode="w", format="mp4") as container:

@@ -142,12 +142,12 @@ def generate_source(out: Path, split: str, index: int, seed: int, size: tuple[in
     renderer = FaceRenderer(image, landmarks)
     source = f"{PREFIX[split]}{index:05d}"
     for category in todo:
+        stream = 1 + CATEGORIES.index(category)
         if category == "real":
             plan = real
         else:
-            rng = np.random.default_rng([seed, SPLITS[split], index, 1 + CATEGORIES.index(category)])
-            plan = make_fake(real, category, rng, grammar)
-        noise = np.random.default_rng([seed, SPLITS[split], index, CHANNEL_STREAM, 1 + CATEGORIES.index(category)])
+            plan = make_fake(real, category, np.random.default_rng([seed, SPLITS[split], index, stream]), grammar)
+        noise = np.random.default_rng([seed, SPLITS[split], index, CHANNEL_STREAM, stream])
         plan = plan.with_changes(audio=channel.apply_audio(plan.audio, noise))
         path = clip_path(out, split, category, index)
         path.parent.mkdir(parents=True, exist_ok=True)
