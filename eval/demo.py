@@ -326,9 +326,10 @@ def run_demo(work_dir: Path, settings: DemoSettings, workers: int = 2, lipreadin
 
     def robustness_grid() -> None:
         grid_list = work_dir / "robustness_rois.csv"
-        sources = [row["source"] for row in _corpus_test_rows(corpus_dir) if row["category"] == "real"]
-        kept = {_roi_of(roi_dir / "test", row["stem"])[0] for row in _corpus_test_rows(corpus_dir)
-                if row["source"] in sources[: settings.robustness_sources]}
+        corpus_rows = _corpus_test_rows(corpus_dir)
+        sources = [row["source"] for row in corpus_rows if row["category"] == "real"][: settings.robustness_sources]
+        kept = {_roi_of(roi_dir / "test", row["stem"])[0] for row in corpus_rows
+                if row["source"] in sources and row["category"] in ROBUSTNESS_CATEGORIES}
         with open(work_dir / "test_rois.csv", encoding="utf-8") as f, open(grid_list, "w", newline="") as out:
             rows = [row for row in csv.DictReader(f) if row["category"] in ROBUSTNESS_CATEGORIES
                     and row["path"] in kept]
