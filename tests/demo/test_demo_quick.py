@@ -1,6 +1,7 @@
 """The README's main job in its quick mode, end to end: synthetic corpus -> dlib preprocessing ->
 two k-means iterations of fairseq-hydra-train pretraining on real clips -> batch scoring ->
-report -> localisation of the partial fakes -> robustness grid; then a rerun that reuses every stage."""
+report -> localisation of the partial fakes -> robustness grid; then a rerun that reuses every stage.
+The quick demo must also separate: its dubbed clips score below the real ones."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ from pathlib import Path
 import pytest
 
 from sf_fairseq.eval import demo
+
+# Dubbed AUC (against all real-labelled clips) the quick demo clears: measured 0.951, 0.895 and
+# 0.963 over seeds 0, 1 and 2 (docs/demo-results.md); chance is 0.5.
+DUBBED_AUC_FLOOR = 0.70
 
 STAGES = ("corpus", "prepare", "labels_1", "pretrain_1", "labels_2", "pretrain_2", "score", "localisation",
           "robustness")
@@ -51,6 +56,9 @@ def test_quick_demo_runs_every_stage_and_reuses_them(tmp_path: Path) -> None:
     assert set(per_category) == {"dubbed", "lipsync_other", "frozen_mouth", "smeared_mouth",
                                  "partial", "offset_large"}
     assert all(0.0 <= v["auc"] <= 1.0 for v in per_category.values())
+    # Training on real clips alone aligned lips and speech: dubbed clips score below real ones.
+    assert per_category["dubbed"]["n"] == settings.n_test
+    assert per_category["dubbed"]["auc"] >= DUBBED_AUC_FLOOR, per_category["dubbed"]
 
     text = (work / "demo_report.md").read_text()
     assert "not a detector for real-world videos" in text
