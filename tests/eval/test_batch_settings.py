@@ -92,8 +92,9 @@ def test_rerun_with_other_settings_is_refused_and_overwrite_discards(
     listing = _clips(root, roi_clip)
     ckpt = str(shared_dir / FIXTURE)
     out = tmp_path / "results"
+    # float32 pinned: `auto` is bf16 on a CPU that runs it natively, and --bf16 must then differ.
     common = ["--list", str(listing), "--data-root", str(root), "--num-workers", "0", "--cpu", "--no-progress",
-              "--results-path", str(out)]
+              "--results-path", str(out), "--precision", "fp32"]
     assert score_batch.main(common + ["--path", ckpt]) == 0
     scores = (out / "scores.jsonl").read_text()
     run_json = (out / "run.json").read_text()
@@ -102,7 +103,7 @@ def test_rerun_with_other_settings_is_refused_and_overwrite_discards(
 
     # Every score-changing setting is refused by name; nothing is written.
     for extra, named in ((["--layer", "1"], "layer"), (["--max-offset", "5"], "max_offset"),
-                         (["--max-seconds", "0.4"], "max_seconds"), (["--bf16"], "precision")):
+                         (["--max-seconds", "0.4"], "max_seconds"), (["--precision", "bf16"], "precision")):
         with pytest.raises(SystemExit) as refused:
             score_batch.main(common + ["--path", ckpt, *extra])
         message = str(refused.value.code)

@@ -31,7 +31,8 @@ def test_batch_reference_set_verify_and_report(tmp_path: Path, shared_dir: Path,
     listing.write_text("".join(f"real/{k}.mp4 1\n" for k in range(4)) + "fake/silent.mp4 0\n")
     ckpt = str(shared_dir / FIXTURE)
     common = ["--path", ckpt, "--list", str(listing), "--data-root", str(root), "--num-workers", "1",
-              "--cpu", "--no-progress", "--max-seconds", "4"]
+              "--cpu", "--no-progress", "--max-seconds", "4",
+              "--precision", "fp32"]  # exact reproduction is a float32 claim; `auto` may pick bf16
     first = tmp_path / "first"
     assert score_batch.main(common + ["--results-path", str(first)]) == 0
     records = latest_records([first])

@@ -51,11 +51,13 @@ def verdict_args(tmp_path_factory) -> list[str]:
 
 @pytest.fixture(scope="module")
 def two_step(tmp_path_factory, videos: Path, shared_dir: Path, verdict_args: list[str]) -> dict[str, dict]:
-    """Records of sf-prepare then sf-score-batch on the same videos."""
+    """Records of sf-prepare then sf-score-batch on the same videos (float32 pinned here and in the Ray
+    runs: `auto` is bf16 on a CPU that runs it natively, and the paths are compared to 1e-6)."""
     work = tmp_path_factory.mktemp("two_step")
     assert prepare.main([str(videos), str(work / "prepared")]) == 1  # the broken file
     assert score_batch.main([str(work / "prepared"), "--gen-subset", "test", "--path", str(shared_dir / FIXTURE),
-                             "--results-path", str(work / "scores"), "--cpu", "--num-workers", "0",
+                             "--results-path", str(work / "scores"), "--cpu", "--precision", "fp32",
+                             "--num-workers", "0",
                              "--no-progress", *verdict_args]) == 0
     return latest_records([work / "scores"])
 
@@ -66,7 +68,7 @@ def test_scores_equal_the_two_step_path_and_reruns_resume(local_ray, videos, two
     labels = tmp_path / "test_list.txt"
     labels.write_text("real/a.mp4 1\ndubbed/a.mp4 0\n", encoding="utf-8")
     args = [str(videos), "--path", str(shared_dir / FIXTURE), "--results-path", str(out), "--cpu", "--no-progress",
-            "--labels", str(labels), *verdict_args]
+            "--precision", "fp32", "--labels", str(labels), *verdict_args]
     assert score_ray.main(args + ["--roi-dir", str(tmp_path / "rois")]) == 1  # the broken file
 
     records = latest_records([out])
@@ -128,7 +130,7 @@ def test_scores_equal_the_two_step_path_and_reruns_resume(local_ray, videos, two
 def test_a_killed_worker_is_replaced_and_its_item_retried(local_ray, videos, two_step, shared_dir, tmp_path):
     checkpoint = str(shared_dir / FIXTURE)
     scorer_args = score_ray.build_parser().parse_args([str(videos), "--path", checkpoint, "--results-path",
-                                                       str(tmp_path), "--cpu"])
+                                                       str(tmp_path), "--cpu", "--precision", "fp32"])
     scorer = score_ray.load_scorer_from_arguments(scorer_args, checkpoint, "cpu")
     settings = ray_pipeline.StageSettings(prepare_engine.PrepareOptions(), scorer.settings, scorer.options)
     plan = ray_pipeline.WorkerPlan(cpu_workers=1, model_workers=1, model_gpus=0, model_cpus=1, max_retries=1)

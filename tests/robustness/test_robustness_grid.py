@@ -181,7 +181,8 @@ def test_raw_grid_perturbs_copies_then_preprocesses_them(tmp_path, shared_dir, m
 def _grid(tmp_path: Path, *extra: str) -> rbe.Grid:
     args = rb.build_parser().parse_args([
         "--list", str(tmp_path / "list.txt"), "--roi", "--work-dir", str(tmp_path / "work"),
-        "--results-path", str(tmp_path / "results"), "--path", str(tmp_path / "model.pt"), *extra])
+        "--results-path", str(tmp_path / "results"), "--path", str(tmp_path / "model.pt"),
+        "--precision", "fp32", *extra])  # fp32 pinned: `auto` is bf16 on a CPU that runs it natively
     return rbe.Grid(rb.job_from_arguments(args), [])
 
 
@@ -199,7 +200,7 @@ def test_cell_results_are_keyed_by_every_score_setting(tmp_path):
     (tmp_path / "model.pt").rename(tmp_path / "moved.pt")
     assert _grid(tmp_path, "--path", str(tmp_path / "moved.pt")).cell_settings("gb_1", "gb", 1) == settings
     (tmp_path / "moved.pt").rename(tmp_path / "model.pt")
-    for extra, named in ((["--bf16"], "precision"), (["--max-seconds", "3"], "max_seconds"),
+    for extra, named in ((["--precision", "bf16"], "precision"), (["--max-seconds", "3"], "max_seconds"),
                          (["--layer", "1"], "layer"), (["--preset", "fast"], "perturbation.preset"),
                          (["--data-root", str(tmp_path)], "data_root")):
         other = _grid(tmp_path, *extra)
