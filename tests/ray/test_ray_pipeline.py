@@ -57,8 +57,7 @@ def two_step(tmp_path_factory, videos: Path, shared_dir: Path, verdict_args: lis
     assert prepare.main([str(videos), str(work / "prepared")]) == 1  # the broken file
     assert score_batch.main([str(work / "prepared"), "--gen-subset", "test", "--path", str(shared_dir / FIXTURE),
                              "--results-path", str(work / "scores"), "--cpu", "--precision", "fp32",
-                             "--num-workers", "0",
-                             "--no-progress", *verdict_args]) == 0
+                             "--num-workers", "0", "--no-progress", *verdict_args]) == 0
     return latest_records([work / "scores"])
 
 
