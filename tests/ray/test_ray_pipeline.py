@@ -76,6 +76,10 @@ def test_scores_equal_the_two_step_path_and_reruns_resume(local_ray, videos, two
     for item_id, expected in two_step.items():
         got = records[item_id]
         assert got["status"] == "ok"
+        # The same scored files first (so that a score mismatch below is one of scoring, not of
+        # preprocessing): the ROI video and the audio, byte for byte.
+        for role in ("video", "audio"):
+            assert got["provenance"]["files"][role]["sha256"] == expected["provenance"]["files"][role]["sha256"], role
         assert got["score"] == pytest.approx(expected["score"], abs=1e-6)
         assert got["curve"] == pytest.approx(expected["curve"], abs=1e-6)
         assert (got["best_offset"], got["n_frames"], got["category"]) == (
@@ -97,7 +101,6 @@ def test_scores_equal_the_two_step_path_and_reruns_resume(local_ray, videos, two
         assert prov["files"]["video"]["path"] == str(tmp_path / "rois" / "video" / f"{item_id}.mp4")
         for role in ("video", "audio"):
             assert prov["files"][role]["sha256"] == file_sha256(prov["files"][role]["path"])
-        assert prov["files"]["audio"]["sha256"] == expected_prov["files"]["audio"]["sha256"]
     assert (records["real/a"]["label"], records["dubbed/a"]["label"], records["broken/b"]["label"]) == (1, 0, None)
     assert records["real/a"]["p_value"] is not None and records["real/a"]["verdict"] in ("real", "fake")
     # The dubbed clip's category has no group in the reference set. Its other reasons (an offset
@@ -141,13 +144,15 @@ def test_a_killed_worker_is_replaced_and_its_item_retried(local_ray, videos, two
                                                           plan, prepare_stage=stage))
     assert marker.exists()  # a worker died on real/a once ...
     assert records["real/a"]["status"] == "ok"  # ... and the item was retried on its replacement
-    assert records["real/a"]["score"] == pytest.approx(two_step["real/a"]["score"], abs=1e-6)
-    # Default verdict settings, no reference set; the ROI was not kept: hashed, no path.
-    assert (records["real/a"]["verdict"], records["real/a"]["reasons"]) == (
-        "inconclusive", ["too_little_speech", "uncalibrated"])
+    # The ROI was not kept: hashed, no path; the same bytes as the two-step path's (checked before
+    # the score, so that a mismatch there is one of scoring).
     files = records["real/a"]["provenance"]["files"]
     assert files["video"]["path"] is None and files["video"]["sha256"] == two_step["real/a"]["provenance"][
         "files"]["video"]["sha256"]
+    assert records["real/a"]["score"] == pytest.approx(two_step["real/a"]["score"], abs=1e-6)
+    # Default verdict settings, no reference set.
+    assert (records["real/a"]["verdict"], records["real/a"]["reasons"]) == (
+        "inconclusive", ["too_little_speech", "uncalibrated"])
     # An input that kills its worker on every try fails alone.
     assert (records["dubbed/a"]["status"], records["dubbed/a"]["error_type"]) == ("failed", "WorkerLost")
     assert len(records) == 2
