@@ -144,11 +144,11 @@ def test_a_killed_worker_is_replaced_and_its_item_retried(local_ray, videos, two
                                                           plan, prepare_stage=stage))
     assert marker.exists()  # a worker died on real/a once ...
     assert records["real/a"]["status"] == "ok"  # ... and the item was retried on its replacement
-    # The ROI was not kept: hashed, no path; the same bytes as the two-step path's (checked before
-    # the score, so that a mismatch there is one of scoring).
-    files = records["real/a"]["provenance"]["files"]
-    assert files["video"]["path"] is None and files["video"]["sha256"] == two_step["real/a"]["provenance"][
-        "files"]["video"]["sha256"]
+    # The ROI was not kept: hashed, no path; the same bytes as the two-step path's, video and audio
+    # (checked before the score, so that a mismatch there is one of scoring).
+    files, expected_files = records["real/a"]["provenance"]["files"], two_step["real/a"]["provenance"]["files"]
+    for role in ("video", "audio"):
+        assert files[role]["path"] is None and files[role]["sha256"] == expected_files[role]["sha256"], role
     assert records["real/a"]["score"] == pytest.approx(two_step["real/a"]["score"], abs=1e-6)
     # Default verdict settings, no reference set.
     assert (records["real/a"]["verdict"], records["real/a"]["reasons"]) == (
