@@ -55,22 +55,33 @@ pass 1 decodes grayscale frames resampled to 25 fps by timestamps and turned upr
 follows every face with dlib (detection every ``--detect-every`` frames on a downscaled frame,
 68 landmarks on every frame); the landmarks are interpolated, smoothed and aligned to the mean
 face (:mod:`.mouth_align`); pass 2 decodes colour frames again and writes the crops.
+
+Inputs of one run that hold the same video stream (:func:`video_stream_key`: same codec
+parameters, timing and packets, whatever the audio; a dubbed copy of a video, as the
+benchmarks' fake-audio categories are) go to one worker in turn: the first is processed as
+above, the others reuse its face tracks and copy its ROI videos, and only their audio is read.
+Their outputs are the same as processing each alone; their records name the first in
+``video_shared_with``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
+import hashlib
 import json
 import logging
 import multiprocessing
 import os
+import shutil
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Iterator
 
+import av
 import cv2
 import numpy as np
 import soundfile as sf
@@ -101,12 +112,15 @@ from .faces import (
 )
 from .mean_face import MEAN_FACE_PATH, load_mean_face
 from .media import (
+    MediaError,
     ROI_CRF,
     TRUNCATION_TOLERANCE_FRACTION,
     TRUNCATION_TOLERANCE_S,
     FrameStream,
     RoiWriter,
     UnreadableMediaError,
+    VideoStreamInfo,
+    display_rotation,
     has_audio_stream,
     roi_codec,
     shortfall,
@@ -250,6 +264,94 @@ def _describe_truncation(truncated: dict) -> str:
     return "; ".join(parts) + " (truncated file, e.g. a partial download)"
 
 
+@dataclass(frozen=True)
+class VideoAnalysis:
+    """What pass 1 finds in a video stream (the same for every input holding that stream)."""
+
+    info: VideoStreamInfo
+    result: dict  # the record's video fields: n_frames, source_fps, size, rotation, notes, truncated
+    tracks: list[FaceTrack]  # the tracks kept, most seen first
+    landmarks: np.ndarray  # [K, T, 68, 2] dense, per kept track
+    aligned: list[tuple[np.ndarray, np.ndarray]]  # per track: crop matrices [T, 2, 3], mouth centres [T, 2]
+
+
+@dataclass
+class _SharedVideo:
+    """The last input's pass 1 (or its failure) and ROI videos, for the next input whose video
+    stream has the same :func:`video_stream_key`."""
+
+    key: str
+    item_id: str
+    analysis: VideoAnalysis | None = None
+    failure: ItemFailed | None = None
+    roi_videos: list[Path] = field(default_factory=list)  # written by this process, per track
+
+
+def _header_fields(container, stream) -> tuple:
+    """What the container says of ``stream`` and what decoding it depends on, packets aside."""
+    context = stream.codec_context
+    side_data = getattr(stream, "side_data", None) or {}
+    return (
+        container.format.name, context.name, context.width, context.height,
+        context.format.name if context.format else None, bytes(context.extradata or b"").hex(),
+        str(stream.time_base), stream.start_time, stream.duration, stream.frames,
+        str(stream.average_rate), str(stream.guessed_rate), sorted(stream.metadata.items()),
+        container.start_time, container.duration,
+        len(container.streams.video) + len(container.streams.audio),
+        sorted((str(k), repr(v)) for k, v in side_data.items()),
+    )
+
+
+def video_stream_key(path: str | os.PathLike, packets: bool = True) -> str | None:
+    """SHA-256 of everything pass 1 reads from the first video stream of ``path``: the container
+    format, the codec parameters (extradata included), the stream's clock, stated length and
+    rotation, and (with ``packets``) every packet: bytes, timestamps, key flag. Two inputs with
+    the same key decode to the same frames at the same times, so they have the same face tracks
+    and mouth ROIs whatever their audio (a dubbed copy of a video, a re-muxed file). Without
+    ``packets`` only the header is read: a cheap test that two streams may be the same. None
+    when the file cannot be demuxed (it is then processed on its own and fails there)."""
+    digest = hashlib.sha256()
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                return None
+            stream = container.streams.video[0]
+            digest.update(repr(_header_fields(container, stream)).encode())
+            if packets:
+                for packet in container.demux(stream):
+                    digest.update(repr((packet.pts, packet.dts, packet.duration, packet.is_keyframe,
+                                        packet.size)).encode())
+                    digest.update(bytes(packet))
+        if packets:
+            # The display matrix reaches PyAV on decoded frames only.
+            with av.open(str(path)) as container:
+                stream = container.streams.video[0]
+                first = next(container.decode(stream), None)
+                digest.update(repr(display_rotation(first, stream) if first else None).encode())
+    except (*MediaError, ValueError, TypeError):
+        return None
+    return digest.hexdigest()
+
+
+def group_by_video_stream(items: list[InputItem]) -> list[tuple[str | None, list[InputItem]]]:
+    """``items`` grouped by :func:`video_stream_key`, each group with its key, in the order of
+    their first members; an input that shares its stream with no other input is a group of its
+    own (key None). Streams are read in full only where headers alone do not tell inputs apart."""
+    by_header: dict[str, list[InputItem]] = defaultdict(list)
+    for item in items:
+        header = video_stream_key(item.path, packets=False)
+        by_header[header if header is not None else f"unread:{item.id}"].append(item)
+    keys: dict[str, str | None] = {}
+    for members in by_header.values():
+        if len(members) > 1:
+            keys.update((item.id, video_stream_key(item.path)) for item in members)
+    groups: dict[str, list[InputItem]] = {}
+    for item in items:
+        key = keys.get(item.id)
+        groups.setdefault(key if key is not None else f"alone:{item.id}", []).append(item)
+    return [(None if len(group) == 1 else key, group) for key, group in groups.items()]
+
+
 class VideoPreprocessor:
     """Turns one video into ROI video(s), a wav, landmarks and a status record."""
 
@@ -258,17 +360,25 @@ class VideoPreprocessor:
         self.detector = FaceDetector(options.detect_size, options.upsample, options.cnn_detector)
         self.predictor = LandmarkPredictor()
         self.mean_face = load_mean_face()
+        self._last: _SharedVideo | None = None
 
-    def process(self, item: InputItem, out_dir: str | os.PathLike) -> dict:
+    def process(
+        self, item: InputItem, out_dir: str | os.PathLike, video_key: str | None = None
+    ) -> dict:
         """Process ``item`` into ``out_dir`` and return its record in its on-disk form
         (:class:`~sf_fairseq.records.PrepareRecord`, also saved as ``status/<id>.json``). Never
-        raises for bad input."""
+        raises for bad input.
+
+        ``video_key`` (:func:`video_stream_key`): when it is that of the input processed just
+        before, that input's face tracks (and ROI videos, copied) are reused, since the same
+        stream decodes to the same frames; only the audio is read anew. The record's
+        ``video_shared_with`` names that input."""
         out_dir = Path(out_dir)
         start = time.perf_counter()
         record: dict = {"id": item.id, "input": item.path, "status": "ok", "reason": ""}
         record.update(input_identity(item.path))
         try:
-            record.update(self._process(item, out_dir))
+            record.update(self._process(item, out_dir, video_key))
         except ItemFailed as failure:
             record.update(failure.result, status=failure.status, reason=str(failure))
         except UnreadableMediaError as err:
@@ -281,13 +391,34 @@ class VideoPreprocessor:
         atomic_write_json(prepare_record_path(out_dir, item.id), written)
         return written
 
-    def _process(self, item: InputItem, out_dir: Path) -> dict:
+    def _analysis(self, item: InputItem, video_key: str | None) -> tuple[VideoAnalysis, _SharedVideo | None]:
+        """Pass 1 of ``item``, or that of the previous input when it has the same
+        ``video_key`` (returned with it; a failure of pass 1 is shared the same way)."""
+        shared = self._last
+        if video_key is not None and shared is not None and shared.key == video_key:
+            if shared.failure is not None:
+                raise ItemFailed(shared.failure.status, str(shared.failure),
+                                 {**copy.deepcopy(shared.failure.result), "video_shared_with": shared.item_id})
+            return shared.analysis, shared
+        self._last = None
+        try:
+            analysis = self._find_faces(item)
+        except ItemFailed as failure:
+            if video_key is not None:
+                self._last = _SharedVideo(video_key, item.id, failure=failure)
+            raise
+        if video_key is not None:
+            self._last = _SharedVideo(video_key, item.id, analysis=analysis)
+        return analysis, None
+
+    def _find_faces(self, item: InputItem) -> VideoAnalysis:
+        """Pass 1: landmarks for every face on every 25 fps frame, the tracks kept and their
+        alignment. Raises :class:`ItemFailed` (``too_short``, ``no_face``)."""
         opts = self.options
         if not os.path.isfile(item.path):
             kind = "a directory" if os.path.isdir(item.path) else "missing"
             what = "no such file" if kind == "missing" else f"not a file ({kind})"
             raise UnreadableMediaError(f"{item.path}: {what}")
-        # Pass 1: landmarks for every face on every 25 fps frame.
         tracker = FaceTracker(self.detector, self.predictor, detect_every=opts.detect_every)
         frames = FrameStream(item.path, "gray")
         for gray in frames:
@@ -330,6 +461,15 @@ class VideoPreprocessor:
             )
         landmarks = np.stack([t.dense(info.n_frames) for t in tracks])  # [K, T, 68, 2]
         aligned = [mouth_crop_matrices(lm, self.mean_face) for lm in landmarks]
+        return VideoAnalysis(info, result, tracks, landmarks, aligned)
+
+    def _process(self, item: InputItem, out_dir: Path, video_key: str | None) -> dict:
+        analysis, shared = self._analysis(item, video_key)
+        info, tracks, landmarks, aligned = analysis.info, analysis.tracks, analysis.landmarks, analysis.aligned
+        result = copy.deepcopy(analysis.result)
+        truncated = result.get("truncated", {})
+        if shared is not None:
+            result["video_shared_with"] = shared.item_id
 
         # Audio on the video's clock, exactly n_frames * 640 samples.
         n_samples = info.n_frames * SAMPLES_PER_FRAME
@@ -382,14 +522,18 @@ class VideoPreprocessor:
             video_tmps = [
                 renames.enter_context(atomic_path(out_dir / output["video"])) for output in outputs
             ]
-            with contextlib.ExitStack() as open_writers:
-                writers = [
-                    open_writers.enter_context(RoiWriter(tmp, CROP_SIZE, CROP_SIZE))
-                    for tmp in video_tmps
-                ]
-                for t, bgr in enumerate(FrameStream(item.path, "bgr24", max_frames=info.n_frames)):
-                    for writer, (matrices, _) in zip(writers, aligned):
-                        writer.write(crop_mouth(bgr, matrices[t]))
+            if shared is not None and shared.roi_videos:
+                for source, tmp in zip(shared.roi_videos, video_tmps):
+                    shutil.copyfile(source, tmp)
+            else:
+                with contextlib.ExitStack() as open_writers:
+                    writers = [
+                        open_writers.enter_context(RoiWriter(tmp, CROP_SIZE, CROP_SIZE))
+                        for tmp in video_tmps
+                    ]
+                    for t, bgr in enumerate(FrameStream(item.path, "bgr24", max_frames=info.n_frames)):
+                        for writer, (matrices, _) in zip(writers, aligned):
+                            writer.write(crop_mouth(bgr, matrices[t]))
             for tmp in video_tmps:
                 n, fps = roi_frame_count(tmp)
                 if n != info.n_frames or round(fps) != FPS:
@@ -407,6 +551,8 @@ class VideoPreprocessor:
                     start_time=np.float64(info.start_time),
                 )
         result.update(landmarks=f"landmarks/{item.id}.npz", tracks=outputs)
+        if shared is None and self._last is not None and self._last.item_id == item.id:
+            self._last.roi_videos = [out_dir / output["video"] for output in outputs]
         if audio_problem:
             raise ItemFailed("no_audio", audio_problem, result)
         if truncated:
@@ -586,23 +732,38 @@ def _init_worker(options: PrepareOptions) -> None:
     _worker = VideoPreprocessor(options)
 
 
-def _run_in_worker(job: tuple[InputItem, str]) -> dict:
-    item, out_dir = job
-    return _worker.process(item, out_dir)
+def _process_group(
+    preprocessor: VideoPreprocessor, key: str | None, group: list[InputItem], out_dir: str | os.PathLike
+) -> list[dict]:
+    """Records of a group of inputs sharing a video stream (``key``), processed in turn so that
+    each after the first reuses the first's face tracks and ROI videos."""
+    return [preprocessor.process(item, out_dir, key) for item in group]
+
+
+def _run_in_worker(job: tuple[str | None, list[InputItem], str]) -> list[dict]:
+    return _process_group(_worker, *job)
 
 
 def process_items(
     items: list[InputItem], out_dir: Path, options: PrepareOptions, workers: int = 1
 ) -> Iterator[dict]:
-    """Process ``items``, yielding records as they finish (any order with ``workers > 1``)."""
-    if workers <= 1 or len(items) <= 1:
+    """Process ``items``, yielding records as they finish (any order with ``workers > 1``).
+    Inputs holding the same video stream go to one worker, one after the other
+    (:func:`group_by_video_stream`): faces are found once per stream."""
+    groups = group_by_video_stream(items)
+    shared = sum(len(group) - 1 for key, group in groups if key is not None)
+    if shared:
+        logger.info("%d inputs share their video stream with another input: their face tracks "
+                    "and mouth ROIs are found once", shared)
+    if workers <= 1 or len(groups) <= 1:
         preprocessor = VideoPreprocessor(options)
-        for item in items:
-            yield preprocessor.process(item, out_dir)
+        for key, group in groups:
+            yield from _process_group(preprocessor, key, group, out_dir)
         return
     context = multiprocessing.get_context("spawn")
-    with context.Pool(min(workers, len(items)), _init_worker, (options,)) as pool:
-        yield from pool.imap_unordered(_run_in_worker, [(it, str(out_dir)) for it in items])
+    with context.Pool(min(workers, len(groups)), _init_worker, (options,)) as pool:
+        for records in pool.imap_unordered(_run_in_worker, [(key, group, str(out_dir)) for key, group in groups]):
+            yield from records
 
 
 # ---- manifest --------------------------------------------------------------------------------

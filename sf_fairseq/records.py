@@ -412,6 +412,7 @@ class PrepareRecord(_Record):
     silent_audio: bool | Absent = _json("boolean", optional_key=True)
     landmarks: str | Absent = _json("string", optional_key=True)
     tracks: list[dict[str, Any]] | Absent = _json("array", items="object", optional_key=True)
+    video_shared_with: str | Absent = _json("string", optional_key=True)
     seconds: float | Absent = _json("number", optional_key=True)
     resumed: bool | Absent = _json("boolean", optional_key=True)
     extra: dict[str, Any] = field(default_factory=dict)

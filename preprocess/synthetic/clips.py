@@ -171,13 +171,36 @@ def write_mp4(path: str | os.PathLike, frames: Iterable[np.ndarray], audio: np.n
                 container.mux(video.encode(vf))
                 n += 1
             container.mux(video.encode(None))
-            samples = (audio.astype(np.float32) / 32768.0)[None]
-            block = 1024
-            for start in range(0, samples.shape[1], block):
-                af = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, start : start + block]),
-                                                format="fltp", layout="mono")
-                af.sample_rate = SAMPLE_RATE
-                af.pts = start
-                container.mux(sound.encode(af))
-            container.mux(sound.encode(None))
+            _mux_audio(container, sound, audio)
     return rendered
+
+
+def write_mp4_with_video_of(path: str | os.PathLike, video_from: str | os.PathLike, audio: np.ndarray) -> None:
+    """An mp4 of the video stream of ``video_from`` (an mp4 of :func:`write_mp4`), copied packet
+    by packet, and ``audio`` (int16, 16 kHz mono, AAC): the frames of ``video_from`` with other
+    sound, as a fake that changes only the audio shows them, without rendering and encoding the
+    frames again. Written to a temporary file first and renamed."""
+    with atomic_path(path) as tmp:
+        with av.open(str(video_from)) as source, av.open(str(tmp), mode="w", format="mp4") as container:
+            source_video = source.streams.video[0]
+            video = container.add_stream_from_template(source_video)
+            sound = container.add_stream("aac", rate=SAMPLE_RATE, layout="mono")
+            for packet in source.demux(source_video):
+                if packet.dts is None:  # the demuxer's empty end-of-stream packet
+                    continue
+                packet.stream = video
+                container.mux(packet)
+            _mux_audio(container, sound, audio)
+
+
+def _mux_audio(container, sound, audio: np.ndarray) -> None:
+    """Encode ``audio`` (int16, 16 kHz mono) into the stream ``sound`` of ``container``."""
+    samples = (audio.astype(np.float32) / 32768.0)[None]
+    block = 1024
+    for start in range(0, samples.shape[1], block):
+        af = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, start : start + block]),
+                                        format="fltp", layout="mono")
+        af.sample_rate = SAMPLE_RATE
+        af.pts = start
+        container.mux(sound.encode(af))
+    container.mux(sound.encode(None))

@@ -28,11 +28,18 @@ another sentence in ``dubbed`` clips) and ``mouth_text`` (what the lips say; ano
 inside the window, and null for ``frozen_mouth`` / ``smeared_mouth``, whose lips say nothing
 readable).
 
+Fakes that change only the sound (``dubbed``, ``offset_*``) copy the real clip's encoded video
+stream (the frames that rendering and encoding again would give) beside their own audio.
+
 Paths in the lists are relative to the split folder. Every clip's metadata also sits beside it
 (``<clip>.json``, written after the mp4), so a rerun skips finished clips and only renders
 what is missing; lists and JSONL are rebuilt from the sidecars at the end. A given ``--seed``
 gives the same clips whatever the order, the worker count or the interruptions (every clip's
-random numbers derive from (seed, split, index) alone).
+random numbers derive from (seed, split, index) alone): the same sentences, voices, faces,
+motion, frames and recording channels. One exception, outside this code: espeak-ng's voice
+variants with breath noise (``en-us+f2``, ``en+f3``) draw that noise from a generator espeak-ng
+seeds itself, so their waveforms (and ``audio_sha256``) are the same within one process but
+differ slightly from one process to the next (measured 2026-12-02: 6 % of the signal's RMS).
 """
 
 from __future__ import annotations
@@ -53,7 +60,8 @@ from sf_fairseq.data.rates import FPS
 from sf_fairseq.resume import atomic_write_text
 
 from .channel import Channel
-from .clips import GRAMMARS, ArrayHasher, ClipPlan, new_utterance, plan_real, render_frames, write_mp4
+from .clips import (GRAMMARS, ArrayHasher, ClipPlan, new_utterance, plan_real, render_frames, write_mp4,
+                    write_mp4_with_video_of)
 from .faces import FACE_SOURCES, augment
 from .fakes import CATEGORIES, make_fake
 from .recorded import RecordedUtterance, random_recorded_utterance
@@ -128,6 +136,13 @@ def clip_metadata(plan: ClipPlan, rel: str, split: str, source: str, frames_sha:
     }
 
 
+def shows_real_frames(plan: ClipPlan, real: ClipPlan) -> bool:
+    """Whether ``plan`` (a fake of ``real``) renders the very frames of ``real``: it changed only
+    the audio (``dubbed``, ``offset_*``), keeping the face, head motion, mouth and blur."""
+    return all(getattr(plan, name) is getattr(real, name)
+               for name in ("size", "augmentation", "head", "mouth", "blur"))
+
+
 def generate_source(out: Path, split: str, index: int, seed: int, size: tuple[int, int],
                     quick: bool, categories: tuple[str, ...], recorded_fraction: float = RECORDED_FRACTION,
                     grammar: str = "free") -> int:
@@ -151,10 +166,19 @@ def generate_source(out: Path, split: str, index: int, seed: int, size: tuple[in
         plan = plan.with_changes(audio=channel.apply_audio(plan.audio, noise))
         path = clip_path(out, split, category, index)
         path.parent.mkdir(parents=True, exist_ok=True)
-        hasher = ArrayHasher()
-        write_mp4(path, hasher.watch(render_frames(plan, renderer)), plan.audio, size, crf=channel.crf, fps=channel.fps)
+        real_path = clip_path(out, split, "real", index)
+        if category != "real" and shows_real_frames(plan, real) and is_finished(real_path):
+            # Only the sound differs: the real clip's encoded video, copied, is what rendering
+            # and encoding the same frames again would give.
+            write_mp4_with_video_of(path, real_path, plan.audio)
+            frames_sha = json.loads(real_path.with_suffix(".json").read_text(encoding="utf-8"))["frames_sha256"]
+        else:
+            hasher = ArrayHasher()
+            write_mp4(path, hasher.watch(render_frames(plan, renderer)), plan.audio, size, crf=channel.crf,
+                      fps=channel.fps)
+            frames_sha = hasher.frames.hexdigest()
         meta = {**clip_metadata(plan, path.relative_to(out / split).as_posix(), split, source,
-                                hasher.frames.hexdigest(), grammar), "channel": channel.metadata()}
+                                frames_sha, grammar), "channel": channel.metadata()}
         atomic_write_text(path.with_suffix(".json"), json.dumps(meta) + "\n")
     return len(todo)
 

@@ -138,3 +138,38 @@ def test_same_seed_same_arrays_and_resume(tmp_path):
     assert a["real"]["frames_sha256"] == a["dubbed"]["frames_sha256"]
     assert a["real"]["frames_sha256"] != a["partial"]["frames_sha256"]
     assert corpus_engine.generate_source(tmp_path / "a", "test", 0, 5, (256, 256), True, ("real", "dubbed")) == 0
+
+
+def test_only_fakes_that_change_the_sound_show_the_real_frames(plan):
+    shows = {category: corpus_engine.shows_real_frames(make_fake(plan, category, np.random.default_rng(0)), plan)
+             for category in FAKE_CATEGORIES}
+    assert shows == {category: category in ("dubbed", "offset_small", "offset_large") for category in FAKE_CATEGORIES}
+    assert corpus_engine.shows_real_frames(plan, plan)
+
+
+def _decoded(path, kind):
+    with av.open(str(path)) as container:
+        if kind == "audio":
+            return np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(audio=0)])
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+
+
+@pytest.mark.slow  # dlib and media
+def test_fakes_that_change_only_the_sound_copy_the_real_clips_video(tmp_path):
+    from sf_fairseq.preprocess.prepare_engine import video_stream_key
+
+    categories = ("real", "dubbed", "offset_large", "partial")
+    corpus_engine.generate_source(tmp_path / "a", "test", 0, 5, (256, 256), True, categories)
+    clip = {c: corpus_engine.clip_path(tmp_path / "a", "test", c, 0) for c in categories}
+    keys = {c: video_stream_key(path) for c, path in clip.items()}
+    assert keys["real"] == keys["dubbed"] == keys["offset_large"] != keys["partial"]
+    # Without its real clip beside it, a dubbed clip is rendered: it shows the same frames and
+    # says the same audio as the copy.
+    corpus_engine.generate_source(tmp_path / "b", "test", 0, 5, (256, 256), True, ("dubbed",))
+    rendered = corpus_engine.clip_path(tmp_path / "b", "test", "dubbed", 0)
+    assert video_stream_key(rendered) == keys["dubbed"]
+    np.testing.assert_array_equal(_decoded(rendered, "video"), _decoded(clip["dubbed"], "video"))
+    np.testing.assert_array_equal(_decoded(rendered, "audio"), _decoded(clip["dubbed"], "audio"))
+    assert not np.array_equal(_decoded(clip["real"], "audio"), _decoded(clip["dubbed"], "audio"))
+    copied, alone = (json.loads(path.with_suffix(".json").read_text()) for path in (clip["dubbed"], rendered))
+    assert copied == alone
