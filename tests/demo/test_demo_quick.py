@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from sf_fairseq.eval import demo
+from sf_fairseq.records import ABSENT, read_prepare_record
 
 # Dubbed AUC (against all real-labelled clips) the quick demo clears: measured 0.951, 0.895 and
 # 0.963 over seeds 0, 1 and 2 (docs/demo-results.md); chance is 0.5.
@@ -47,6 +48,12 @@ def test_quick_demo_runs_every_stage_and_reuses_them(tmp_path: Path) -> None:
         for name, value in options.items():
             assert f"'{name}': {value}" in config, name
         assert f"'resnet_width': {settings.resnet_width}" in config  # the narrow lip front end
+    # The fakes that change only the sound carry the real clip's video stream: its faces were
+    # found once (inputs are taken in id order, so the dubbed clip is the first of them).
+    for category in ("real", "offset_small", "offset_large"):
+        record = read_prepare_record(work / "roi" / "test", f"{category}/s00000")
+        assert record.video_shared_with == "dubbed/s00000", category
+    assert read_prepare_record(work / "roi" / "test", "partial/s00000").video_shared_with is ABSENT
     train_manifest = (work / "roi" / "train" / "train.tsv").read_text()
     assert "/test/" not in train_manifest and "dubbed" not in train_manifest
 
