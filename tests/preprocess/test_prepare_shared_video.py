@@ -3,7 +3,6 @@ faces are found once, and every output is what processing each input alone gives
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -23,33 +22,17 @@ from sf_fairseq.preprocess.prepare_engine import (
     run,
     video_stream_key,
 )
+from sf_fairseq.preprocess.synthetic.clips import write_mp4_with_video_of
+from sf_fairseq.resume import file_sha256
 
 
 def with_other_audio(source: Path, target: Path, frequency: float) -> Path:
-    """``source``'s video packets copied into ``target`` beside a new mono tone of ``frequency``."""
-    with av.open(str(source)) as inp, av.open(str(target), "w") as out:
-        video = out.add_stream_from_template(inp.streams.video[0])
-        audio = out.add_stream("aac", rate=16000, layout="mono")
-        for packet in inp.demux(inp.streams.video[0]):
-            if packet.dts is not None:
-                packet.stream = video
-                out.mux(packet)
-        # As long as the source (the container's duration is part of the key).
+    """``source``'s video packets copied into ``target`` beside a new mono tone of ``frequency``,
+    as long as the source (the container's duration is part of the key)."""
+    with av.open(str(source)) as inp:
         t = np.arange(round(inp.duration / av.time_base * 16000)) / 16000
-        samples = (0.3 * np.sin(2 * np.pi * frequency * t)).astype(np.float32)[None]
-        for start in range(0, samples.shape[1], 1024):
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, start:start + 1024]),
-                                               format="fltp", layout="mono")
-            frame.sample_rate, frame.pts = 16000, start
-            for packet in audio.encode(frame):
-                out.mux(packet)
-        for packet in audio.encode(None):
-            out.mux(packet)
+    write_mp4_with_video_of(target, source, (0.3 * 32767 * np.sin(2 * np.pi * frequency * t)).astype(np.int16))
     return target
-
-
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +80,8 @@ def test_shared_video_outputs_are_those_of_each_input_alone(clips, tmp_path, wor
         mine, single = records[name], alone_records[name]
         drop = ("seconds", "input", "video_shared_with")
         assert {k: v for k, v in mine.items() if k not in drop} == {k: v for k, v in single.items() if k not in drop}
-        assert sha(run_dir / mine["tracks"][0]["video"]) == sha(alone / single["tracks"][0]["video"])
-        assert sha(run_dir / mine["audio"]) == sha(alone / single["audio"])
+        assert file_sha256(run_dir / mine["tracks"][0]["video"]) == file_sha256(alone / single["tracks"][0]["video"])
+        assert file_sha256(run_dir / mine["audio"]) == file_sha256(alone / single["audio"])
         np.testing.assert_array_equal(np.load(run_dir / mine["landmarks"])["landmarks"],
                                       np.load(alone / single["landmarks"])["landmarks"])
     # Each input keeps its own sound: the dubbed copies' wavs are not the real clip's.

@@ -155,17 +155,26 @@ def _decoded(path, kind):
 
 
 @pytest.mark.slow  # dlib and media
-def test_fakes_that_change_only_the_sound_copy_the_real_clips_video(tmp_path):
+def test_fakes_that_change_only_the_sound_copy_the_real_clips_video(tmp_path, monkeypatch):
     from sf_fairseq.preprocess.prepare_engine import video_stream_key
 
+    rendered_categories = []
+
+    def counted(plan, renderer=None):
+        rendered_categories.append(plan.meta["category"])
+        return render_frames(plan, renderer)
+
+    monkeypatch.setattr(corpus_engine, "render_frames", counted)
     categories = ("real", "dubbed", "offset_large", "partial")
     corpus_engine.generate_source(tmp_path / "a", "test", 0, 5, (256, 256), True, categories)
+    assert rendered_categories == ["real", "partial"]  # the dubbed and offset clips were copies
     clip = {c: corpus_engine.clip_path(tmp_path / "a", "test", c, 0) for c in categories}
     keys = {c: video_stream_key(path) for c, path in clip.items()}
     assert keys["real"] == keys["dubbed"] == keys["offset_large"] != keys["partial"]
     # Without its real clip beside it, a dubbed clip is rendered: it shows the same frames and
     # says the same audio as the copy.
     corpus_engine.generate_source(tmp_path / "b", "test", 0, 5, (256, 256), True, ("dubbed",))
+    assert rendered_categories[-1] == "dubbed"
     rendered = corpus_engine.clip_path(tmp_path / "b", "test", "dubbed", 0)
     assert video_stream_key(rendered) == keys["dubbed"]
     np.testing.assert_array_equal(_decoded(rendered, "video"), _decoded(clip["dubbed"], "video"))
