@@ -20,6 +20,8 @@ each at its own length; :mod:`.score` resamples afterwards). Each stream is enco
 ``extract_finetune`` (the other stream ``None``, i.e. zeros after its front end), for a batch of
 clips at a time (zero-padded, with a padding mask), on CPU or GPU, optionally under bf16/fp16
 autocast; features come from ``output_layer`` (None = final output after the last LayerNorm).
+A stream that recurs (the same video in a real clip and its dubbed copy) is encoded once and its
+features reused (:mod:`.feature_cache`).
 In bf16/fp16 the weights of the linear and convolution layers are stored in that precision
 once (:func:`store_matmul_weights_in`), so autocast does not cast them again on every call.
 
@@ -45,6 +47,8 @@ from sf_fairseq.data.clip_inputs import (FPS, SAMPLE_RATE, InputSettings, clip_i
                                          read_clip)
 from sf_fairseq.data.video import VideoReadError
 from sf_fairseq.preprocess.prepare_engine import PrepareOptions
+
+from .feature_cache import DEFAULT_MAX_BYTES, FeatureCache, content_key
 
 logger = logging.getLogger(__name__)
 
@@ -245,6 +249,8 @@ class StreamEncoder:
             (``model.extract_finetune_streams``, same features); None = where measured faster:
             on CPU, with a model that has that method. On a GPU the batches are large already
             and two calls keep each call's memory as :class:`~.pipeline.BatchLimits` sized it.
+        cache_bytes: size of :attr:`cache`, the features of recently encoded streams that
+            :meth:`encode` reuses for a stream it meets again (0: reuse only within a batch).
     """
 
     def __init__(
@@ -254,8 +260,10 @@ class StreamEncoder:
         output_layer: int | None = None,
         precision: str = "fp32",
         joint_streams: bool | None = None,
+        cache_bytes: int = DEFAULT_MAX_BYTES,
     ):
         self.device = torch.device(device)
+        self.cache = FeatureCache(cache_bytes)
         precision = resolve_precision(precision, self.device)
         self.model = model.eval().to(self.device)
         if PRECISIONS[precision] is not None:
@@ -307,23 +315,70 @@ class StreamEncoder:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Both streams of a batch of clips, each at its own length.
 
+        Each distinct stream is encoded once: one that recurs in the batch, or that :attr:`cache`
+        holds from an earlier batch, reuses those features.
+
         Returns:
             ``(video_feats [B, Tv_max, D], video_lengths [B], audio_feats [B, Ta_max, D],
-            audio_lengths [B])``; features on ``device``, lengths on CPU.
+            audio_lengths [B])``; features on ``device`` (zero at padded frames), lengths on CPU.
         """
-        videos, vlen = pad_batch([c.video for c in clips])
-        audios, alen = pad_batch([c.audio for c in clips])
-        v, a = self.encode_padded(
-            videos.unsqueeze(1).to(self.device), vlen, audios.transpose(1, 2).to(self.device), alen
-        )
-        return v, vlen, a, alen
+        video_keys = [content_key("video", c.video) for c in clips]
+        audio_keys = [content_key("audio", c.audio) for c in clips]
+        features: dict[bytes, torch.Tensor] = {}
+        new_videos = self._uncached(video_keys, [c.video for c in clips], features)
+        new_audios = self._uncached(audio_keys, [c.audio for c in clips], features)
+        if new_videos or new_audios:
+            encoded = self._encode_streams(list(new_videos.values()), list(new_audios.values()))
+            for new, (feats, lengths) in zip((new_videos, new_audios), encoded):
+                for row, key in enumerate(new):
+                    features[key] = feats[row, : int(lengths[row])].clone()  # not a view of the batch
+                    self.cache.put(key, features[key])
+        vlen = torch.tensor([len(c.video) for c in clips], dtype=torch.long)
+        alen = torch.tensor([len(c.audio) for c in clips], dtype=torch.long)
+        video = self._stack([features[k] for k in video_keys])
+        return video, vlen, self._stack([features[k] for k in audio_keys]), alen
+
+    def _uncached(
+        self, keys: list[bytes], arrays: list[np.ndarray], features: dict[bytes, torch.Tensor]
+    ) -> dict[bytes, np.ndarray]:
+        """The arrays to encode (one per key not in :attr:`cache`); cached ones go to ``features``."""
+        new: dict[bytes, np.ndarray] = {}
+        for key, array in zip(keys, arrays):
+            if key in features or key in new:
+                continue
+            cached = self.cache.get(key)
+            if cached is None:
+                new[key] = array
+            else:
+                features[key] = cached
+        return new
+
+    def _encode_streams(
+        self, videos: list[np.ndarray], audios: list[np.ndarray]
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        """``(features, lengths)`` of each stream's arrays (either list may be empty)."""
+        empty = (torch.empty(0), torch.empty(0, dtype=torch.long))
+        if videos and audios:
+            video, vlen = pad_batch(videos)
+            audio, alen = pad_batch(audios)
+            v, a = self.encode_padded(video.unsqueeze(1).to(self.device), vlen,
+                                      audio.transpose(1, 2).to(self.device), alen)
+            return (v, vlen), (a, alen)
+        return (self.encode_video(videos) if videos else empty), (self.encode_audio(audios) if audios else empty)
+
+    def _stack(self, rows: list[torch.Tensor]) -> torch.Tensor:
+        """``[T_i, D]`` features -> ``[B, T_max, D]``, zero-padded."""
+        out = rows[0].new_zeros((len(rows), max(len(r) for r in rows), rows[0].shape[-1]))
+        for i, row in enumerate(rows):
+            out[i, : len(row)] = row
+        return out
 
     def encode_padded(
         self, video: torch.Tensor, video_lengths: torch.Tensor, audio: torch.Tensor, audio_lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Both streams of padded batches on ``device``: video ``[B, 1, Tv, H, W]`` and audio
-        ``[B, F, Ta]`` with their valid frames ``[B]`` -> float32 features ``([B, Tv, D],
-        [B, Ta, D])``, jointly or in two passes as :attr:`joint_streams` says."""
+        """Both streams of padded batches on ``device``: video ``[Bv, 1, Tv, H, W]`` and audio
+        ``[Ba, F, Ta]`` with their valid frames ``[Bv]``, ``[Ba]`` -> float32 features
+        ``([Bv, Tv, D], [Ba, Ta, D])``, jointly or in two passes as :attr:`joint_streams` says."""
         if not self.joint_streams:
             return (self.encode_source({"video": video, "audio": None}, video_lengths),
                     self.encode_source({"video": None, "audio": audio}, audio_lengths))

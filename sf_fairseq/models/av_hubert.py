@@ -499,20 +499,21 @@ class AVHubertModel(BaseFairseqModel):
         """Video-only and audio-only :meth:`extract_finetune` of the same clips, with one pass
         through the transformer for both.
 
-        The two encodings are stacked as one batch of 2B rows, padded to the longer stream:
+        The two encodings are stacked as one batch of Bv + Ba rows, padded to the longer stream:
         each weight matrix is read once for both (on CPU a LARGE transformer's matrix products
         are then ~10% faster). Both front ends work frame by frame (the stem's 5-frame window
         sees zeros past the end either way) and padded frames are masked in the transformer, so
         the valid frames get the same features as from two ``extract_finetune`` calls.
 
         Args:
-            video: [B, 1, Tv, H, W]; video_padding_mask: [B, Tv] (True = padding).
-            audio: [B, F, Ta]; audio_padding_mask: [B, Ta].
+            video: [Bv, 1, Tv, H, W]; video_padding_mask: [Bv, Tv] (True = padding).
+            audio: [Ba, F, Ta]; audio_padding_mask: [Ba, Ta] (usually Ba = Bv, the same clips;
+                a caller that skips streams it has encoded before may pass fewer of one).
             output_layer: 1-based block whose raw output to return (None = final output).
 
-        Returns: lip features [B, Tv, D] and speech features [B, Ta, D].
+        Returns: lip features [Bv, Tv, D] and speech features [Ba, Ta, D].
         """
-        batch, video_frames, audio_frames = video.size(0), video.size(2), audio.size(2)
+        video_batch, video_frames, audio_frames = video.size(0), video.size(2), audio.size(2)
         frames = max(video_frames, audio_frames)
 
         def padded(features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -521,11 +522,11 @@ class AVHubertModel(BaseFairseqModel):
 
         features_video, mask_video = padded(self.forward_features(video, "video"), video_padding_mask)
         features_audio, mask_audio = padded(self.forward_features(audio, "audio"), audio_padding_mask)
-        silent = features_video.new_zeros(features_video.shape)
-        features = torch.cat([self._fuse(silent, features_video), self._fuse(features_audio, silent)])
+        features = torch.cat([self._fuse(torch.zeros_like(features_video), features_video),
+                              self._fuse(features_audio, torch.zeros_like(features_audio))])
         features, padding_mask = self._project(features, torch.cat([mask_video, mask_audio]))
         x = self.encoder(features, padding_mask=padding_mask, layer=output_layer)
-        return x[:batch, :video_frames], x[batch:, :audio_frames]
+        return x[:video_batch, :video_frames], x[video_batch:, :audio_frames]
 
     def get_extra_losses(self, net_output: dict[str, Any]) -> tuple[list[torch.Tensor], list[str]]:
         if "features_pen" in net_output:
