@@ -30,7 +30,12 @@ frames, same frame rate, same audio sample count and rate, same audio start rela
 first frame (within a millisecond). A copy that fails the check is not kept.
 
 Randomness (block positions, noise) is seeded from ``--seed``, the type, the level and the
-item's id, so a copy does not depend on which other items are processed, or in what order.
+content of the stream it perturbs (the video stream for a video type, the audio for an audio
+type: its encoded packets, or a ROI clip's wav bytes), so a copy does not depend on which other
+items are processed, in what order or under what names, and items that share that stream get
+the same perturbation: a real clip and its dubbed copy (same video, other speech) get the same
+noisy frames, and differ only in what a fake changed. With ``--roi``, such items are perturbed
+once and the others copy the result (their record says ``copied_from``).
 
 Output under ``OUT_DIR``: the copies at the same paths relative to ``OUT_DIR`` as the inputs
 relative to ``--data-root``; ``list.csv`` (``path,label,category,audio,id``, paths relative to
@@ -45,6 +50,8 @@ when every item has its copy, else 1.
 from __future__ import annotations
 
 import csv
+import hashlib
+import itertools
 import json
 import logging
 import math
@@ -65,7 +72,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from sf_fairseq.data.rates import FPS
-from sf_fairseq.resume import atomic_path, atomic_write_text
+from sf_fairseq.resume import atomic_path, atomic_write_text, file_sha256
 
 from . import lists
 from .perturb_audio import AUDIO_PERTURBATIONS, audio_perturbation
@@ -96,7 +103,7 @@ class PerturbOptions:
     """Settings shared by every item of a cell.
 
     Attributes:
-        seed: base seed (combined with type, level and item id).
+        seed: base seed (combined with type, level and the perturbed stream's content).
         block_rule: ``reference`` or ``scaled`` (see :mod:`.perturb_video`).
         storage_crf: libx264 CRF for the frames of the per-frame video types.
         preset: libx264 preset.
@@ -123,9 +130,38 @@ def check_cell(code: str, level: int) -> None:
 
 
 def item_rng(seed: int, code: str, level: int, key: str) -> np.random.Generator:
-    """The generator of one item in one cell (independent of the other items)."""
+    """The generator of one item in one cell (independent of the other items); ``key`` names
+    the item's input (:func:`perturbed_stream_key`)."""
     crc = lambda s: zlib.crc32(s.encode("utf-8"))  # noqa: E731 - stable across processes
     return np.random.default_rng(np.random.SeedSequence([seed, crc(code), level, crc(key)]))
+
+
+def stream_digest(path: str | os.PathLike, kind: str) -> str:
+    """SHA-256 of the first ``kind`` (``video`` or ``audio``) stream of ``path``: its codec,
+    time base and encoded packets with their timestamps (nothing is decoded). Two files that
+    carry the same stream beside different others get the same digest."""
+    with av.open(str(path)) as container:
+        streams = container.streams.video if kind == "video" else container.streams.audio
+        if not streams:
+            raise ValueError(f"{path}: no {kind} stream")
+        stream = streams[0]
+        digest = hashlib.sha256(f"{stream.codec_context.name}|{stream.time_base}|".encode())
+        digest.update(bytes(stream.codec_context.extradata or b""))
+        for packet in container.demux(stream):
+            if packet.size:
+                digest.update(f"|{packet.pts}|{packet.dts}|{packet.size}|".encode())
+                digest.update(bytes(packet))
+    return digest.hexdigest()
+
+
+def perturbed_stream_key(video: str, audio: str | None, code: str, roi: bool) -> str:
+    """What seeds an item's perturbation: the content of the stream that ``code`` perturbs.
+    For a ROI clip, the video file (video types) or the wav beside it (audio types); for a raw
+    video, that stream's packets (:func:`stream_digest`)."""
+    kind = TYPES[code]
+    if roi:
+        return f"{kind}:{file_sha256(video if kind == 'video' else audio)}"
+    return f"{kind}:{stream_digest(video, kind)}"
 
 
 # ---- probing and checks ----------------------------------------------------------------------
@@ -401,16 +437,53 @@ def plan_jobs(
     return jobs
 
 
-def _run_job(args: tuple[CopyJob, str, int, PerturbOptions, bool]) -> dict:
-    job, code, level, options, roi = args
+def _run_job(args: tuple[CopyJob, str, int, PerturbOptions, bool, str | None]) -> dict:
+    job, code, level, options, roi, key = args
     start = time.perf_counter()
     record = {"id": job.item.id, "input": job.item.video, "output": job.rel_video, "status": "ok", "error": None}
     try:
+        key = key or perturbed_stream_key(job.item.video, job.item.audio, code, roi)
         if roi:
             record["source"] = perturb_roi_clip(job.item.video, job.item.audio, job.video, job.audio,
-                                                code, level, job.item.id, options)
+                                                code, level, key, options)
         else:
-            record["source"] = perturb_video_file(job.item.video, job.video, code, level, job.item.id, options)
+            record["source"] = perturb_video_file(job.item.video, job.video, code, level, key, options)
+    except Exception as err:  # noqa: BLE001 - one bad input must not stop the others
+        record.update(status="failed", error=f"{type(err).__name__}: {err}")
+    record["seconds"] = round(time.perf_counter() - start, 3)
+    return record
+
+
+def _roi_stream_keys(jobs: list[CopyJob], code: str) -> dict[str, str | None]:
+    """:func:`perturbed_stream_key` of each ROI job, None where an input cannot be read (its
+    job then fails with the reason)."""
+    keys: dict[str, str | None] = {}
+    for job in jobs:
+        try:
+            keys[job.item.id] = perturbed_stream_key(job.item.video, job.item.audio, code, True)
+        except OSError:
+            keys[job.item.id] = None
+    return keys
+
+
+def _copy_of_leader(job: CopyJob, leader: CopyJob, code: str) -> dict:
+    """A ROI job whose perturbed stream equals ``leader``'s: that copy's perturbed file, and the
+    job's own other file (the wav is renamed into place first, the video last)."""
+    start = time.perf_counter()
+    record = {"id": job.item.id, "input": job.item.video, "output": job.rel_video, "status": "ok",
+              "error": None, "copied_from": leader.rel_video}
+    if TYPES[code] == "video":
+        video_from, audio_from = leader.video, job.item.audio
+    else:
+        video_from, audio_from = job.item.video, leader.audio
+    try:
+        if not _is_done(leader):
+            raise PerturbCheckError(f"the copy of {leader.item.video}, which has the same input stream, failed")
+        for d in (job.video, job.audio):
+            Path(d).parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(job.video) as tmp_video, atomic_path(job.audio) as tmp_wav:
+            shutil.copyfile(audio_from, tmp_wav)
+            shutil.copyfile(video_from, tmp_video)
     except Exception as err:  # noqa: BLE001 - one bad input must not stop the others
         record.update(status="failed", error=f"{type(err).__name__}: {err}")
     record["seconds"] = round(time.perf_counter() - start, 3)
@@ -466,15 +539,27 @@ def perturb_items(
     claim_out_dir(out_dir, settings_record(code, level, options, roi))
     jobs = plan_jobs(items, data_root, out_dir, roi)
     write_outputs_lists(out_dir, jobs)
+    # ROI clips that share the perturbed stream: the first is perturbed, the others copy it.
+    keys = _roi_stream_keys(jobs, code) if roi else {}
+    first: dict[str, CopyJob] = {}
+    leader: dict[str, CopyJob] = {}
+    for job in jobs:
+        key = keys.get(job.item.id)
+        if key is not None:
+            leader_job = first.setdefault(key, job)
+            if leader_job is not job:
+                leader[job.item.id] = leader_job
     todo = [j for j in jobs if not _is_done(j)]
     counts = {"done": len(jobs) - len(todo), "written": 0, "failed": 0}
     if workers > 1 and options.threads == 0:
         options = PerturbOptions(**{**asdict(options), "threads": 1})
-    args = [(j, code, level, options, roi) for j in todo]
+    args = [(j, code, level, options, roi, keys.get(j.item.id)) for j in todo if j.item.id not in leader]
+    followers = [j for j in todo if j.item.id in leader]
     with open(out_dir / "perturb.log.jsonl", "a", encoding="utf-8") as log, tqdm(
         total=len(todo), unit="video", desc=cell_name(code, level), disable=not progress
     ) as bar:
-        for record in _map(_run_job, args, workers):
+        copies = (_copy_of_leader(j, leader[j.item.id], code) for j in followers)
+        for record in itertools.chain(_map(_run_job, args, workers), copies):
             log.write(json.dumps(record, ensure_ascii=False) + "\n")
             log.flush()
             if record["status"] == "ok":
