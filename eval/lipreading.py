@@ -380,6 +380,8 @@ def run(job: LipreadingJob) -> LipreadingResult:
         LipreadingError: a step failed.
         sf_fairseq.resume.RunLocked: another process is running the stage in the same folder.
     """
+    from sf_fairseq.preprocess.synthetic.corpus_engine import CORPUS_VERSION
+
     stage_dir = Path(job.work_dir) / STAGE_DIR
     corpus_dir, roi_dir, targets_dir = stage_dir / "corpus", stage_dir / "roi", stage_dir / "targets"
     model_dir, transcripts_path = stage_dir / "model", stage_dir / "transcripts.jsonl"
@@ -392,7 +394,8 @@ def run(job: LipreadingJob) -> LipreadingResult:
             # Each step's settings under its own name: the steps' keys may not collide.
             seconds[name] = steps.run(name, {name: settings}, action, outputs)["seconds"]
 
-        step("corpus", {"n_train": job.n_train, "n_test": job.n_test, "seed": job.seed, "size": list(job.size)},
+        step("corpus", {"version": CORPUS_VERSION, "n_train": job.n_train, "n_test": job.n_test,
+                        "seed": job.seed, "size": list(job.size)},
              lambda: _make_corpus(job, corpus_dir), (corpus_dir,))
         step("prepare", {}, lambda: _prepare(job, corpus_dir, roi_dir), (roi_dir,))
         step("targets", {"vocab_size": job.vocab_size, "pieces": PIECE_MODEL},

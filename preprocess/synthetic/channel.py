@@ -9,9 +9,10 @@ by its channel, only by what the lips and the speech do.
 * ``gain_db``: the audio level (-12 .. +6 dB; loud clips clip at int16, as a hot microphone does);
 * ``noise_snr_db`` / ``noise_colour``: white or pink noise at 15-40 dB below the speech (None:
   a clean track, a third of the clips);
-* ``fps``: the stored frame rate, 25 for most clips, 24 or 30 for a fifth each: the 25 fps
-  rendering converted by nearest timestamp, as a transcoder does (frames repeated or dropped;
-  the motion is not rendered anew), so the preprocessing's resampling to 25 fps is exercised.
+* ``fps``: the frame rate the clip is filmed and stored at, 25 for most clips, 24 or 30 for a
+  fifth each: the motion is rendered at that rate's instants (:func:`.clips.tracks_at`), as a
+  camera at that rate films it, so the preprocessing's resampling to 25 fps meets frames that
+  fall between the 25 fps instants (up to half a frame, 20 ms, off), as in real footage.
 """
 
 from __future__ import annotations

@@ -3,9 +3,10 @@
 A :class:`ClipPlan` is everything needed to render a clip deterministically: the face
 augmentation, the head motion, the mouth shape per frame, the blur of the mouth per frame and
 the 16 kHz audio. Real clips come from :func:`plan_real`; fakes (:mod:`.fakes`) are plans
-derived from a real plan. :func:`render_frames` yields the BGR frames; :func:`write_mp4` encodes
-H.264 (libx264, yuv420p, 25 fps) + AAC (16 kHz mono) with PyAV into a temporary file renamed
-into place.
+derived from a real plan. A plan's tracks are sampled at 25 fps; :func:`render_frames` yields
+the BGR frames at 25 fps or, as a camera at another rate would film the same motion, at 24 or
+30 fps (:func:`tracks_at`); :func:`write_mp4` encodes H.264 (libx264, yuv420p) + AAC (16 kHz
+mono) with PyAV into a temporary file renamed into place.
 """
 
 from __future__ import annotations
@@ -110,14 +111,40 @@ def plan_real(rng: np.random.Generator, size: tuple[int, int], utterance: Uttera
     )
 
 
-def render_frames(plan: ClipPlan, renderer: FaceRenderer | None = None) -> Iterator[np.ndarray]:
-    """The clip's frames ``[H, W, 3]`` uint8 BGR, one per video frame."""
+def frames_at(n_frames: int, fps: int) -> int:
+    """Frames of a clip of ``n_frames`` 25 fps frames filmed at ``fps``: enough to last as long
+    (``ceil(n_frames * fps / 25)``), so the clip reads back at 25 fps with every frame."""
+    return -(-n_frames * fps // FPS)
+
+
+def tracks_at(plan: ClipPlan, fps: int) -> tuple[MouthTrack, HeadMotion, np.ndarray]:
+    """The plan's mouth, head motion and blur at ``fps``: frame ``n`` holds the instant
+    ``n / fps``, linearly interpolated between the two 25 fps frames around it (held after the
+    last one). At 25 fps, the plan's own tracks."""
+    if fps == FPS:
+        return plan.mouth, plan.head, plan.blur
+    x = np.arange(frames_at(plan.n_frames, fps)) * FPS / fps  # instants in 25 fps frames
+    frames = np.arange(plan.n_frames)
+
+    def at(values: np.ndarray) -> np.ndarray:
+        return np.interp(x, frames, values)
+
+    head = plan.head
+    return (MouthTrack(at(plan.mouth.open), at(plan.mouth.width)),
+            HeadMotion(at(head.angle), np.stack([at(head.shift[:, 0]), at(head.shift[:, 1])], axis=1), at(head.scale)),
+            at(plan.blur))
+
+
+def render_frames(plan: ClipPlan, renderer: FaceRenderer | None = None, fps: int = FPS) -> Iterator[np.ndarray]:
+    """The clip's frames ``[H, W, 3]`` uint8 BGR at ``fps`` (:func:`tracks_at`): one per plan
+    frame at 25 fps; at another rate, the motion rendered at that rate's instants, not 25 fps
+    frames repeated or dropped."""
     if renderer is None:
         image, landmarks = augment(plan.augmentation, plan.size)
         renderer = FaceRenderer(image, landmarks)
-    for t in range(plan.n_frames):
-        yield renderer.render(float(plan.mouth.open[t]), float(plan.mouth.width[t]), plan.head, t,
-                              blur=float(plan.blur[t]))
+    mouth, head, blur = tracks_at(plan, fps)
+    for t in range(len(mouth)):
+        yield renderer.render(float(mouth.open[t]), float(mouth.width[t]), head, t, blur=float(blur[t]))
 
 
 class ArrayHasher:
@@ -138,14 +165,12 @@ class ArrayHasher:
 
 def write_mp4(path: str | os.PathLike, frames: Iterable[np.ndarray], audio: np.ndarray,
               size: tuple[int, int], crf: int = 20, fps: int = FPS) -> int:
-    """Encode frames (BGR, rendered at 25 fps) with libx264 and ``audio`` (int16, 16 kHz mono)
-    with AAC. ``fps`` other than 25 stores the frames at that rate as a transcoder converts them,
-    by nearest timestamp: at 30 fps one frame in five is shown twice, at 24 fps one in 25 is
-    dropped (the motion is not rendered anew at that rate).
+    """Encode frames (BGR, one per stored frame at ``fps``: :func:`render_frames` at that rate)
+    with libx264 and ``audio`` (int16, 16 kHz mono) with AAC.
 
     Written to a temporary file first and renamed, so ``path`` exists only complete. One
     encoder thread (deterministic output; parallelism is across clips). Returns the number of
-    rendered frames (the clip's length at 25 fps; at another ``fps`` the file holds more or fewer).
+    frames written.
     """
     with atomic_path(path) as tmp:
         with av.open(str(tmp), mode="w", format="mp4") as container:
@@ -154,25 +179,14 @@ def write_mp4(path: str | os.PathLike, frames: Iterable[np.ndarray], audio: np.n
             video.pix_fmt = "yuv420p"
             video.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
             sound = container.add_stream("aac", rate=SAMPLE_RATE, layout="mono")
-            n = rendered = 0
-            vf = None
-            for i, frame in enumerate(frames):
-                rendered = i + 1
+            n = 0
+            for n, frame in enumerate(frames, start=1):
                 vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="bgr24")
-                # Output frame n (time n / fps) shows the rendered frame nearest in time.
-                while math.floor(n * FPS / fps + 0.5) <= i:
-                    vf.pts = n
-                    container.mux(video.encode(vf))
-                    n += 1
-            # The stored clip lasts as long as the rendered one (n / fps >= rendered / 25), so it
-            # reads back at 25 fps with every frame; the last frames repeat the last rendered one.
-            while vf is not None and n * FPS < rendered * fps:
-                vf.pts = n
+                vf.pts = n - 1
                 container.mux(video.encode(vf))
-                n += 1
             container.mux(video.encode(None))
             _mux_audio(container, sound, audio)
-    return rendered
+    return n
 
 
 def write_mp4_with_video_of(path: str | os.PathLike, video_from: str | os.PathLike, audio: np.ndarray) -> None:

@@ -3,7 +3,8 @@
 
 Every clip is a face photo (scikit-image's astronaut or a public-domain portrait, augmented)
 whose lips and jaw follow the phonemes of a sentence spoken by espeak-ng, with small head
-motion, encoded as H.264 + AAC mp4 at 25 fps. A fraction of the source clips
+motion, encoded as H.264 + AAC mp4 at 25 fps (24 or 30 fps for a fifth each, rendered at that
+rate: :mod:`.channel`). A fraction of the source clips
 (``--recorded-fraction``) say a real recorded sentence instead (a shipped public-domain
 LibriVox excerpt with aligned phones, :mod:`.recorded`); their metadata has ``"speech":
 "recorded"`` and a ``recording`` entry naming the file, source and licence. ``--grammar grid``
@@ -79,6 +80,11 @@ RECORDED_FRACTION = 0.2
 CHANNEL_STREAM = len(CATEGORIES) + 2
 # Fakes whose lips say nothing readable (their metadata's mouth_text is null).
 UNREADABLE_MOUTH = ("frozen_mouth", "smeared_mouth")
+
+# What the same settings render: bump it when they would render other clips, so that a folder
+# of an older version is refused rather than completed with clips of two kinds.
+# 2: clips stored at 24 or 30 fps are filmed at that rate's instants (1: 25 fps frames converted).
+CORPUS_VERSION = 2
 
 
 def clip_path(out: Path, split: str, category: str, index: int) -> Path:
@@ -174,8 +180,8 @@ def generate_source(out: Path, split: str, index: int, seed: int, size: tuple[in
             frames_sha = json.loads(real_path.with_suffix(".json").read_text(encoding="utf-8"))["frames_sha256"]
         else:
             hasher = ArrayHasher()
-            write_mp4(path, hasher.watch(render_frames(plan, renderer)), plan.audio, size, crf=channel.crf,
-                      fps=channel.fps)
+            write_mp4(path, hasher.watch(render_frames(plan, renderer, channel.fps)), plan.audio, size,
+                      crf=channel.crf, fps=channel.fps)
             frames_sha = hasher.frames.hexdigest()
         meta = {**clip_metadata(plan, path.relative_to(out / split).as_posix(), split, source,
                                 frames_sha, grammar), "channel": channel.metadata()}
@@ -217,8 +223,9 @@ def _check_settings(out: Path, settings: dict) -> None:
         old = json.loads(path.read_text(encoding="utf-8"))
         # Folders made before --recorded-fraction / --grammar existed hold espeak-ng speech
         # only, in free sentences.
-        previous = {"seed": old.get("seed"), "size": old.get("size"), "quick": old.get("quick"),
-                    "recorded_fraction": old.get("recorded_fraction", 0.0), "grammar": old.get("grammar", "free")}
+        previous = {"version": old.get("version", 1), "seed": old.get("seed"), "size": old.get("size"),
+                    "quick": old.get("quick"), "recorded_fraction": old.get("recorded_fraction", 0.0),
+                    "grammar": old.get("grammar", "free")}
         if any(previous[k] != settings[k] for k in previous):
             raise CorpusError(
                 f"{path}: this folder was generated with "
@@ -286,7 +293,7 @@ def generate(job: CorpusJob) -> CorpusSummary:
     out = Path(job.out)
     size = (int(job.size[0]), int(job.size[1]))
     categories = tuple(c for c in CATEGORIES if c in job.categories)
-    _check_settings(out, {"seed": job.seed, "size": list(size), "quick": job.quick,
+    _check_settings(out, {"version": CORPUS_VERSION, "seed": job.seed, "size": list(size), "quick": job.quick,
                           "recorded_fraction": fraction, "grammar": job.grammar,
                           "n_train": job.n_train, "n_test": job.n_test, "categories": list(categories)})
     jobs = [(out, "train", i, job.seed, size, job.quick, ("real",), fraction, job.grammar)

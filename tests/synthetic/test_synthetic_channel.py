@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from sf_fairseq.preprocess.synthetic.channel import Channel, coloured_noise
+from sf_fairseq.preprocess.synthetic.render import HeadMotion
+from sf_fairseq.preprocess.synthetic.visemes import MouthTrack
 
 
 def _tone(n: int = 16000, amplitude: float = 8000.0) -> np.ndarray:
@@ -76,22 +78,35 @@ def test_a_source_and_its_fakes_share_one_channel(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("fps", [24, 25, 30])
-def test_other_frame_rates_read_back_at_25_fps_as_the_rendered_frames(tmp_path, fps: int) -> None:
-    """A clip stored at 24 or 30 fps (converted by nearest timestamp) comes back from the
-    preprocessing's reader at 25 fps: the rendered frames, at most one repeated or dropped per second."""
+def test_other_frame_rates_are_filmed_at_their_own_instants(tmp_path, fps: int) -> None:
+    """A clip filmed at 24 or 30 fps shows the motion at that rate's instants (not 25 fps
+    frames repeated or dropped), and the preprocessing's reader brings it back to 25 fps within
+    half a frame of each 25 fps instant."""
     from sf_fairseq.preprocess.media import FrameStream
-    from sf_fairseq.preprocess.synthetic.clips import write_mp4
+    from sf_fairseq.preprocess.synthetic.clips import frames_at, plan_real, tracks_at, write_mp4
 
-    n = 50
-    levels = np.arange(n) * 5  # frame i is a flat grey of level 5 i
-    frames = (np.full((64, 64, 3), level, np.uint8) for level in levels)
+    n = 25
+    plan = plan_real(np.random.default_rng(0), (64, 64))
+    plan = plan.with_changes(mouth=MouthTrack(np.arange(n) / n, np.zeros(n)), head=HeadMotion.still(n),
+                             blur=np.arange(n, dtype=float), audio=np.zeros(n * 640, np.int16))
+    mouth, head, blur = tracks_at(plan, fps)
+    assert len(mouth) == len(head.angle) == len(blur) == frames_at(n, fps) == -(-n * fps // 25)
+    instants = np.arange(len(mouth)) * 25 / fps  # in 25 fps frames
+    np.testing.assert_allclose(blur, np.minimum(instants, n - 1))
+    np.testing.assert_allclose(mouth.open, np.minimum(instants, n - 1) / n)
+    if fps == 25:
+        assert mouth is plan.mouth and blur is plan.blur
+
+    # Flat grey frames whose level is 10 x the instant (in 25 fps frames): what was filmed when.
+    frames = (np.full((64, 64, 3), np.rint(10 * t), np.uint8) for t in instants)
     path = tmp_path / f"v{fps}.mp4"
-    assert write_mp4(path, frames, np.zeros(n * 640, np.int16), (64, 64), crf=10, fps=fps) == n
+    assert write_mp4(path, frames, plan.audio, (64, 64), crf=10, fps=fps) == len(instants)
     read = np.array([float(np.median(frame)) for frame in FrameStream(path, "gray")])
     assert len(read) == n
-    index = np.round(read / 5)  # which rendered frame each 25 fps frame shows
-    assert np.abs(index - np.arange(n)).max() <= 1
-    assert np.sum(index != np.arange(n)) <= (0 if fps == 25 else 2 * n // 25 + 1)
+    shown = read / 10  # the instant each 25 fps frame shows
+    assert np.abs(shown - np.arange(n)).max() <= 0.52 + 0.1  # nearest frame of the stored rate (+ coding)
+    between = np.abs(shown - np.round(shown)) > 0.15  # instants that fall between the 25 fps ones
+    assert (between.sum() == 0) if fps == 25 else (between.sum() > n // 3)
 
 
 def test_random_channels_store_a_fifth_at_24_and_at_30_fps() -> None:
