@@ -68,6 +68,7 @@ logger = logging.getLogger(__name__)
 
 # The perturbation grid scores real clips against dubbed ones (the paper's main fake type).
 ROBUSTNESS_CATEGORIES = ("real", "dubbed")
+VALID_CLIPS = 2
 # The 96-pixel ROIs are below the reference's 256-pixel block threshold.
 ROBUSTNESS_BLOCK_RULE = "scaled"
 # The score rule of the score and robustness stages: given to both and part of their stage
@@ -206,7 +207,7 @@ def run_demo(work_dir: Path, settings: DemoSettings, workers: int = 2, lipreadin
         except corpus_engine.CorpusError as err:
             raise StageFailed(f"stage corpus failed: {err}") from err
 
-    stages.run("corpus", {"seed": settings.seed, "n_train": settings.n_train,
+    stages.run("corpus", {"version": corpus_engine.CORPUS_VERSION, "seed": settings.seed, "n_train": settings.n_train,
                           "n_test": settings.n_test, "quick": settings.quick}, make_corpus, (corpus_dir,))
 
     def videos_of(split: str) -> list[str]:
@@ -215,10 +216,11 @@ def run_demo(work_dir: Path, settings: DemoSettings, workers: int = 2, lipreadin
 
     def prepare_rois() -> dict:
         train_videos = videos_of("train")
-        n_valid = max(1, len(train_videos) // 10)
+        # Every training clip trains. fairseq loads a valid split even with validation off (the
+        # demo's setting), so it names two of them, which sf-prepare then finds done already.
         splits = {
-            "train": (corpus_dir / "train", train_videos[n_valid:]),
-            "valid": (corpus_dir / "train", train_videos[:n_valid]),
+            "train": (corpus_dir / "train", train_videos),
+            "valid": (corpus_dir / "train", train_videos[:VALID_CLIPS]),
             "test": (corpus_dir / "test", videos_of("test")),
         }
         counts = {}
@@ -227,15 +229,17 @@ def run_demo(work_dir: Path, settings: DemoSettings, workers: int = 2, lipreadin
             _write_lines(list_path, videos)
             out = roi_dir / ("test" if split == "test" else "train")
             try:
-                done = prepare_engine.run(prepare_engine.PrepareJob(list_path, out, root=root, split=split,
-                                                                    workers=workers))
+                done = prepare_engine.run(prepare_engine.PrepareJob(
+                    list_path, out, root=root, split=split, workers=workers,
+                    options=prepare_engine.PrepareOptions(detect_every=corpus_engine.DETECT_EVERY)))
             except prepare_engine.PrepareError as err:
                 raise StageFailed(f"stage prepare failed: {err}") from err
             _check_exit("prepare", done.exit_status, allow_partial=True)  # some inputs not ok: fine
             counts[split] = done.n_rows
         return counts
 
-    prepared = stages.run("prepare", {}, prepare_rois, (roi_dir,))["result"]
+    prepared = stages.run("prepare", {"valid_clips": VALID_CLIPS, "detect_every": corpus_engine.DETECT_EVERY},
+                          prepare_rois, (roi_dir,))["result"]
 
     def cluster(label_dir: Path, n_clusters: int, feature: str, checkpoint: Path | None = None,
                 layer: int | None = None) -> Callable[[], None]:

@@ -46,6 +46,7 @@ import numpy as np
 
 from sf_fairseq import paths, resume
 from sf_fairseq.eval.stages import Stages
+from sf_fairseq.preprocess.synthetic.corpus_engine import CORPUS_VERSION, DETECT_EVERY
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +86,8 @@ class LipreadingJob:
         vocab_size: upper bound of the word-level SentencePiece vocabulary (GRID has 51 words).
         beam: beam size of the transcription.
         n_examples: example clips per category in the markdown table.
+        detect_every: face detection interval of the preprocessing (``sf-prepare
+            --detect-every``; default: the one that suits the synthetic clips).
     """
 
     work_dir: str | os.PathLike
@@ -104,6 +107,7 @@ class LipreadingJob:
     vocab_size: int = 100
     beam: int = 5
     n_examples: int = 2
+    detect_every: int = DETECT_EVERY
 
     @classmethod
     def quick(cls, work_dir: str | os.PathLike, pretrained: str | os.PathLike, seed: int = 0,
@@ -286,8 +290,9 @@ def _prepare(job: LipreadingJob, corpus_dir: Path, roi_dir: Path) -> None:
         list_path.parent.mkdir(parents=True, exist_ok=True)
         resume.atomic_write_text(list_path, "".join(f"{v}\n" for v in videos))
         try:
-            done = prepare_engine.run(prepare_engine.PrepareJob(list_path, roi_dir / split, root=root, split=split,
-                                                                workers=job.workers))
+            done = prepare_engine.run(prepare_engine.PrepareJob(
+                list_path, roi_dir / split, root=root, split=split, workers=job.workers,
+                options=prepare_engine.PrepareOptions(detect_every=job.detect_every)))
         except prepare_engine.PrepareError as err:
             raise LipreadingError(f"lip-reading preprocessing: {err}") from err
         if done.exit_status not in (0, 1):  # 1: some clips not usable, the rest are listed
@@ -380,8 +385,6 @@ def run(job: LipreadingJob) -> LipreadingResult:
         LipreadingError: a step failed.
         sf_fairseq.resume.RunLocked: another process is running the stage in the same folder.
     """
-    from sf_fairseq.preprocess.synthetic.corpus_engine import CORPUS_VERSION
-
     stage_dir = Path(job.work_dir) / STAGE_DIR
     corpus_dir, roi_dir, targets_dir = stage_dir / "corpus", stage_dir / "roi", stage_dir / "targets"
     model_dir, transcripts_path = stage_dir / "model", stage_dir / "transcripts.jsonl"
@@ -397,7 +400,7 @@ def run(job: LipreadingJob) -> LipreadingResult:
         step("corpus", {"version": CORPUS_VERSION, "n_train": job.n_train, "n_test": job.n_test,
                         "seed": job.seed, "size": list(job.size)},
              lambda: _make_corpus(job, corpus_dir), (corpus_dir,))
-        step("prepare", {}, lambda: _prepare(job, corpus_dir, roi_dir), (roi_dir,))
+        step("prepare", {"detect_every": job.detect_every}, lambda: _prepare(job, corpus_dir, roi_dir), (roi_dir,))
         step("targets", {"vocab_size": job.vocab_size, "pieces": PIECE_MODEL},
              lambda: _targets(job, corpus_dir, roi_dir, targets_dir), (targets_dir,))
         step("finetune", {"pretrained_sha256": resume.file_sha256(job.pretrained), "updates": job.updates,

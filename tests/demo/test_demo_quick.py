@@ -21,6 +21,12 @@ STAGES = ("corpus", "prepare", "labels_1", "pretrain_1", "labels_2", "pretrain_2
           "robustness")
 
 
+def clips_in(manifest: Path) -> set[str]:
+    """The clips of a manifest (a clip where the tracker split the face has one row per track)."""
+    rows = manifest.read_text(encoding="utf-8").splitlines()[1:]
+    return {row.split("\t")[0].split("__track")[0] for row in rows}
+
+
 @pytest.mark.slow
 def test_quick_demo_runs_every_stage_and_reuses_them(tmp_path: Path) -> None:
     work = tmp_path / "demo"
@@ -28,10 +34,14 @@ def test_quick_demo_runs_every_stage_and_reuses_them(tmp_path: Path) -> None:
 
     records = {name: json.loads((work / "stages" / f"{name}.json").read_text()) for name in STAGES}
     settings = demo.DemoSettings.quick_run(0)
-    prepared = records["prepare"]["result"]
+    prepared = records["prepare"]["result"]  # manifest rows: one per face track
     n_test_clips = settings.n_test * 8  # every source gives real + 7 fake categories
-    assert prepared["test"] == n_test_clips
-    assert prepared["train"] + prepared["valid"] == settings.n_train
+    assert prepared["test"] >= n_test_clips and prepared["train"] >= settings.n_train
+    assert len(clips_in(work / "roi" / "test" / "test.tsv")) == n_test_clips
+    # Every training clip trains; the valid split fairseq loads (validation is off) names two of them.
+    assert len(clips_in(work / "roi" / "train" / "train.tsv")) == settings.n_train
+    assert clips_in(work / "roi" / "train" / "valid.tsv") <= clips_in(work / "roi" / "train" / "train.tsv")
+    assert len(clips_in(work / "roi" / "train" / "valid.tsv")) == demo.VALID_CLIPS
 
     # Both iterations trained from real clips only and wrote checkpoints; iteration 2 used
     # labels of the iteration-1 model.
@@ -88,6 +98,12 @@ def test_quick_demo_runs_every_stage_and_reuses_them(tmp_path: Path) -> None:
     assert set(grid["types"]) == {"gb", "jpeg"}
     assert all(row["auc"]["5"] is not None for row in grid["types"].values())
     assert grid["clean"]["auc"] is not None
+    # The dubbed clips carry the real clips' ROI video: each cell perturbed it once, for both.
+    copies = work / "robustness" / "copies" / "cells" / "gb_5" / "media"
+    log = [json.loads(line) for line in (copies / "perturb.log.jsonl").read_text().splitlines()]
+    copied = [r for r in log if "copied_from" in r]
+    assert len(copied) == settings.robustness_sources
+    assert all({Path(r["id"]).parts[-2], Path(r["copied_from"]).parts[-2]} == {"real", "dubbed"} for r in copied)
 
     # A rerun reuses every finished stage (nothing is recomputed).
     stamps = {name: (work / "stages" / f"{name}.json").stat().st_mtime_ns for name in STAGES}
