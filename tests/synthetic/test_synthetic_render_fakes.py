@@ -160,9 +160,9 @@ def test_fakes_that_change_only_the_sound_copy_the_real_clips_video(tmp_path, mo
 
     rendered_categories = []
 
-    def counted(plan, renderer=None):
+    def counted(plan, renderer=None, fps=25):
         rendered_categories.append(plan.meta["category"])
-        return render_frames(plan, renderer)
+        return render_frames(plan, renderer, fps)
 
     monkeypatch.setattr(corpus_engine, "render_frames", counted)
     categories = ("real", "dubbed", "offset_large", "partial")
