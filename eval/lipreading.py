@@ -300,6 +300,24 @@ def _prepare(job: LipreadingJob, corpus_dir: Path, roi_dir: Path) -> None:
             raise LipreadingError(f"lip-reading preprocessing: {err}") from err
         if done.exit_status not in (0, 1):  # 1: some clips not usable, the rest are listed
             raise LipreadingError(f"lip-reading preprocessing of {split} failed (exit status {done.exit_status})")
+        dropped = whole_clips_only(roi_dir / split / f"{split}.tsv")
+        if dropped:
+            logger.warning("lip-reading %s: left out %d clips whose face the tracker split into several tracks "
+                           "(each holds part of the sentence): %s", split, len(dropped), ", ".join(dropped))
+
+
+def whole_clips_only(manifest: Path) -> list[str]:
+    """Drop from ``manifest`` the rows of clips whose face was followed as several tracks (one
+    face lost and found again: each track holds part of the sentence, which has no transcript
+    of its own); returns the clips dropped."""
+    from sf_fairseq.preprocess.prepare_engine import TRACK_SEPARATOR
+
+    root, *rows = manifest.read_text(encoding="utf-8").splitlines()
+    split = [row for row in rows if TRACK_SEPARATOR in row.split("\t", 1)[0]]
+    if split:
+        kept = [row for row in rows if row not in split]
+        resume.atomic_write_text(manifest, "".join(f"{line}\n" for line in [root, *kept]))
+    return sorted({row.split("\t", 1)[0].split(TRACK_SEPARATOR)[0] for row in split})
 
 
 def _truths(corpus_dir: Path, split: str) -> dict[str, dict[str, Any]]:
@@ -403,7 +421,8 @@ def run(job: LipreadingJob) -> LipreadingResult:
         step("corpus", {"version": CORPUS_VERSION, "n_train": job.n_train, "n_test": job.n_test,
                         "seed": job.seed, "size": list(job.size)},
              lambda: _make_corpus(job, corpus_dir), (corpus_dir,))
-        step("prepare", {"detect_every": job.detect_every}, lambda: _prepare(job, corpus_dir, roi_dir), (roi_dir,))
+        step("prepare", {"detect_every": job.detect_every, "whole_clips_only": True},
+             lambda: _prepare(job, corpus_dir, roi_dir), (roi_dir,))
         step("targets", {"vocab_size": job.vocab_size, "pieces": PIECE_MODEL},
              lambda: _targets(job, corpus_dir, roi_dir, targets_dir), (targets_dir,))
         step("finetune", {"pretrained_sha256": resume.file_sha256(job.pretrained), "updates": job.updates,

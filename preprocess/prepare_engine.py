@@ -204,8 +204,12 @@ class ItemFailed(Exception):
         self.result = result or {}  # what was learned or written before the failure
 
 
+# A video with several face tracks gives one manifest row per track: ``<id>__track<rank>``.
+TRACK_SEPARATOR = "__track"
+
+
 def _track_id(item_id: str, rank: int, n_tracks: int) -> str:
-    return item_id if n_tracks == 1 else f"{item_id}__track{rank}"
+    return item_id if n_tracks == 1 else f"{item_id}{TRACK_SEPARATOR}{rank}"
 
 
 def input_identity(path: str | os.PathLike) -> dict:

@@ -72,6 +72,19 @@ def test_report_and_markdown_section():
     assert f"| dubbed/s00000 | dubbed | {REAL} | {OTHER} | {REAL} | {OTHER} |" in lines
 
 
+def test_clips_whose_face_was_split_into_tracks_are_left_out(tmp_path):
+    manifest = tmp_path / "train.tsv"
+    rows = ["/roi", "real/t0\tvideo/real/t0.mp4\taudio/real/t0.wav\t50\t32000",
+            "real/t1__track0\tvideo/real/t1__track0.mp4\taudio/real/t1.wav\t63\t40320",
+            "real/t1__track1\tvideo/real/t1__track1.mp4\taudio/real/t1.wav\t63\t40320",
+            "real/t2\tvideo/real/t2.mp4\taudio/real/t2.wav\t40\t25600"]
+    manifest.write_text("\n".join(rows) + "\n")
+    assert lipreading.whole_clips_only(manifest) == ["real/t1"]
+    assert manifest.read_text().splitlines() == [rows[0], rows[1], rows[4]]
+    assert lipreading.whole_clips_only(manifest) == []  # nothing left to drop
+    assert manifest.read_text().splitlines() == [rows[0], rows[1], rows[4]]
+
+
 def test_training_figures_read_the_last_logged_values(tmp_path):
     log = tmp_path / "finetune.log"
     log.write_text("epoch 001: loss=5.1 accuracy=10.5 ...\n"
