@@ -41,8 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--level", required=True, type=int, choices=LEVELS, help="level (5 = strongest)")
     p.add_argument("--roi", action="store_true",
                    help="inputs are mouth-ROI videos with wavs beside them (fast option) instead of raw videos")
-    p.add_argument("--seed", type=int, default=0, help="base random seed (combined with the type, the level and the content of the "
-                        "perturbed stream: inputs sharing that stream get the same perturbation)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="base random seed (combined with the type, the level and the content of the perturbed "
+                        "stream: inputs sharing that stream get the same perturbation)")
     p.add_argument("--block-rule", default="reference", choices=BLOCK_RULES,
                    help="block count rule of bw: the reference's (no blocks under 256 px) or resolution-independent")
     p.add_argument("--storage-crf", type=int, default=18, help="libx264 CRF of re-encoded frames (not vc)")
