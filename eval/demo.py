@@ -464,7 +464,7 @@ def write_demo_report(work_dir: Path, settings: DemoSettings, prepared: dict, su
         f"is a tiny AV-HuBERT (2 layers, width 64, a lip ResNet-18 of width {settings.resnet_width}, "
         f"{settings.crop_size}x{settings.crop_size} lip crops) "
         f"pretrained for {settings.updates_1 + settings.updates_2} updates on "
-        f"{prepared.get('train', '?')} synthetic clips (one face photo family, espeak-ng speech, "
+        f"{settings.n_train} synthetic clips (one face photo family, espeak-ng speech, "
         "rendered lip motion), real clips only. To score real videos, point the scorer at a "
         "published AV-HuBERT checkpoint (e.g. `large_vox_iter5.pt`): "
         "`sf-score-batch --list test_list.txt --data-root ROIS --path large_vox_iter5.pt "
@@ -474,7 +474,7 @@ def write_demo_report(work_dir: Path, settings: DemoSettings, prepared: dict, su
         "",
         f"- corpus: {settings.n_train} real training clips, {settings.n_test} test sources x every fake category "
         f"(seed {settings.seed})",
-        f"- preprocessing (dlib landmarks, mouth ROIs): {prepared}",
+        f"- preprocessing (dlib landmarks, mouth ROIs), manifest rows (one per face track): {prepared}",
         f"- iteration 1: MFCC k-means (K={settings.n_clusters_1}, 100 Hz), {settings.updates_1} updates",
         f"- iteration 2: k-means (K={settings.n_clusters_2}) of block 2 of the iteration-1 model, "
         f"{settings.updates_2} more updates",

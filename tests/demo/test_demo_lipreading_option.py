@@ -35,7 +35,10 @@ def test_demo_report_carries_the_lipreading_tables(tmp_path: Path) -> None:
     report = build_report(readings, {"updates": 10, "n_train": 4, "n_test": 1}, {"finetune": 3.0}, {}, 1)
     (tmp_path / "stages").mkdir()
     summary = {"n_scored": 0, "n_left_out": 0, "left_out": [], "auc": None, "ap": None, "eer": None}
-    path = demo.write_demo_report(tmp_path, demo.DemoSettings.quick_run(0), {}, summary, None, report)
+    prepared = {"train": 97, "valid": 2, "test": 130}  # one training face split into two tracks
+    path = demo.write_demo_report(tmp_path, demo.DemoSettings.quick_run(0), prepared, summary, None, report)
     text = path.read_text()
+    assert "updates on 96 synthetic clips" in text  # clips, not the manifest's face tracks
+    assert "manifest rows (one per face track): {'train': 97" in text
     assert "## Lip reading" in text
     assert "| dubbed | 1 |" in text and "set red by c two soon" in text
