@@ -133,3 +133,29 @@ def test_analyse_wav_caps_like_the_scorer(tmp_path, utterance):
     assert capped.stats.n_samples == 32000 and capped.speech.size == 50
     assert full.speech.size == speech.frame_count(x.size)
     assert (full.speech[:50] == capped.speech).mean() > 0.9  # same detector, streamed state aside
+
+
+def test_the_same_speech_is_analysed_once(utterance, monkeypatch):
+    """A wav met again (a real clip's speech under its fakes' videos) reuses the probabilities;
+    what comes back is a copy, so a caller's change cannot reach the next caller."""
+    x = padded(utterance.audio, 0.5, 0.5, noise=30.0, seed=7)
+    first = speech.speech_probabilities(x)
+    calls = []
+    model = speech._silero_model()
+
+    class Counting:
+        def reset_states(self):
+            model.reset_states()
+
+        def audio_forward(self, *args):
+            calls.append(1)
+            return model.audio_forward(*args)
+
+    monkeypatch.setattr(speech, "_silero_model", lambda: Counting())
+    again = speech.speech_probabilities(x.copy())
+    assert calls == [] and np.array_equal(again, first)
+    again[:] = -1.0
+    assert np.array_equal(speech.speech_probabilities(x), first)
+    other = speech.speech_probabilities(padded(utterance.audio, 0.5, 0.5, noise=30.0, seed=8))
+    assert calls == [1] and other.shape == first.shape and not np.array_equal(other, first)
+    assert sum(p.nbytes for p in speech._RECENT_PROBABILITIES.values()) <= speech._MAX_RECENT_BYTES
