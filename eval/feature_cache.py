@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # not imported at run time: eval.speech uses content_key without torch
+    import torch
 
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 
