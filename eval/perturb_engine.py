@@ -72,6 +72,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from sf_fairseq.data.rates import FPS
+from sf_fairseq.preprocess.h264 import libx264_options
 from sf_fairseq.resume import atomic_path, atomic_write_text, file_sha256
 
 from . import lists
@@ -240,7 +241,7 @@ def _video_encoder(out, vin, crf: int, options: PerturbOptions):
     stream.width, stream.height = width, height
     stream.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
     stream.codec_context.time_base = vin.time_base  # frames keep their exact timestamps
-    stream.options = {"crf": str(crf), "preset": options.preset, "threads": str(options.threads)}
+    stream.options = libx264_options(crf, options.preset, options.threads)
     return stream
 
 

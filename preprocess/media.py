@@ -33,6 +33,8 @@ import soundfile as sf
 from sf_fairseq.data.rates import FPS as TARGET_FPS
 from sf_fairseq.data.rates import SAMPLE_RATE
 
+from .h264 import libx264_options
+
 logger = logging.getLogger(__name__)
 
 # Errors PyAV raises for files FFmpeg cannot demux or decode.
@@ -335,7 +337,7 @@ class RoiWriter:
         if roi_codec() == "libx264":
             stream = self._container.add_stream("libx264", rate=TARGET_FPS)
             # crf 20 as the reference; one thread: the frames are tiny and workers run in parallel.
-            stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
+            stream.options = libx264_options(crf, "veryfast", threads=1)
         else:
             stream = self._container.add_stream("mpeg4", rate=TARGET_FPS)
             stream.options = {"qscale": "3"}

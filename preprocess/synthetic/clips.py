@@ -23,6 +23,7 @@ import numpy as np
 from sf_fairseq.data.rates import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from sf_fairseq.resume import atomic_path
 
+from ..h264 import libx264_options
 from . import grid
 from .faces import Augmentation, augment
 from .render import FaceRenderer, HeadMotion
@@ -177,7 +178,7 @@ def write_mp4(path: str | os.PathLike, frames: Iterable[np.ndarray], audio: np.n
             video = container.add_stream("libx264", rate=fps)
             video.width, video.height = size
             video.pix_fmt = "yuv420p"
-            video.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
+            video.options = libx264_options(crf, "veryfast", threads=1)
             sound = container.add_stream("aac", rate=SAMPLE_RATE, layout="mono")
             n = 0
             for n, frame in enumerate(frames, start=1):
