@@ -42,3 +42,17 @@ def test_demo_report_carries_the_lipreading_tables(tmp_path: Path) -> None:
     assert "manifest rows (one per face track): {'train': 97" in text
     assert "## Lip reading" in text
     assert "| dubbed | 1 |" in text and "set red by c two soon" in text
+
+
+def test_demo_report_times_the_lipreading_stage_apart(tmp_path: Path) -> None:
+    stages = tmp_path / "stages"
+    stages.mkdir()
+    for name, seconds in {"corpus": 100.0, "pretrain_1": 200.5, "lipreading": 150.0}.items():
+        (stages / f"{name}.json").write_text(f'{{"seconds": {seconds}}}')
+    summary = {"n_scored": 0, "n_left_out": 0, "left_out": [], "auc": None, "ap": None, "eer": None}
+    text = demo.write_demo_report(tmp_path, demo.DemoSettings.quick_run(0), {}, summary).read_text()
+    assert "(450 s in all: detection 300 s, lip reading 150 s)" in text
+
+    (stages / "lipreading.json").unlink()
+    text = demo.write_demo_report(tmp_path, demo.DemoSettings.quick_run(0), {}, summary).read_text()
+    assert "(300 s in all)" in text
