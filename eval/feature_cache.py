@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:  # not imported at run time: eval.speech uses content_key without torch
+if TYPE_CHECKING:  # not imported at run time: eval.speech keeps numpy arrays without torch
     import torch
+
+    Features = torch.Tensor | np.ndarray
 
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 
@@ -35,7 +37,8 @@ def content_key(stream: str, array: np.ndarray) -> bytes:
 
 
 class FeatureCache:
-    """A least-recently-used map of content keys to features ``[T, D]``, bounded in bytes.
+    """A least-recently-used map of content keys to features (tensors or arrays, e.g. ``[T, D]``),
+    bounded in bytes.
 
     Args:
         max_bytes: total size of the kept features; 0 disables keeping (the encoder then still
@@ -48,7 +51,7 @@ class FeatureCache:
         self.max_bytes = max_bytes
         self.hits = 0
         self.misses = 0
-        self._entries: OrderedDict[bytes, torch.Tensor] = OrderedDict()
+        self._entries: OrderedDict[bytes, Features] = OrderedDict()
         self._bytes = 0
 
     def __len__(self) -> int:
@@ -58,7 +61,7 @@ class FeatureCache:
     def nbytes(self) -> int:
         return self._bytes
 
-    def get(self, key: bytes) -> torch.Tensor | None:
+    def get(self, key: bytes) -> Features | None:
         features = self._entries.get(key)
         if features is None:
             self.misses += 1
@@ -67,18 +70,19 @@ class FeatureCache:
         self.hits += 1
         return features
 
-    def put(self, key: bytes, features: torch.Tensor) -> None:
-        size = features.numel() * features.element_size()
-        if size > self.max_bytes:
+    def put(self, key: bytes, features: Features) -> None:
+        """Keep ``features`` (not a copy) as the newest entry; the oldest go while the total is
+        over ``max_bytes``. An entry larger than ``max_bytes`` is not kept."""
+        if features.nbytes > self.max_bytes:
             return
         old = self._entries.pop(key, None)
         if old is not None:
-            self._bytes -= old.numel() * old.element_size()
+            self._bytes -= old.nbytes
         self._entries[key] = features
-        self._bytes += size
+        self._bytes += features.nbytes
         while self._bytes > self.max_bytes:
             _, evicted = self._entries.popitem(last=False)
-            self._bytes -= evicted.numel() * evicted.element_size()
+            self._bytes -= evicted.nbytes
 
     def clear(self) -> None:
         self._entries.clear()

@@ -24,7 +24,6 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import logging
-from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +33,7 @@ from sf_fairseq.data.audio_io import read_wav_checked
 from sf_fairseq.data.rates import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 
 from .drift import float64_values
-from .feature_cache import content_key
+from .feature_cache import FeatureCache, content_key
 
 if TYPE_CHECKING:  # torch is imported where the VAD model runs, not by the numpy-only helpers
     import torch
@@ -49,8 +48,7 @@ _SILERO_MODEL = "silero_vad/data/silero_vad.jit"
 # same speech under several videos (a real clip and its frozen-mouth or partial fakes; a wav
 # copied into every cell of a robustness grid), and on short clips the voice-activity model
 # costs more than the encoder: 70 % of the demo's scoring stage (2026-12-02).
-_RECENT_PROBABILITIES: OrderedDict[bytes, np.ndarray] = OrderedDict()
-_MAX_RECENT_BYTES = 32 * 1024 * 1024  # ~3 h of speech at 25 frames a second
+_RECENT_PROBABILITIES = FeatureCache(max_bytes=32 * 1024 * 1024)  # ~3 h of speech at 25 frames a second
 
 
 @dataclass(frozen=True)
@@ -128,12 +126,7 @@ def speech_probabilities(samples: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             chunk_probs = model.audio_forward(torch.from_numpy(to_float(samples))[None], SAMPLE_RATE)[0]
         probabilities = chunk_to_frames(chunk_probs.numpy(), samples.size)
-        _RECENT_PROBABILITIES[key] = probabilities
-        while len(_RECENT_PROBABILITIES) > 1 and \
-                sum(p.nbytes for p in _RECENT_PROBABILITIES.values()) > _MAX_RECENT_BYTES:
-            _RECENT_PROBABILITIES.popitem(last=False)  # the oldest first; the newest stays
-    else:
-        _RECENT_PROBABILITIES.move_to_end(key)
+        _RECENT_PROBABILITIES.put(key, probabilities)
     return probabilities.copy()
 
 

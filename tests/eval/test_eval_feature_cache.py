@@ -53,6 +53,18 @@ def test_cache_keeps_the_most_recently_used_within_its_bytes() -> None:
         FeatureCache(-1)
 
 
+def test_cache_sizes_numpy_arrays_like_tensors() -> None:
+    """The voice-activity probabilities (numpy) share the class with the features (torch)."""
+    cache = FeatureCache(max_bytes=2 * 80)  # two [10] float64 arrays
+    arrays = [np.full(10, float(i)) for i in range(3)]
+    for i, array in enumerate(arrays):
+        cache.put(bytes([i]), array)
+    assert len(cache) == 2 and cache.nbytes == 160 and cache.get(bytes([0])) is None
+    assert cache.get(bytes([2])) is arrays[2]
+    cache.put(bytes([1]), torch.zeros(20))  # replacing an entry counts its new size only
+    assert cache.nbytes == 160 and len(cache) == 2
+
+
 def rows_in_calls(model, stream: str) -> list[int]:
     return [call["mask"].shape[0] for call in model.calls if call["stream"] == stream]
 
