@@ -216,7 +216,6 @@ def test_records_written_by_the_batch_engine_validate(tmp_path: Path) -> None:
     from sf_fairseq.eval.results import ResultWriter
     from sf_fairseq.eval.transcriber import ClipTranscripts
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent / "verdicts"))
     from verdict_clips import OpeningEncoder, speech_clip, utterance
 
     class StubTranscriber:
@@ -277,7 +276,6 @@ def test_the_records_module_imports_neither_numpy_nor_torch() -> None:
 def test_records_written_by_prepare_validate(tmp_path: Path) -> None:
     """sf-prepare's writer on a clip with a face and on a missing file: the status files read as
     PrepareRecords without loss and validate once versioned (what prepare writes with to_dict)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent / "preprocess"))
     from prepare_media import make_clip
 
     from sf_fairseq.preprocess.prepare_engine import STATUSES, InputItem, PrepareOptions, VideoPreprocessor

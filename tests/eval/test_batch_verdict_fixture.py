@@ -6,7 +6,6 @@ an evidence pack of the lowest-scoring item."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,8 +13,7 @@ import pytest
 from sf_fairseq.eval import metrics_cli, reference_set, score_batch, verify
 from sf_fairseq.eval.results import latest_records
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "verdicts"))  # the generator's clip helpers
-from verdict_clips import speech_clip, utterance  # noqa: E402
+from verdict_clips import speech_clip, utterance
 
 FIXTURE = "fixtures/avhubert_tiny/checkpoint.pt"
 

@@ -5,7 +5,6 @@ the synthetic generator's speech and an encoder that reads mouth opening and lou
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +18,7 @@ from sf_fairseq.eval.results import ResultWriter, latest_records
 from sf_fairseq.eval.verdict import VERDICT_FIELDS, VerdictConfig
 from sf_fairseq.resume import file_sha256
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "verdicts"))  # the generator's clip helpers
-from verdict_clips import OpeningEncoder, speech_clip, utterance  # noqa: E402
+from verdict_clips import OpeningEncoder, speech_clip, utterance
 
 RECORD_FIELDS = ("verdict", "reasons", "score", "best_offset", "curve", "score_speech", "best_offset_speech",
                  "speech_seconds", "speech_fraction", "p_value", "alpha", "drift", "audio_stats", "provenance")
