@@ -158,7 +158,12 @@ class AVHubertDataset(FairseqDataset):
         self.stack_order_audio = stack_order_audio
         self.input_settings = InputSettings(image_crop_size, image_mean, image_std,
                                             stack_order_audio, normalize)
-        self.seed, self.epoch = seed, 1
+        self.seed = seed
+        # The epoch seeds each item's augmentation. fairseq 0.12 keeps a training run's loader
+        # workers alive across epochs (reuse_dataloader and persistent_workers default to True),
+        # each with its own copy of this dataset made at the first epoch: kept in shared memory,
+        # set_epoch reaches them, where a plain attribute left every epoch augmented as the first.
+        self._epoch = torch.ones(1, dtype=torch.int64).share_memory_()
 
         self._load(manifest_path, label_paths, min_keep_sample_size, max_keep_sample_size,
                    label_tolerance_s)
@@ -222,8 +227,12 @@ class AVHubertDataset(FairseqDataset):
                            "differ by >= %.2f s, e.g. %s", manifest_path, int(unaligned.sum()),
                            tolerance_s, ", ".join(ids))
 
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch[0])
+
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        self._epoch[0] = epoch
 
     def _item_rng(self, index: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, self.epoch, 0, int(index)])
