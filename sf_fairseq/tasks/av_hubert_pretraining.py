@@ -213,6 +213,9 @@ class AVHubertPretrainingTask(FairseqTask):
             noise_num=cfg.noise_num,
             packed_dir=cfg.packed_dir,
         )
+        # fairseq passes the epoch it loads for (a resumed run's): set before any loader worker
+        # can start, as a resumed run may create its iterator before calling set_epoch.
+        self.datasets[split].set_epoch(int(kwargs.get("epoch", 1)))
 
     def max_positions(self) -> tuple[int, int]:
         return sys.maxsize, sys.maxsize

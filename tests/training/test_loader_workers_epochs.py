@@ -57,3 +57,15 @@ def test_every_epoch_is_augmented_anew_with_and_without_workers(corpus: Path, mo
         changed = [i for i in in_process[0] if in_process[epoch][i] != in_process[0][i]]
         assert len(changed) >= 4, f"epoch {epoch + 1} repeats the first epoch's augmentation"
     assert with_worker == in_process  # the same items, crops and flips, epoch by epoch
+
+
+def test_a_dataset_loaded_for_an_epoch_starts_at_it(corpus: Path) -> None:
+    """A resumed run loads its data for the epoch it resumes (fairseq's ``load_dataset(epoch=)``)
+    and may start workers before ``set_epoch``: the dataset already holds that epoch."""
+    cfg = compose_config("tiny_cpu", [f"task.data={corpus}", f"task.label_dir={corpus}", "task.labels=[km]",
+                                      "task.label_rate=25"])
+    task = tasks.setup_task(cfg.task)
+    task.load_dataset("train", epoch=3)
+    assert task.dataset("train").epoch == 3
+    task.load_dataset("train")
+    assert task.dataset("train").epoch == 1
