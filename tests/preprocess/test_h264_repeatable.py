@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -31,32 +32,34 @@ def _dirty_the_heap() -> None:
     del junk
 
 
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def hashes_of_repeated_writes(write: Callable[[Path], None], folder: Path, times: int) -> list[str]:
+    """SHA-256 of the files ``write`` makes ``times`` times in this process, the heap dirtied
+    before each."""
+    hashes = []
+    for i in range(times):
+        _dirty_the_heap()
+        path = folder / f"written{i}.mp4"
+        write(path)
+        hashes.append(hashlib.sha256(path.read_bytes()).hexdigest())
+    return hashes
 
 
 def test_roi_writer_writes_the_same_bytes_every_time(tmp_path: Path) -> None:
     frames = breathing_blob()
-    hashes = []
-    for i in range(5):
-        _dirty_the_heap()
-        path = tmp_path / f"roi{i}.mp4"
+
+    def write(path: Path) -> None:
         with RoiWriter(path, 96, 96) as writer:
             for frame in frames:
                 writer.write(frame)
-        hashes.append(_sha(path))
+
+    hashes = hashes_of_repeated_writes(write, tmp_path, times=5)
     assert len(set(hashes)) == 1, hashes
 
 
 def test_corpus_clips_are_the_same_bytes_every_time(tmp_path: Path) -> None:
-    frames = breathing_blob()
-    audio = np.zeros(16000 * 2, dtype=np.int16)
-    hashes = []
-    for i in range(4):
-        _dirty_the_heap()
-        path = tmp_path / f"clip{i}.mp4"
-        write_mp4(path, frames, audio, size=(96, 96))
-        hashes.append(_sha(path))
+    frames, audio = breathing_blob(), np.zeros(16000 * 2, dtype=np.int16)
+    hashes = hashes_of_repeated_writes(lambda path: write_mp4(path, frames, audio, size=(96, 96)),
+                                       tmp_path, times=4)
     assert len(set(hashes)) == 1, hashes
 
 
@@ -85,10 +88,8 @@ def test_perturbed_copies_are_the_same_bytes_every_time(tmp_path: Path) -> None:
 
     source = tmp_path / "source.mp4"
     write_mp4(source, breathing_blob(), np.zeros(16000 * 2, dtype=np.int16), size=(96, 96))
-    hashes = []
-    for i in range(4):
-        _dirty_the_heap()
-        path = tmp_path / f"perturbed{i}.mp4"
-        _reencode_video(str(source), path, None, crf=18, options=PerturbOptions())
-        hashes.append(_sha(path))
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    hashes = hashes_of_repeated_writes(
+        lambda path: _reencode_video(str(source), path, None, crf=18, options=PerturbOptions()), copies, times=4)
     assert len(set(hashes)) == 1, hashes
