@@ -37,6 +37,12 @@ encodings see the same instant at positions d frames apart, and the term is take
 instants both hold. Without it, a frame's position in the clip (which both encoders can read
 from the edges of the clip) identifies its partner among the clip's frames, a shortcut that
 says nothing about lips and sound and pulls the scorer's offset search towards zero.
+
+With a model built with ``substitute_video_features`` (masked video spans substituted in the
+lip front end's output rather than in its input frames), the front end runs once an update, on
+the clean clips: the masked-prediction pass masks that output, and the alignment term's lip-only
+pass takes its shifted excerpt of it. Otherwise the front end runs on the masked frames and again
+on the clean excerpt.
 """
 
 from __future__ import annotations
@@ -81,7 +87,8 @@ def shifted_excerpts(
     """Excerpts of one length whose frames are ``shift`` instants apart.
 
     Args:
-        video: [B, 1, T, H, W]; audio: [B, F, T]; padding_mask: [B, T] (True = padding).
+        video: [B, 1, T, H, W] frames or [B, D, T] lip front-end features; audio: [B, F, T];
+            padding_mask: [B, T] (True = padding).
     Returns: the video excerpt (instants [max(shift, 0), ...)), the audio excerpt (instants
         [max(-shift, 0), ...)), their padding masks, and the rows of each stream's encoding that
         hold the instants both excerpts cover, in the same order.
@@ -202,17 +209,26 @@ class AVAlignmentCriterion(AVHubertCriterion):
     def forward(
         self, model: Any, sample: dict[str, Any], reduce: bool = True
     ) -> tuple[torch.Tensor, int, dict[str, Any]]:
-        loss, sample_size, logging_output = super().forward(model, sample, reduce)
         if self.alignment_weight <= 0 and self.alignment_clip_weight <= 0:
-            return loss, sample_size, logging_output
+            return super().forward(model, sample, reduce)
         net_input = sample["net_input"]
         source, padding_mask = net_input["source"], net_input["padding_mask"]
+        # A model that masks the lip front end's output, not its input frames, lets both terms
+        # share one front-end pass over the clean clip [B, D, T] (the costliest part of a CPU update).
+        clean_video = model.forward_features(source["video"], "video") if model.substitutes_video_features else None
+        shared = {} if clean_video is None else {"video_features": clean_video}
+        net_output = model(target_list=sample["target_list"], **net_input, **shared)
+        loss, sample_size, logging_output = self.loss_of(model, sample, net_output, reduce)
         limit = min(self.alignment_max_shift, (source["audio"].size(-1) - 1) // 2)
         shift = int(torch.randint(-limit, limit + 1, ())) if limit > 0 else 0
         video_in, audio_in, video_mask, audio_mask, video_rows, audio_rows = shifted_excerpts(
-            source["video"], source["audio"], padding_mask, shift)
-        video, video_mask = model.extract_finetune(
-            {"video": video_in, "audio": None}, video_mask, output_layer=self.alignment_layer)
+            source["video"] if clean_video is None else clean_video, source["audio"], padding_mask, shift)
+        if clean_video is None:
+            video, video_mask = model.extract_finetune(
+                {"video": video_in, "audio": None}, video_mask, output_layer=self.alignment_layer)
+        else:
+            video, video_mask = model.extract_finetune(
+                {"video": None, "audio": None}, video_mask, output_layer=self.alignment_layer, video_features=video_in)
         audio, audio_mask = model.extract_finetune(
             {"video": None, "audio": audio_in}, audio_mask, output_layer=self.alignment_layer)
         frame_mask = None

@@ -93,6 +93,12 @@ class AVHubertCriterion(FairseqCriterion):
         self, model: Any, sample: dict[str, Any], reduce: bool = True
     ) -> tuple[torch.Tensor, int, dict[str, Any]]:
         net_output = model(target_list=sample["target_list"], **sample["net_input"])
+        return self.loss_of(model, sample, net_output, reduce)
+
+    def loss_of(
+        self, model: Any, sample: dict[str, Any], net_output: dict[str, Any], reduce: bool = True
+    ) -> tuple[torch.Tensor, int, dict[str, Any]]:
+        """The loss, sample size and logging values of the model's masked-prediction output."""
         loss, sample_size, logging_output = masked_prediction_loss(
             net_output, self.pred_masked_weight, self.pred_nomask_weight, reduce
         )

@@ -118,6 +118,14 @@ class AVHubertConfig(FairseqDataclass):
         default="input",
         metadata={"help": "mask inputs per modality or fused features"},
     )
+    substitute_video_features: bool = field(
+        default=False,
+        metadata={"help": "input masking: substitute masked video spans in the lip front end's per-frame "
+                  "output instead of in its input frames, so the front end runs on the unmasked clip "
+                  "and a criterion can reuse that pass (av_hubert_alignment does: one lip ResNet pass "
+                  "an update instead of two). Not in the reference, which substitutes input frames; "
+                  "the 3D stem then sees the clip's own neighbours at span edges"},
+    )
     decoder_embed_dim: int = field(default=768, metadata={"help": "unused by this model (seq2seq decoder)"})
     decoder_ffn_embed_dim: int = field(default=3072, metadata={"help": "unused by this model"})
     decoder_layers: int = field(default=6, metadata={"help": "unused by this model"})
@@ -186,6 +194,9 @@ def _check_supported(cfg: AVHubertConfig) -> None:
         raise ValueError("av_hubert: only static mask span lengths are supported")
     if cfg.audio_feat_dim <= 0:
         raise ValueError("av_hubert: audio_feat_dim must be set (104 = 26 filterbanks x 4 frames)")
+    if cfg.substitute_video_features and (cfg.masking_type != "input" or cfg.sub_encoder_layers > 0):
+        raise ValueError("av_hubert: substitute_video_features needs masking_type=input and a per-frame "
+                         "front end (sub_encoder_layers=0)")
 
 
 # Saved configs of this name are upgraded to the dataclass on load (dropped keys are logged).
@@ -261,6 +272,12 @@ class AVHubertModel(BaseFairseqModel):
                 )
                 state_dict[prefix + key] = own[key].detach().clone()
 
+    @property
+    def substitutes_video_features(self) -> bool:
+        """Whether masking substitutes the lip front end's output (callers may then pass
+        ``video_features`` to :meth:`forward` and :meth:`extract_finetune`)."""
+        return self.cfg.substitute_video_features
+
     # ---- front ends and fusion -------------------------------------------------------------
 
     def forward_features(self, source: torch.Tensor, modality: str) -> torch.Tensor:
@@ -317,7 +334,12 @@ class AVHubertModel(BaseFairseqModel):
         self, source: torch.Tensor, padding_mask: torch.Tensor | None, modality: str
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mask raw inputs: audio frames -> ``mask_emb``; video spans -> frames from elsewhere.
-        source: [B, C, T] (audio) or [B, 1, T, H, W] (video). Returns (source, mask [B, T])."""
+        source: [B, C, T] (audio), [B, 1, T, H, W] (video frames) or [B, D, T] (the lip front
+        end's per-frame output, with ``substitute_video_features``). Returns (source, mask [B, T])."""
+        if modality == "video" and source.dim() == 3:
+            # Each frame's feature vector moves as a 1x1 "image" of D channels would.
+            features, mask = self.apply_input_mask(source[..., None, None], padding_mask, modality)
+            return features[..., 0, 0], mask
         batch, frames = source.size(0), source.size(2)
         if modality == "audio":
             prob, length = self.cfg.mask_prob_audio, self.cfg.mask_length_audio
@@ -368,6 +390,7 @@ class AVHubertModel(BaseFairseqModel):
         mask: bool = True,
         features_only: bool = False,
         output_layer: int | None = None,
+        video_features: torch.Tensor | None = None,
     ) -> dict[str, Any]:
         """Masked prediction.
 
@@ -378,16 +401,28 @@ class AVHubertModel(BaseFairseqModel):
             mask: apply masking (training).
             features_only: return encoder output only.
             output_layer: 1-based block whose raw output to return (None = final LayerNorm output).
+            video_features: [B, D, T] ``forward_features(source["video"], "video")`` computed by the
+                caller, used instead of running the lip front end again (only with
+                ``substitute_video_features``, which masks these features rather than the frames).
         """
         src_audio, src_video = source["audio"], source["video"]
+        if video_features is not None and not self.cfg.substitute_video_features:
+            raise ValueError("video_features (the unmasked clip's lip front-end output) can stand in for "
+                             "the video only with substitute_video_features")
+        if self.cfg.substitute_video_features and video_features is None:
+            video_features = self.forward_features(src_video, "video")
         mask_indices = None
         if mask and self.cfg.masking_type == "input":
-            src_video, mask_video = self.apply_input_mask(src_video, padding_mask, "video")
+            # The video mask is drawn before the audio one, as in the reference.
+            if video_features is not None:
+                video_features, mask_video = self.apply_input_mask(video_features, padding_mask, "video")
+            else:
+                src_video, mask_video = self.apply_input_mask(src_video, padding_mask, "video")
             src_audio, mask_audio = self.apply_input_mask(src_audio, padding_mask, "audio")
             mask_indices = mask_audio | mask_video
 
         features_audio = self.forward_features(src_audio, "audio")
-        features_video = self.forward_features(src_video, "video")
+        features_video = self.forward_features(src_video, "video") if video_features is None else video_features
         if self.training and self.cfg.modality_dropout > 0:
             drop_modality, drop_audio = torch.rand(2).tolist()
             if drop_modality < self.cfg.modality_dropout:
@@ -469,17 +504,25 @@ class AVHubertModel(BaseFairseqModel):
         mask: bool = False,
         ret_conv: bool = False,
         output_layer: int | None = None,
+        video_features: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Encode with either stream missing (``None``): the missing stream is zeros [B, D, T]
         after its front end, as modality dropout does in training. No masking.
 
+        ``video_features`` [B, D, T], the lip front end's output computed by the caller, stands in
+        for ``source["video"]`` (which must then be ``None``).
+
         Returns: encoder output [B, T, D] and the padding mask [B, T] (or None).
         """
         src_audio, src_video = source.get("audio"), source.get("video")
-        if src_audio is None and src_video is None:
+        if src_video is not None and video_features is not None:
+            raise ValueError("extract_finetune takes the video or its front-end features, not both")
+        if src_audio is None and src_video is None and video_features is None:
             raise ValueError("extract_finetune needs at least one of source['audio'], source['video']")
         features_audio = None if src_audio is None else self.forward_features(src_audio, "audio")
-        features_video = None if src_video is None else self.forward_features(src_video, "video")
+        features_video = video_features
+        if src_video is not None:
+            features_video = self.forward_features(src_video, "video")
         if features_audio is None:
             features_audio = features_video.new_zeros(features_video.shape)
         if features_video is None:

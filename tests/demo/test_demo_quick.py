@@ -58,6 +58,8 @@ def test_quick_demo_runs_every_stage_and_reuses_them(tmp_path: Path) -> None:
         for name, value in options.items():
             assert f"'{name}': {value}" in config, name
         assert f"'resnet_width': {settings.resnet_width}" in config  # the narrow lip front end
+        # One ResNet pass an update: masked spans substituted in its output.
+        assert f"'substitute_video_features': {settings.substitute_video_features}" in config
     # The fakes that change only the sound carry the real clip's video stream: its faces were
     # found once (inputs are taken in id order, so the dubbed clip is the first of them).
     for category in ("real", "offset_small", "offset_large"):

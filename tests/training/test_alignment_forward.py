@@ -32,29 +32,44 @@ class StubModel(torch.nn.Module):
     """A fixed masked-prediction output, and per-frame encodings ``content + position code``.
 
     Video input [B, 1, T, SIDE, SIDE] and audio input [B, DIM, T] hold each instant's content
-    vector; row r of either encoding is that vector plus ``positions[r]``. Records what
-    ``extract_finetune`` was given.
+    vector; the lip front end's output is the video's content vectors [B, DIM, T]; row r of
+    either encoding is the content vector plus ``positions[r]``. Records what ``forward`` and
+    ``extract_finetune`` were given and how often the lip front end ran. With
+    ``substitutes_video_features`` it stands for a model that masks the front end's output.
     """
 
-    def __init__(self, net_output: dict[str, Any], positions: torch.Tensor) -> None:
+    def __init__(self, net_output: dict[str, Any], positions: torch.Tensor,
+                 substitutes_video_features: bool = False) -> None:
         super().__init__()
         self.net_output = net_output
         self.positions = positions
+        self.substitutes_video_features = substitutes_video_features
         self.encoded: list[dict[str, Any]] = []
+        self.forward_kwargs: dict[str, Any] = {}
+        self.front_end_runs = 0
 
     def forward(self, **kwargs: Any) -> dict[str, Any]:
+        self.forward_kwargs = kwargs
         return self.net_output
+
+    def forward_features(self, source: torch.Tensor, modality: str) -> torch.Tensor:
+        assert modality == "video"
+        self.front_end_runs += 1
+        return source[:, 0].flatten(2).transpose(1, 2)  # [B, DIM, T]
 
     def get_extra_losses(self, net_output: dict[str, Any]) -> tuple[list[torch.Tensor], list[str]]:
         return [net_output["features_pen"]], ["features_pen"]
 
     def extract_finetune(self, source: dict[str, torch.Tensor | None], padding_mask: torch.Tensor | None,
-                         output_layer: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                         output_layer: int | None = None,
+                         video_features: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         video, audio = source["video"], source["audio"]
-        assert (video is None) != (audio is None), "one stream at a time"
-        self.encoded.append({"video": video, "audio": audio, "padding_mask": padding_mask,
-                             "output_layer": output_layer})
-        content = video[:, 0].flatten(2) if video is not None else audio.transpose(1, 2)  # [B, T, DIM]
+        assert [video, audio, video_features].count(None) == 2, "one stream at a time"
+        self.encoded.append({"video": video, "audio": audio, "video_features": video_features,
+                             "padding_mask": padding_mask, "output_layer": output_layer})
+        if video is not None:
+            video_features = self.forward_features(video, "video")
+        content = video_features.transpose(1, 2) if audio is None else audio.transpose(1, 2)  # [B, T, DIM]
         return content + self.positions[: content.size(1)], padding_mask
 
 
@@ -86,9 +101,9 @@ def _sample(lips: torch.Tensor, sound: torch.Tensor, padding: torch.Tensor) -> d
             "net_input": {"source": {"video": video, "audio": audio}, "padding_mask": padding}}
 
 
-def _model(frames: int = FRAMES) -> StubModel:
+def _model(frames: int = FRAMES, share: bool = False) -> StubModel:
     positions = 2.0 * torch.randn(frames, DIM, generator=torch.Generator().manual_seed(2))
-    return StubModel(_net_output(), positions)
+    return StubModel(_net_output(), positions, substitutes_video_features=share)
 
 
 def _criterion(**options: Any) -> AVAlignmentCriterion:
@@ -163,8 +178,13 @@ def _masked_part(net: dict[str, Any], features_pen_weight: float) -> tuple[float
 def _observed_shift(model: StubModel, sample: dict[str, Any]) -> int:
     """The shift between the excerpts the criterion encoded, read off the recorded inputs."""
     source = sample["net_input"]["source"]
-    (video_call,), (audio_call,) = ([c for c in model.encoded if c[k] is not None] for k in ("video", "audio"))
-    length = video_call["video"].size(2)
+    (audio_call,) = [c for c in model.encoded if c["audio"] is not None]
+    (video_call,) = [c for c in model.encoded if c["audio"] is None]
+    if video_call["video"] is not None:
+        video, full_video = video_call["video"], source["video"]
+    else:  # an excerpt of the clean clip's lip front-end output [B, DIM, T]
+        video, full_video = video_call["video_features"], source["video"][:, 0].flatten(2).transpose(1, 2)
+    length = video.size(2)
     assert audio_call["audio"].size(2) == length, "both excerpts have one length"
 
     def start(full: torch.Tensor, excerpt: torch.Tensor) -> int:
@@ -172,7 +192,7 @@ def _observed_shift(model: StubModel, sample: dict[str, Any]) -> int:
         assert len(starts) == 1, "the excerpt is one contiguous run of the clip's frames"
         return starts[0]
 
-    video_start, audio_start = start(source["video"], video_call["video"]), start(source["audio"], audio_call["audio"])
+    video_start, audio_start = start(full_video, video), start(source["audio"], audio_call["audio"])
     assert length == source["audio"].size(-1) - abs(video_start - audio_start)
     padding = sample["net_input"]["padding_mask"]
     assert torch.equal(video_call["padding_mask"], padding[:, video_start:video_start + length])
@@ -182,17 +202,24 @@ def _observed_shift(model: StubModel, sample: dict[str, Any]) -> int:
 
 # ---- tests ---------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("share", [False, True], ids=["two_lip_passes", "shared_lip_pass"])
 @pytest.mark.parametrize("negatives", ["batch", "clip"])
 @pytest.mark.parametrize("clip_weight", [0.0, 1.5])
-def test_loss_and_logs_equal_the_direct_computation(negatives: str, clip_weight: float) -> None:
+def test_loss_and_logs_equal_the_direct_computation(negatives: str, clip_weight: float, share: bool) -> None:
     lips, sound, padding = _clips()
     criterion = _criterion(alignment_negatives=negatives, alignment_max_shift=3, alignment_clip_weight=clip_weight)
     seen = set()
     for seed in range(30):
-        model, sample = _model(), _sample(lips, sound, padding)
+        model, sample = _model(share=share), _sample(lips, sound, padding)
         torch.manual_seed(seed)
         loss, sample_size, log = criterion(model, sample)
         shift = _observed_shift(model, sample)
+        assert model.front_end_runs == 1, "the lip front end runs once in the alignment term or once shared"
+        if share:
+            # The masked-prediction pass got the clean clip's front-end output, not a second pass.
+            assert torch.equal(model.forward_kwargs["video_features"], lips.transpose(1, 2))
+        else:
+            assert "video_features" not in model.forward_kwargs
         torch.manual_seed(seed)
         assert shift == int(torch.randint(-3, 4, ())), "the excerpts are shifted by the drawn d"
         seen.add(shift)
