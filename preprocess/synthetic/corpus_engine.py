@@ -24,7 +24,8 @@ espeak-ng only (the recordings do not fit the grammar). Layout under ``--out``::
 Every source clip goes through one recording channel (:mod:`.channel`: H.264 quality, audio level
 and noise, stored frame rate), the same for its real clip and all its fakes; its metadata has it under ``channel``.
 Every clip's metadata names the true text of each stream: ``audio_text`` (what the audio says;
-another sentence in ``dubbed`` clips) and ``mouth_text`` (what the lips say; another sentence in
+another sentence in ``dubbed`` clips, of which ``audio_cut_seconds`` may have been cut off by the
+clip's end in free-grammar corpora, never in GRID ones) and ``mouth_text`` (what the lips say; another sentence in
 ``lipsync_other`` clips, the inserted sentence of a ``partial`` clip, whose mouth says it only
 inside the window, and null for ``frozen_mouth`` / ``smeared_mouth``, whose lips say nothing
 readable).
@@ -90,7 +91,8 @@ DETECT_EVERY = 20
 # What the same settings render: bump it when they would render other clips, so that a folder
 # of an older version is refused rather than completed with clips of two kinds.
 # 2: clips stored at 24 or 30 fps are filmed at that rate's instants (1: 25 fps frames converted).
-CORPUS_VERSION = 2
+# 3: dubbed GRID clips say a whole sentence (one was cut by the clip's end in about ten).
+CORPUS_VERSION = 3
 
 
 def clip_path(out: Path, split: str, category: str, index: int) -> Path:

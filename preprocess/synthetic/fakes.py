@@ -3,7 +3,10 @@
 Categories (label 1 = real, 0 = fake, as SpeechForensics' lists):
 
 * ``dubbed`` (0): the audio is another utterance (new sentence and voice); the mouth still
-  says the original one.
+  says the original one. Speech that runs past the clip's end is cut with it, as a dub of a
+  real video is (``audio_cut_seconds`` in the metadata says how much), except in GRID clips:
+  they are transcribed against their whole sentence, so another sentence is drawn until one
+  ends within the clip.
 * ``lipsync_other`` (0): the audio stays; the mouth is driven by another utterance's phonemes,
   time-scaled onto the original speech span (so mouth activity and sound still coincide: only
   the articulation disagrees).
@@ -31,12 +34,15 @@ import numpy as np
 from sf_fairseq.data.rates import FPS, SAMPLE_RATE
 
 from .clips import ClipPlan, new_utterance, place_audio
-from .speech import Phoneme
+from .speech import Phoneme, Utterance
 from .visemes import MouthTrack, mouth_track
 
 CATEGORIES = ("real", "dubbed", "lipsync_other", "frozen_mouth", "smeared_mouth", "partial",
               "offset_small", "offset_large")
 FAKE_CATEGORIES = CATEGORIES[1:]
+# Draws of a GRID sentence for a dubbed clip before settling for the one cut least (in practice a
+# six-word sentence fits a clip of another one within a few draws).
+MAX_DUB_DRAWS = 20
 LABELS = {c: 0 for c in CATEGORIES} | {"real": 1, "offset_small": 1}
 
 
@@ -69,14 +75,37 @@ def _other_mouth(plan: ClipPlan, rng: np.random.Generator, grammar: str = "free"
     return mouth_track(moved, plan.n_frames), other.text
 
 
+def _speech_cut(plan: ClipPlan, utterance: Utterance) -> float:
+    """Seconds of ``utterance``'s speech (its last voiced phoneme) past the end of ``plan``'s
+    clip when it starts where the plan's own speech does."""
+    voiced = [p for p in utterance.phonemes if not p.symbol.startswith("_")]
+    return max(0.0, plan.lead + voiced[-1].end - plan.n_frames / FPS)
+
+
+def _dub_speech(plan: ClipPlan, rng: np.random.Generator, grammar: str) -> tuple[Utterance, float]:
+    """The dubbed clip's speech and the seconds of it the clip's end cuts off (see the module
+    docstring: GRID sentences are redrawn until one fits)."""
+    other = new_utterance(rng, grammar=grammar)
+    cut = _speech_cut(plan, other)
+    for _ in range(MAX_DUB_DRAWS - 1):
+        if grammar != "grid" or cut == 0:
+            break
+        candidate = new_utterance(rng, grammar=grammar)
+        candidate_cut = _speech_cut(plan, candidate)
+        if candidate_cut < cut:
+            other, cut = candidate, candidate_cut
+    return other, cut
+
+
 def make_fake(plan: ClipPlan, category: str, rng: np.random.Generator, grammar: str = "free") -> ClipPlan:
     """A fake of ``category`` (see :data:`FAKE_CATEGORIES`) from the real ``plan``; replacement
     speech comes from ``grammar`` (:data:`.clips.GRAMMARS`)."""
     meta = {"category": category, "label": LABELS[category]}
     n = plan.n_frames
     if category == "dubbed":
-        other = new_utterance(rng, grammar=grammar)
+        other, cut = _dub_speech(plan, rng, grammar)
         meta["audio_text"], meta["audio_voice"] = other.text, other.voice.name
+        meta["audio_cut_seconds"] = round(cut, 3)
         return plan.with_changes(audio=place_audio(other.audio, plan.lead, n), meta=meta)
     if category == "lipsync_other":
         mouth, text = _other_mouth(plan, rng, grammar)

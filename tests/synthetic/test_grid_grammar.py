@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from sf_fairseq.data.rates import FPS
 from sf_fairseq.preprocess.synthetic import corpus, grid
 from sf_fairseq.preprocess.synthetic.clips import new_utterance, plan_real
 from sf_fairseq.preprocess.synthetic.corpus_engine import CorpusError, CorpusJob, generate
@@ -49,6 +50,45 @@ def test_grid_fakes_say_other_grid_sentences():
     assert grid.is_grid_sentence(dubbed.meta["audio_text"]) and dubbed.meta["audio_text"] != real.utterance.text
     other = make_fake(real, "lipsync_other", np.random.default_rng(9), grammar="grid")
     assert grid.is_grid_sentence(other.meta["mouth_text"]) and other.meta["mouth_text"] != real.utterance.text
+
+
+def _first_draw_cut(real, seed: int, grammar: str) -> tuple[str, float]:
+    """The sentence a dubbed fake drawn with ``seed`` tries first, and how many seconds of its
+    speech would run past the end of ``real``'s clip."""
+    first = new_utterance(np.random.default_rng(seed), grammar=grammar)
+    speech_end = max(p.end for p in first.phonemes if not p.symbol.startswith("_"))
+    return first.text, real.lead + speech_end - real.n_frames / FPS
+
+
+def _seed_of_first_dub(real, grammar: str, cut_off: bool) -> tuple[int, str, float]:
+    """A seed whose first dub sentence runs past the clip's end by over 0.05 s (``cut_off``) or
+    ends within it, with that sentence and its overrun."""
+    for seed in range(200):
+        text, cut = _first_draw_cut(real, seed, grammar)
+        if (cut > 0.05) if cut_off else (cut < 0):
+            return seed, text, cut
+    raise AssertionError(f"no such seed among 200 ({grammar}, cut_off={cut_off})")
+
+
+@pytest.mark.parametrize("grammar, real_seed", [("grid", 3), ("free", 11)])  # short real clips
+def test_dubbed_speech_past_the_clip_end(grammar, real_seed):
+    # A dub longer than the clip: GRID clips (transcribed against the whole sentence) draw another
+    # sentence that fits; free-grammar clips keep it, cut by the clip's end, and say how much.
+    rng = np.random.default_rng(real_seed)
+    real = plan_real(rng, (64, 64), new_utterance(rng, grammar=grammar))
+    seed, text, cut = _seed_of_first_dub(real, grammar, cut_off=True)
+    dubbed = make_fake(real, "dubbed", np.random.default_rng(seed), grammar=grammar)
+    assert len(dubbed.audio) == len(real.audio)
+    if grammar == "grid":
+        assert dubbed.meta["audio_cut_seconds"] == 0.0
+        assert dubbed.meta["audio_text"] != text and grid.is_grid_sentence(dubbed.meta["audio_text"])
+    else:
+        assert dubbed.meta["audio_text"] == text
+        assert dubbed.meta["audio_cut_seconds"] == pytest.approx(cut, abs=1e-3)
+    # a dub that fits is kept as drawn, and nothing is cut
+    seed, text, cut = _seed_of_first_dub(real, grammar, cut_off=False)
+    dubbed = make_fake(real, "dubbed", np.random.default_rng(seed), grammar=grammar)
+    assert dubbed.meta["audio_text"] == text and dubbed.meta["audio_cut_seconds"] == 0.0
 
 
 def test_grid_corpus_metadata_names_each_streams_text(tmp_path):
