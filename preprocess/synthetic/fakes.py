@@ -59,15 +59,20 @@ def shift_audio(audio: np.ndarray, seconds: float) -> np.ndarray:
     return out
 
 
+def _voiced(utterance: Utterance) -> list[Phoneme]:
+    """The utterance's phonemes without its pauses (symbols starting with ``_``)."""
+    return [p for p in utterance.phonemes if not p.symbol.startswith("_")]
+
+
 def _speech_span(plan: ClipPlan) -> tuple[float, float]:
-    voiced = [p for p in plan.utterance.phonemes if not p.symbol.startswith("_")]
+    voiced = _voiced(plan.utterance)
     return plan.lead + voiced[0].start, plan.lead + voiced[-1].end
 
 
 def _other_mouth(plan: ClipPlan, rng: np.random.Generator, grammar: str = "free") -> tuple[MouthTrack, str]:
     """Mouth of another utterance (of ``grammar``) time-scaled onto the plan's speech span."""
     other = new_utterance(rng, grammar=grammar)
-    voiced = [p for p in other.phonemes if not p.symbol.startswith("_")]
+    voiced = _voiced(other)
     s0, s1 = voiced[0].start, voiced[-1].end
     t0, t1 = _speech_span(plan)
     k = (t1 - t0) / (s1 - s0)
@@ -78,8 +83,7 @@ def _other_mouth(plan: ClipPlan, rng: np.random.Generator, grammar: str = "free"
 def _speech_cut(plan: ClipPlan, utterance: Utterance) -> float:
     """Seconds of ``utterance``'s speech (its last voiced phoneme) past the end of ``plan``'s
     clip when it starts where the plan's own speech does."""
-    voiced = [p for p in utterance.phonemes if not p.symbol.startswith("_")]
-    return max(0.0, plan.lead + voiced[-1].end - plan.n_frames / FPS)
+    return max(0.0, plan.lead + _voiced(utterance)[-1].end - plan.n_frames / FPS)
 
 
 def _dub_speech(plan: ClipPlan, rng: np.random.Generator, grammar: str) -> tuple[Utterance, float]:
